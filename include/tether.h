@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* tether: Go's concurrency model for C, built so that coroutine leaks cannot hide.
+ * This is the one header a program includes. */
+#ifndef TETHER_H
+#define TETHER_H
+
+#include "tether/common.h"
+#include "tether/version.h"
+#include "tether/error.h"
+#include "tether/coro.h"
+#include "tether/time.h"
+#include "tether/sync.h"
+#include "tether/diag.h"
+
+#endif

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* The coroutine registry as the diagnostics see it: states, wait reasons, exact counts and a
+ * per-coroutine snapshot. */
+#ifndef TETHER_DIAG_H
+#define TETHER_DIAG_H
+
+#include "common.h"
+
+TT_BEGIN_DECLS
+
+/* Coroutine states (name, Go's spelling in dumps). */
+#define TT_STATE_MAP(XX)                                                                           \
+  XX(RUNNABLE, "runnable")                                                                         \
+  XX(RUNNING, "running")                                                                           \
+  XX(WAITING, "waiting")
+
+typedef enum tt_state {
+#define TT_STATE_ENUM_(name, str) TT_STATE_##name,
+  TT_STATE_MAP(TT_STATE_ENUM_)
+#undef TT_STATE_ENUM_
+  TT_STATE_COUNT
+} tt_state;
+
+/* Why a waiting coroutine waits: Go's strings (runtime/runtime2.go waitReasonStrings) where Go has
+ * the wait, tether's own after them. Entries are only appended, never reused or reordered. */
+#define TT_WAIT_REASON_MAP(XX)                                                                     \
+  XX(NONE, "")                                                                                     \
+  XX(CHAN_RECV, "chan receive")                                                                    \
+  XX(CHAN_SEND, "chan send")                                                                       \
+  XX(CHAN_RECV_NIL, "chan receive (nil chan)")                                                     \
+  XX(CHAN_SEND_NIL, "chan send (nil chan)")                                                        \
+  XX(SELECT, "select")                                                                             \
+  XX(SELECT_NO_CASES, "select (no cases)")                                                         \
+  XX(SLEEP, "sleep")                                                                               \
+  XX(IO_WAIT, "IO wait")                                                                           \
+  XX(MUTEX_LOCK, "sync.Mutex.Lock")                                                                \
+  XX(RWMUTEX_RLOCK, "sync.RWMutex.RLock")                                                          \
+  XX(RWMUTEX_LOCK, "sync.RWMutex.Lock")                                                            \
+  XX(COND_WAIT, "sync.Cond.Wait")                                                                  \
+  XX(WAITGROUP_WAIT, "sync.WaitGroup.Wait")                                                        \
+  XX(SEMACQUIRE, "semacquire")                                                                     \
+  XX(ONCE_DO, "sync.Once.Do")                                                                      \
+  XX(BLOCKING_CALL, "blocking call")                                                               \
+  XX(GROUP_WAIT, "group wait")                                                                     \
+  XX(CONTEXT_DONE, "context done")
+
+typedef enum tt_wait_reason {
+#define TT_WAIT_ENUM_(name, str) TT_WAIT_##name,
+  TT_WAIT_REASON_MAP(TT_WAIT_ENUM_)
+#undef TT_WAIT_ENUM_
+  TT_WAIT_COUNT
+} tt_wait_reason;
+
+/* "runnable" etc.; NULL for an unknown value. Any thread, signal-safe. */
+TT_EXTERN const char *tt_state_string(int state);
+/* "chan receive" etc.; NULL for an unknown value. Any thread, signal-safe. */
+TT_EXTERN const char *tt_wait_reason_string(int reason);
+
+/* Live coroutine counts. Each call returns a consistent snapshot: the figures were all true at one
+ * instant during the call (total == the sum over states; the sum over wait reasons == the waiting
+ * count). */
+typedef struct tt_counts {
+  int64_t total;
+  int64_t by_state[TT_STATE_COUNT];
+  int64_t by_reason[TT_WAIT_COUNT];
+  uint64_t created; /* coroutines spawned in this run */
+  uint64_t exited;  /* coroutines that finished in this run */
+} tt_counts;
+
+/* Fills *out. Returns 0, or TT_ENOTRUNNING (then *out is zeroed).
+ * Calls: never blocks; any thread; not from signal handlers. */
+TT_EXTERN int tt_counts_get(tt_counts *out);
+
+/* What the registry holds about one coroutine. Strings point into storage that stays valid until
+ * the callback returns. */
+typedef struct tt_coro_info {
+  tt_id id;
+  tt_id parent;           /* the spawner's id; 0 when spawned by a plain thread */
+  const char *name;       /* NULL when unnamed */
+  int state;              /* tt_state */
+  int wait_reason;        /* tt_wait_reason, TT_WAIT_NONE unless waiting */
+  const void *wait_obj;   /* the object waited on (a tt_wg*, ...), or NULL */
+  int64_t blocked_since;  /* tt_now()-clock time the wait began (coarse), 0 unless waiting */
+  void *create_pc;        /* return address of the tt_go call that spawned it */
+  int daemon;
+  int worker;             /* index of the worker it is bound to; -1 before its first run */
+  size_t stack_size;
+  const tt_label *labels; /* nlabels entries */
+  size_t nlabels;
+  void *sp;               /* saved stack pointer while suspended after its first run, else NULL */
+} tt_coro_info;
+
+/* Calls fn once for every live coroutine (in no particular order), stopping early when fn returns
+ * non-zero (which is then returned). A suspended coroutine is held still (its scan bit is taken)
+ * while fn looks at it, so fn must not block on tether objects. Coroutines spawned or exiting
+ * during the walk may or may not be seen. Returns 0, fn's non-zero result, or TT_ENOTRUNNING.
+ * Calls: never blocks; any thread; not from signal handlers. */
+TT_EXTERN int tt_coro_foreach(int (*fn)(const tt_coro_info *info, void *arg), void *arg);
+
+TT_END_DECLS
+
+#endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* Error codes: every tether call returns 0 (or a count/id) on success and a negative TT_E* code
+ * on failure; tt_strerror() names it. Nothing in tether reports through errno. */
+#ifndef TETHER_ERROR_H
+#define TETHER_ERROR_H
+
+#include "common.h"
+
+/* The one list of error codes (name, value, message). Codes that mean what a POSIX errno means
+ * carry the negated Linux value, like libuv; tether's own codes sit below -4000. New codes are
+ * only appended. */
+#define TT_ERRNO_MAP(XX)                                                                           \
+  XX(EPERM, -1, "operation not permitted")                                                         \
+  XX(EAGAIN, -11, "resource temporarily unavailable")                                              \
+  XX(ENOMEM, -12, "out of memory")                                                                 \
+  XX(EBUSY, -16, "resource busy")                                                                  \
+  XX(EINVAL, -22, "invalid argument")                                                              \
+  XX(EDEADLK, -35, "all coroutines are asleep - deadlock")                                         \
+  XX(ENOSYS, -38, "function not implemented")                                                      \
+  XX(ESHUTDOWN, -108, "runtime shut down")                                                         \
+  XX(ETIMEDOUT, -110, "deadline exceeded")                                                         \
+  XX(ECANCELED, -125, "operation canceled")                                                        \
+  XX(ENOTRUNNING, -4001, "runtime not running")                                                    \
+  XX(ECLOSED, -4002, "channel closed")                                                             \
+  XX(ENOTCORO, -4003, "not called from a coroutine")
+
+typedef enum tt_errno {
+#define TT_ERRNO_ENUM_(name, value, msg) TT_##name = (value),
+  TT_ERRNO_MAP(TT_ERRNO_ENUM_)
+#undef TT_ERRNO_ENUM_
+} tt_errno;
+
+/* The message for an error code ("unknown error" for anything else). Any thread, signal-safe. */
+TT_EXTERN const char *tt_strerror(int err);
+
+/* The code's name without the TT_ prefix ("EINVAL"), or NULL. Any thread, signal-safe. */
+TT_EXTERN const char *tt_err_name(int err);
+
+#endif

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/* The test runner: a list of tests registered by TEST(), run one per process. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test.h"
+
+extern char **environ;
+
+#define MAX_TESTS 1024
+
+static struct {
+  const char *name;
+  tt_test_fn fn;
+  const char *file;
+} tests[MAX_TESTS];
+static int ntests;
+
+void tt_test_register(const char *name, tt_test_fn fn, const char *file) {
+  if (ntests == MAX_TESTS) {
+    fprintf(stderr, "too many tests\n");
+    abort();
+  }
+  tests[ntests].name = name;
+  tests[ntests].fn = fn;
+  tests[ntests].file = file;
+  ntests++;
+}
+
+void tt_test_fail(const char *file, int line, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s:%d: ", file, line);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+  abort();
+}
+
+static double env_double(const char *name, double dflt) {
+  const char *s = getenv(name);
+  if (s == NULL || *s == '\0')
+    return dflt;
+  char *end;
+  double v = strtod(s, &end);
+  if (*end != '\0' || v <= 0) {
+    fprintf(stderr, "bad %s=%s\n", name, s);
+    abort();
+  }
+  return v;
+}
+
+double tt_test_scale(void) { return env_double("TT_TEST_SCALE", 1.0); }
+double tt_test_slow(void) { return env_double("TT_TEST_SLOW", 1.0); }
+
+int64_t tt_test_scaled(int64_t n, int64_t lo) {
+  int64_t v = (int64_t)((double)n * tt_test_scale());
+  return v < lo ? lo : v;
+}
+
+struct run_arg {
+  int (*fn)(void *);
+  void *arg;
+};
+
+void tt_test_run(int (*fn)(void *), void *arg, int procs) {
+  tt_run_opts o = {0};
+  o.procs = procs;
+  int r = tt_run(fn, arg, &o);
+  if (r != 0)
+    tt_test_fail(__FILE__, __LINE__, "tt_run returned %d (%s)", r, tt_strerror(r));
+}
+
+int tt_test_spawn(char *const argv[], char *const env[], char **out) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0)
+    abort();
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+  /* The child's environment: ours plus env. */
+  size_t n = 0, m = 0;
+  while (environ[n])
+    n++;
+  while (env && env[m])
+    m++;
+  char **envp = calloc(n + m + 1, sizeof(char *));
+  for (size_t i = 0; i < n; i++)
+    envp[i] = environ[i];
+  for (size_t i = 0; i < m; i++)
+    envp[n + i] = env[i];
+  pid_t pid;
+  int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  free(envp);
+  close(pipefd[1]);
+  if (rc != 0) {
+    fprintf(stderr, "posix_spawn %s: %s\n", argv[0], strerror(rc));
+    abort();
+  }
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (len + 1024 > cap)
+      buf = realloc(buf, cap *= 2);
+    ssize_t k = read(pipefd[0], buf + len, cap - len - 1);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    len += (size_t)k;
+  }
+  buf[len] = '\0';
+  close(pipefd[0]);
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  if (out)
+    *out = buf;
+  else
+    free(buf);
+  return status;
+}
+
+const char *tt_test_bindir(void) {
+  static char dir[4096];
+  if (dir[0] == '\0') {
+    ssize_t k = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (k <= 0)
+      abort();
+    dir[k] = '\0';
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+  }
+  return dir;
+}
+
+int tt_test_proc_count(const char *what) {
+  char path[256];
+  snprintf(path, sizeof path, "/proc/self/%s", what);
+  if (strcmp(what, "maps") == 0) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+      abort();
+    int c, lines = 0;
+    while ((c = fgetc(f)) != EOF)
+      lines += c == '\n';
+    fclose(f);
+    return lines;
+  }
+  DIR *d = opendir(path);
+  if (!d)
+    abort();
+  int count = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    count += e->d_name[0] != '.';
+  closedir(d);
+  return count - (strcmp(what, "fd") == 0); /* the directory's own descriptor */
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+    for (int i = 0; i < ntests; i++)
+      printf("%s\n", tests[i].name);
+    return 0;
+  }
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s --list | TEST\n", argv[0]);
+    return 2;
+  }
+  for (int i = 0; i < ntests; i++) {
+    if (strcmp(tests[i].name, argv[1]) == 0) {
+      tests[i].fn();
+      if (tt_running()) {
+        fprintf(stderr, "%s: the runtime is still running at the end of the test\n", argv[1]);
+        return 1;
+      }
+      printf("ok %s\n", argv[1]);
+      return 0;
+    }
+  }
+  fprintf(stderr, "no test named %s\n", argv[1]);
+  return 2;
+}
