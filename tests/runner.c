@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The test runner: a list of tests registered by TEST(), run one per process. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: MIT */
+/* Coroutine descriptors, the registry that finds every live one, spawning, names and labels, and
+ * the exact counts.
+ *
+ * Descriptors live in chunks of CHUNK descriptors that are never freed while the runtime runs, so
+ * the registry is simply every chunk: a walker reads each descriptor's status word and, to look at
+ * a suspended one, takes its scan bit. Spawning touches no global lock: a worker recycles
+ * descriptors through its own free list and trades surplus with a global list in batches (Go's
+ * gFree), so exits on one worker feed spawns on another without fresh page faults.
+ *
+ * Counts come from per-worker monotonic transition counters (created, exited, in/out of each
+ * state and wait reason) under a per-block sequence count. A reader collects every block, then
+ * checks that no block's sequence moved since: if none did, all the figures held at one instant
+ * between the two passes, so the counts are exact, not a blur of different moments. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define CHUNK 1024u
+#define MAX_CHUNKS 65536u /* 64 Mi coroutines */
+#define LOCAL_FREE_MAX 512u
+#define BATCH 128u
+#define ID_BATCH 64u
+
+int tt__registry_init(void) {
+  tt__rt.chunks = calloc(MAX_CHUNKS, sizeof(tt__coro *));
+  if (tt__rt.chunks == NULL)
+    return TT_ENOMEM;
+  atomic_store_explicit(&tt__rt.nchunks, 0, memory_order_relaxed);
+  tt__rt.gfree = NULL;
+  tt__rt.ngfree = 0;
+  return 0;
+}
+
+void tt__registry_destroy(void) {
+  if (tt__rt.chunks == NULL)
+    return;
+  uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_relaxed);
+  for (uint32_t i = 0; i < n; i++)
+    free(tt__rt.chunks[i]);
+  free(tt__rt.chunks);
+  tt__rt.chunks = NULL;
+  atomic_store_explicit(&tt__rt.nchunks, 0, memory_order_relaxed);
+}
+
+/* Takes a batch from the global free list, or a new chunk, into w's list (w may be NULL: then one
+ * descriptor is returned and the rest stay global). Returns one descriptor or NULL. */
+static tt__coro *refill(tt__worker *w) {
+  tt__coro *co = NULL;
+  tt__lock_acquire(&tt__rt.arena_lock);
+  if (tt__rt.gfree) {
+    co = tt__rt.gfree;
+    tt__rt.gfree = co->next;
+    tt__rt.ngfree--;
+    for (uint32_t i = 0; w && i < BATCH && tt__rt.gfree; i++) {
+      tt__coro *c = tt__rt.gfree;
+      tt__rt.gfree = c->next;
+      tt__rt.ngfree--;
+      c->next = w->free_co;
+      w->free_co = c;
+      w->nfree_co++;
+    }
+    tt__lock_release(&tt__rt.arena_lock);
+    return co;
+  }
+  uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_relaxed);
+  tt__coro *chunk = NULL;
+  if (n < MAX_CHUNKS)
+    chunk = aligned_alloc(TT_CACHELINE, sizeof(tt__coro) * CHUNK);
+  if (chunk == NULL) {
+    tt__lock_release(&tt__rt.arena_lock);
+    return NULL;
+  }
+  /* Only the status words need to be free before the chunk is published; the rest is written at
+   * spawn. Leaving the other bytes untouched keeps the chunk's pages unfaulted until used. */
+  for (uint32_t i = 0; i < CHUNK; i++)
+    atomic_init(&chunk[i].status, TT__S_FREE);
+  tt__rt.chunks[n] = chunk;
+  /* release: walkers that see the new count see the chunk pointer and its free status words. */
+  atomic_store_explicit(&tt__rt.nchunks, n + 1, memory_order_release);
+  co = &chunk[0];
+  tt__coro **list = w ? &w->free_co : &tt__rt.gfree;
+  for (uint32_t i = CHUNK - 1; i >= 1; i--) {
+    chunk[i].next = *list;
+    *list = &chunk[i];
+  }
+  if (w)
+    w->nfree_co += CHUNK - 1;
+  else
+    tt__rt.ngfree += CHUNK - 1;
+  tt__lock_release(&tt__rt.arena_lock);
+  return co;
+}
+
+tt__coro *tt__coro_alloc(tt__worker *w) {
+  tt__coro *co;
+  if (w && (co = w->free_co) != NULL) {
+    w->free_co = co->next;
+    w->nfree_co--;
+  } else if ((co = refill(w)) == NULL) {
+    return NULL;
+  }
+  /* Reset what spawn does not set. The status word stays FREE until spawn publishes it. */
+  co->sp = NULL;
+  co->w = NULL;
+  co->next = NULL;
+  co->wait_reason = TT_WAIT_NONE;
+  co->daemon = 0;
+  co->stack_guarded = 0;
+  co->stack_pooled = 0;
+  atomic_store_explicit(&co->cancelled, 0, memory_order_relaxed);
+  co->stack_lo = NULL;
+  co->stack_size = 0;
+  co->wait_obj = NULL;
+  co->waiter = NULL;
+  co->blocked_since = 0;
+  co->name = NULL;
+  co->labels = NULL;
+#if defined(TT_SANITIZE_THREAD)
+  co->tsan_fiber = NULL;
+#endif
+#if defined(TT_SANITIZE_ADDRESS)
+  co->asan_fake_stack = NULL;
+#endif
+  return co;
+}
+
+void tt__coro_free(tt__worker *w, tt__coro *co) {
+  /* release: a walker that sees FREE does not look further; pairs with its acquire load. */
+  atomic_store_explicit(&co->status, TT__S_FREE, memory_order_release);
+  if (w == NULL) {
+    tt__lock_acquire(&tt__rt.arena_lock);
+    co->next = tt__rt.gfree;
+    tt__rt.gfree = co;
+    tt__rt.ngfree++;
+    tt__lock_release(&tt__rt.arena_lock);
+    return;
+  }
+  co->next = w->free_co;
+  w->free_co = co;
+  if (++w->nfree_co > LOCAL_FREE_MAX) {
+    /* Give a batch back so that a worker that spawns more than it runs finds them. */
+    tt__coro *head = w->free_co, *tail = head;
+    for (uint32_t i = 1; i < BATCH; i++)
+      tail = tail->next;
+    w->free_co = tail->next;
+    w->nfree_co -= BATCH;
+    tt__lock_acquire(&tt__rt.arena_lock);
+    tail->next = tt__rt.gfree;
+    tt__rt.gfree = head;
+    tt__rt.ngfree += BATCH;
+    tt__lock_release(&tt__rt.arena_lock);
+  }
+}
+
+void tt__labels_release(tt__labels *l) {
+  /* acq_rel: the last releaser sees every other holder's reads done before it frees. */
+  if (l && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
+    free(l);
+}
+
+void tt__coro_release_fields(tt__coro *co) {
+  free(co->name);
+  co->name = NULL;
+  tt__labels_release(co->labels);
+  co->labels = NULL;
+}
+
+bool tt__scan_acquire(tt__coro *co, uint32_t *state) {
+  uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
+  for (;;) {
+    uint32_t st = s & TT__S_STATE_MASK;
+    if (st == TT__S_FREE || st == TT__S_RUNNING)
+      return false;
+    if (s & TT__S_SCAN) {
+      /* Another scanner holds it; it lets go within microseconds. */
+#if defined(__x86_64__)
+      __builtin_ia32_pause();
+#endif
+      s = atomic_load_explicit(&co->status, memory_order_relaxed);
+      continue;
+    }
+    /* acquire: the coroutine's fields and saved context, written before it was suspended
+     * (release in finish_switch / spawn), are visible. */
+    if (atomic_compare_exchange_weak_explicit(&co->status, &s, s | TT__S_SCAN,
+                                              memory_order_acquire, memory_order_relaxed)) {
+      *state = st;
+      return true;
+    }
+  }
+}
+
+void tt__scan_release(tt__coro *co) {
+  /* release: our reads are done before a worker that waits for the bit runs the coroutine. */
+  atomic_fetch_and_explicit(&co->status, ~(uint32_t)TT__S_SCAN, memory_order_release);
+}
+
+void tt__registry_walk(void (*fn)(tt__coro *co, void *arg), void *arg) {
+  uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++) {
+    tt__coro *chunk = tt__rt.chunks[i];
+    for (uint32_t j = 0; j < CHUNK; j++) {
+      if ((atomic_load_explicit(&chunk[j].status, memory_order_acquire) & TT__S_STATE_MASK) !=
+          TT__S_FREE)
+        fn(&chunk[j], arg);
+    }
+  }
+}
+
+/* ---- Labels -------------------------------------------------------------------------------- */
+
+/* Builds a label set: base's labels overridden/extended by add[0..nadd) (a NULL value removes the
+ * key). Returns NULL with *err set on failure, or NULL with *err == 0 for an empty set. */
+static tt__labels *labels_merge(const tt__labels *base, const tt_label *add, size_t nadd,
+                                int *err) {
+  *err = 0;
+  size_t nbase = base ? base->n : 0;
+  size_t max = nbase + nadd, bytes = 0, n = 0;
+  for (size_t i = 0; i < nadd; i++)
+    if (add[i].key == NULL || add[i].key[0] == '\0') {
+      *err = TT_EINVAL;
+      return NULL;
+    }
+  /* Worst-case string bytes. */
+  for (size_t i = 0; i < nbase; i++)
+    bytes += strlen(base->v[i].key) + strlen(base->v[i].value) + 2;
+  for (size_t i = 0; i < nadd; i++)
+    bytes += strlen(add[i].key) + (add[i].value ? strlen(add[i].value) : 0) + 2;
+  tt__labels *l = malloc(sizeof(tt__labels) + max * sizeof(tt_label) + bytes);
+  if (l == NULL) {
+    *err = TT_ENOMEM;
+    return NULL;
+  }
+  char *p = (char *)&l->v[max];
+  const tt_label *src[2] = {base ? base->v : NULL, add};
+  size_t cnt[2] = {nbase, nadd};
+  for (int s = 0; s < 2; s++) {
+    for (size_t i = 0; i < cnt[s]; i++) {
+      const char *k = src[s][i].key, *v = src[s][i].value;
+      size_t at = n;
+      for (size_t j = 0; j < n; j++)
+        if (strcmp(l->v[j].key, k) == 0)
+          at = j;
+      if (v == NULL) { /* removal */
+        if (at < n) {
+          memmove(&l->v[at], &l->v[at + 1], (n - at - 1) * sizeof(tt_label));
+          n--;
+        }
+        continue;
+      }
+      size_t kl = strlen(k) + 1, vl = strlen(v) + 1;
+      memcpy(p, k, kl);
+      l->v[at].key = p;
+      p += kl;
+      memcpy(p, v, vl);
+      l->v[at].value = p;
+      p += vl;
+      if (at == n)
+        n++;
+    }
+  }
+  if (n == 0) {
+    free(l);
+    return NULL;
+  }
+  l->n = (uint32_t)n;
+  atomic_init(&l->refs, 1);
+  return l;
+}
+
+int tt_label_set(const char *key, const char *value) {
+  tt__coro *co = tt__self();
+  if (co == NULL)
+    return TT_ENOTCORO;
+  if (key == NULL || key[0] == '\0')
+    return TT_EINVAL;
+  tt_label one = {key, value};
+  int err;
+  tt__labels *l = labels_merge(co->labels, &one, 1, &err);
+  if (err)
+    return err;
+  /* Readers (the registry) look at labels only while co is suspended, under its scan bit; co is
+   * running, so replacing the pointer races with no one. */
+  tt__labels *old = co->labels;
+  co->labels = l;
+  tt__labels_release(old);
+  return 0;
+}
+
+const char *tt_label_get(const char *key) {
+  tt__coro *co = tt__self();
+  if (co == NULL || key == NULL || co->labels == NULL)
+    return NULL;
+  for (uint32_t i = 0; i < co->labels->n; i++)
+    if (strcmp(co->labels->v[i].key, key) == 0)
+      return co->labels->v[i].value;
+  return NULL;
+}
+
+int tt_name_set(const char *name) {
+  tt__coro *co = tt__self();
+  if (co == NULL)
+    return TT_ENOTCORO;
+  char *copy = NULL;
+  if (name && (copy = strdup(name)) == NULL)
+    return TT_ENOMEM;
+  free(co->name);
+  co->name = copy;
+  return 0;
+}
+
+/* ---- Spawning ---------------------------------------------------------------------------- */
+
+static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc) {
+  if (fn == NULL)
+    return TT_EINVAL;
+  int state = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
+  if (state == 0)
+    return TT_ENOTRUNNING;
+  if (state >= 3)
+    return TT_ESHUTDOWN;
+  size_t stack = tt__rt.stack_size;
+  if (o && o->stack_size) {
+    if (tt__check_stack_size(o->stack_size) != 0)
+      return TT_EINVAL;
+    stack = o->stack_size;
+  }
+  if (o && o->nlabels && o->labels == NULL)
+    return TT_EINVAL;
+  tt__worker *w = tt__tls_worker;
+  tt__coro *self = w ? w->cur : NULL;
+
+  tt__labels *labels = self ? self->labels : NULL;
+  if (o && o->nlabels) {
+    int err;
+    labels = labels_merge(labels, o->labels, o->nlabels, &err);
+    if (err)
+      return err;
+  } else if (labels) {
+    /* relaxed: the spawner holds a reference, so the count cannot reach zero meanwhile. */
+    atomic_fetch_add_explicit(&labels->refs, 1, memory_order_relaxed);
+  }
+  char *name = NULL;
+  if (o && o->name && (name = strdup(o->name)) == NULL) {
+    tt__labels_release(labels);
+    return TT_ENOMEM;
+  }
+  tt__coro *co = tt__coro_alloc(w);
+  if (co == NULL) {
+    free(name);
+    tt__labels_release(labels);
+    return TT_ENOMEM;
+  }
+  co->fn = fn;
+  co->arg = arg;
+  co->stack_req = stack;
+  co->name = name;
+  co->labels = labels;
+  __atomic_store_n(&co->daemon, (uint8_t)(o && o->daemon), __ATOMIC_RELAXED);
+  __atomic_store_n(&co->create_pc, pc, __ATOMIC_RELAXED);
+  __atomic_store_n(&co->parent, self ? self->id : 0, __ATOMIC_RELAXED);
+  if (w) {
+    if (w->id_next == w->id_end) {
+      w->id_next = atomic_fetch_add_explicit(&tt__rt.next_id, ID_BATCH, memory_order_relaxed);
+      w->id_end = w->id_next + ID_BATCH;
+    }
+    __atomic_store_n(&co->id, w->id_next++, __ATOMIC_RELAXED);
+  } else {
+    __atomic_store_n(&co->id, atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed),
+                     __ATOMIC_RELAXED);
+  }
+  /* Born during shut-down's grace period: cancelled from the start. */
+  if (state == 2)
+    atomic_store_explicit(&co->cancelled, 1, memory_order_relaxed);
+  if (idp)
+    *idp = co->id;
+  /* release: registry walkers that see the status see the fields above. */
+  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+  tt__stats_add(TT__ST_CREATED, TT__ST_IN(TT_STATE_RUNNABLE), -1);
+  tt__spawn_enqueue(co);
+  return 0;
+}
+
+int tt_go(void (*fn)(void *), void *arg) {
+  return spawn(fn, arg, NULL, NULL, __builtin_return_address(0));
+}
+
+int tt_go_opt(void (*fn)(void *), void *arg, const tt_go_opts *opts, tt_id *id) {
+  return spawn(fn, arg, opts, id, __builtin_return_address(0));
+}
+
+/* ---- Counting ---------------------------------------------------------------------------- */
+
+/* Reads one block under its sequence count; returns the (even) sequence it read at. */
+static uint32_t read_block(tt__stats *st, uint64_t *out) {
+  for (;;) {
+    /* acquire: pairs with the writer's final release store; the counters read after it are at
+     * least as new as that sequence. */
+    uint32_t s1 = atomic_load_explicit(&st->seq, memory_order_acquire);
+    if (s1 & 1)
+      continue;
+    for (int i = 0; i < TT__NSTAT; i++)
+      out[i] = atomic_load_explicit(&st->c[i], memory_order_relaxed);
+    /* acquire fence: the counter reads complete before the second sequence read. */
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&st->seq, memory_order_relaxed) == s1)
+      return s1;
+  }
+}
+
+int tt_counts_get(tt_counts *out) {
+  memset(out, 0, sizeof *out);
+  if (!tt_running())
+    return TT_ENOTRUNNING;
+  int nb = tt__rt.procs + 1;
+  uint32_t seqs[1025];
+  uint64_t sum[TT__NSTAT], blk[TT__NSTAT];
+  for (int attempt = 0;; attempt++) {
+    memset(sum, 0, sizeof sum);
+    for (int b = 0; b < nb; b++) {
+      tt__stats *st = b < tt__rt.procs ? &tt__rt.workers[b].stats : &tt__rt.tstats;
+      seqs[b] = read_block(st, blk);
+      for (int i = 0; i < TT__NSTAT; i++)
+        sum[i] += blk[i];
+    }
+    /* If no block moved since we read it, every block held these values at the moment we
+     * finished the first pass: one consistent instant. Under relentless churn, give up after a
+     * while and return the last pass (each block still self-consistent). */
+    atomic_thread_fence(memory_order_acquire);
+    bool stable = true;
+    for (int b = 0; b < nb && stable; b++) {
+      tt__stats *st = b < tt__rt.procs ? &tt__rt.workers[b].stats : &tt__rt.tstats;
+      stable = atomic_load_explicit(&st->seq, memory_order_relaxed) == seqs[b];
+    }
+    if (stable || attempt >= 1000)
+      break;
+  }
+  out->created = sum[TT__ST_CREATED];
+  out->exited = sum[TT__ST_EXITED];
+  out->total = (int64_t)(out->created - out->exited);
+  for (int s = 0; s < TT_STATE_COUNT; s++)
+    out->by_state[s] = (int64_t)(sum[TT__ST_IN(s)] - sum[TT__ST_OUT(s)]);
+  for (int r = 0; r < TT_WAIT_COUNT; r++)
+    out->by_reason[r] = (int64_t)(sum[TT__ST_RIN(r)] - sum[TT__ST_ROUT(r)]);
+  return 0;
+}
+
+int64_t tt_num_coroutines(void) {
+  tt_counts c;
+  if (tt_counts_get(&c) != 0)
+    return 0;
+  return c.total;
+}
+
+/* ---- The registry as users see it -------------------------------------------------------- */
+
+struct foreach_arg {
+  int (*fn)(const tt_coro_info *, void *);
+  void *arg;
+  int result;
+};
+
+static void fill_info(tt__coro *co, uint32_t st, tt_coro_info *ci) {
+  memset(ci, 0, sizeof *ci);
+  ci->id = co->id;
+  ci->parent = co->parent;
+  ci->name = co->name;
+  ci->state = tt__state_public(st);
+  ci->wait_reason = st == TT__S_WAITING ? co->wait_reason : TT_WAIT_NONE;
+  ci->wait_obj = st == TT__S_WAITING ? co->wait_obj : NULL;
+  ci->blocked_since = st == TT__S_WAITING ? co->blocked_since : 0;
+  ci->create_pc = co->create_pc;
+  ci->daemon = co->daemon;
+  ci->worker = co->w ? co->w->index : -1;
+  ci->stack_size = co->sp ? co->stack_size : co->stack_req;
+  ci->labels = co->labels ? co->labels->v : NULL;
+  ci->nlabels = co->labels ? co->labels->n : 0;
+  ci->sp = co->sp;
+}
+
+static void foreach_one(tt__coro *co, void *p) {
+  struct foreach_arg *fa = p;
+  if (fa->result)
+    return;
+  tt_coro_info ci;
+  uint32_t st;
+  tt__coro *self = tt__self();
+  if (co == self) {
+    /* The caller itself: running, and only it changes its own fields. */
+    fill_info(co, TT__S_RUNNING, &ci);
+    ci.sp = NULL;
+    fa->result = fa->fn(&ci, fa->arg);
+    return;
+  }
+  if (tt__scan_acquire(co, &st)) {
+    fill_info(co, st, &ci);
+    fa->result = fa->fn(&ci, fa->arg);
+    tt__scan_release(co);
+    return;
+  }
+  /* Running on another worker (or just freed): report what is stable without the scan bit —
+   * the id and creation facts, written before the coroutine was published. */
+  uint32_t s = atomic_load_explicit(&co->status, memory_order_acquire);
+  if ((s & TT__S_STATE_MASK) != TT__S_RUNNING)
+    return;
+  memset(&ci, 0, sizeof ci);
+  /* Atomic reads: the descriptor may be freed and reused under us; these four are written
+   * atomically at spawn, so at worst we report a coroutine that just replaced it. */
+  ci.id = __atomic_load_n(&co->id, __ATOMIC_RELAXED);
+  ci.parent = __atomic_load_n(&co->parent, __ATOMIC_RELAXED);
+  ci.state = TT_STATE_RUNNING;
+  ci.create_pc = __atomic_load_n(&co->create_pc, __ATOMIC_RELAXED);
+  ci.daemon = __atomic_load_n(&co->daemon, __ATOMIC_RELAXED);
+  ci.worker = -1;
+  fa->result = fa->fn(&ci, fa->arg);
+}
+
+int tt_coro_foreach(int (*fn)(const tt_coro_info *, void *), void *arg) {
+  if (fn == NULL)
+    return TT_EINVAL;
+  if (!tt_running())
+    return TT_ENOTRUNNING;
+  struct foreach_arg fa = {fn, arg, 0};
+  tt__registry_walk(foreach_one, &fa);
+  return fa.result;
+}

@@ -1,0 +1,386 @@
+/* SPDX-License-Identifier: MIT */
+/* The runtime's shared internal definitions: coroutines, workers, waiters, locks and the hooks
+ * between the scheduler, the registry, timers and the synchronisation objects. Never installed. */
+#ifndef TT_INTERNAL_H
+#define TT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <tether.h>
+
+#include "arch/switch.h"
+
+#define TT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TT_CACHELINE 64
+#define TT_NOINLINE __attribute__((noinline))
+#define TT_NORETURN __attribute__((noreturn))
+#define TT_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- Checks ------------------------------------------------------------------------------ */
+
+/* TT_ASSERT stays on in release builds: a broken runtime invariant prints the expression, lists
+ * the coroutines and aborts. TT_DASSERT is for expensive checks, in debug builds only. */
+#define TT_ASSERT(expr)                                                                            \
+  do {                                                                                             \
+    if (TT_UNLIKELY(!(expr)))                                                                      \
+      tt__assert_fail(#expr, __FILE__, __LINE__);                                                  \
+  } while (0)
+#ifndef NDEBUG
+#define TT_DASSERT(expr) TT_ASSERT(expr)
+#else
+#define TT_DASSERT(expr) ((void)0)
+#endif
+
+TT_NORETURN void tt__assert_fail(const char *expr, const char *file, int line);
+/* Prints "fatal error: msg", the coroutine list, and exits with status 2. */
+TT_NORETURN void tt__fatal(const char *msg);
+
+/* ---- Futexes and the internal lock -------------------------------------------------------- */
+
+/* Waits while *addr == val, until woken or (deadline >= 0) the monotonic deadline passes.
+ * Returns 0 when woken or the value differed, TT_ETIMEDOUT at the deadline. */
+int tt__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline);
+void tt__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* A three-state futex mutex (Drepper's "Futexes are tricky", mutex 2): 0 free, 1 locked,
+ * 2 locked with waiters. Short critical sections only: a coroutine that finds it taken blocks its
+ * worker's thread for the few nanoseconds the holder needs. Zero-initialised is unlocked. */
+typedef struct tt__lock {
+  _Atomic uint32_t v;
+} tt__lock;
+void tt__lock_slow(tt__lock *l);
+static inline void tt__lock_acquire(tt__lock *l) {
+  uint32_t z = 0;
+  /* acquire: the critical section's reads must not move above the lock. */
+  if (TT_UNLIKELY(!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire,
+                                                           memory_order_relaxed)))
+    tt__lock_slow(l);
+}
+static inline void tt__lock_release(tt__lock *l) {
+  /* release: the critical section's writes are visible to the next holder. */
+  if (TT_UNLIKELY(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
+    tt__futex_wake(&l->v, 1);
+}
+
+/* ---- Coroutines ------------------------------------------------------------------------- */
+
+/* A coroutine's status word. The low bits are the state; TT__S_SCAN is Go's _Gscan: whoever sets
+ * it (with compare-and-swap, only on a suspended coroutine) holds the coroutine still — no worker
+ * may switch to it until the bit is cleared — so its stack and fields can be read. */
+enum {
+  TT__S_FREE = 0,     /* descriptor unused */
+  TT__S_RUNNABLE = 1, /* queued on a run queue or about to be */
+  TT__S_RUNNING = 2,  /* on a worker; its stack belongs to that worker */
+  TT__S_WAITING = 3,  /* parked, context saved; only a waiter's winner may make it runnable */
+  TT__S_STATE_MASK = 0xff,
+  TT__S_SCAN = 0x100,
+};
+
+/* The tt__stats index of each public state. */
+static inline int tt__state_public(uint32_t s) {
+  switch (s & TT__S_STATE_MASK) {
+  case TT__S_RUNNABLE:
+    return TT_STATE_RUNNABLE;
+  case TT__S_RUNNING:
+    return TT_STATE_RUNNING;
+  default:
+    return TT_STATE_WAITING;
+  }
+}
+
+typedef struct tt__labels {
+  _Atomic uint32_t refs;
+  uint32_t n;
+  tt_label v[]; /* strings stored after the array, in the same allocation */
+} tt__labels;
+
+typedef struct tt__worker tt__worker;
+typedef struct tt__waiter tt__waiter;
+
+typedef struct tt__coro {
+  /* Hot: the switch and the queues. */
+  void *sp;              /* saved stack pointer while suspended; NULL before the first run */
+  tt__worker *w;         /* bound worker from the first run on (never changes after) */
+  struct tt__coro *next; /* run queue, inbox or free-list link; owned by whoever holds it */
+  _Atomic uint32_t status;
+  uint8_t wait_reason;
+  uint8_t daemon;
+  uint8_t stack_guarded;
+  uint8_t stack_pooled; /* stack came from a worker pool (default size) */
+  _Atomic uint32_t cancelled;
+  _Atomic uint32_t qseq; /* queueing order on its worker, for FIFO fairness across queues */
+  void (*fn)(void *);
+  void *arg;
+  char *stack_lo; /* lowest usable byte; a red-zone page (guard or canary) lies below */
+  size_t stack_size; /* usable bytes above stack_lo */
+  size_t stack_req;  /* requested size, before the stack is bound */
+  /* Registry: written while the coroutine runs (or before it is published), read under scan. */
+  tt_id id;
+  tt_id parent;
+  const void *wait_obj;
+  tt__waiter *waiter; /* while parked */
+  int64_t blocked_since;
+  void *create_pc;
+  char *name;
+  tt__labels *labels;
+#if defined(TT_SANITIZE_THREAD)
+  void *tsan_fiber;
+#endif
+#if defined(TT_SANITIZE_ADDRESS)
+  void *asan_fake_stack;
+#endif
+#if defined(TT_VALGRIND)
+  unsigned valgrind_id;
+#endif
+} tt__coro;
+
+/* ---- Waiters ------------------------------------------------------------------------------ */
+
+/* One blocked party — a coroutine or a plain thread — in an object's wait queue. The token
+ * decides the race between wakers (a signal, a timer, a cancellation): it is TT__WAITING until
+ * exactly one of them swaps in the wait's result (0 or a TT_E* code) and so wins the right to wake
+ * the party. A plain thread sleeps on the token itself with a futex. */
+#define TT__WAITING 1
+struct tt__waiter {
+  struct tt__waiter *next, *prev;
+  tt__coro *co; /* NULL for a plain thread */
+  _Atomic uint32_t token;
+  void *data; /* for the object's own use */
+};
+
+/* Wins the waiter's token with result and wakes its party. Returns false if another waker had
+ * already won. Any thread. */
+bool tt__wake(tt__waiter *wt, int result);
+
+/* Parks the calling coroutine on wt (reason, obj for the registry). commit(arg) runs once the
+ * coroutine's context is saved — it is where the caller releases the lock that hides wt from
+ * wakers — and the wait is checked for cancellation after it. Returns the token's result.
+ * Precondition: the caller is a coroutine and wt->token == TT__WAITING. */
+int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *), void *arg);
+
+/* Blocks a plain thread on wt until its token is won or the deadline passes (then it tries to
+ * win it itself with TT_ETIMEDOUT). Returns the result. Registered so that shut-down can wake it
+ * with TT_ESHUTDOWN. */
+int tt__thread_block(tt__waiter *wt, int64_t deadline);
+
+/* The calling coroutine, or NULL on a plain thread. */
+tt__coro *tt__self(void);
+
+/* Whether the caller (a coroutine, or NULL for a plain thread) must stop blocking: it has been
+ * cancelled, or (plain thread) the runtime is not running. Returns 0 or the error to return. */
+int tt__block_check(tt__coro *co);
+
+/* ---- Timers (src/time) -------------------------------------------------------------------- */
+
+typedef struct tt__timer {
+  int64_t when;
+  uint32_t index; /* position in the heap; UINT32_MAX when not in one */
+  int result;     /* what the waiter gets: 0 for a sleep, TT_ETIMEDOUT for a deadline */
+  tt__waiter *wt; /* whom to wake */
+} tt__timer;
+
+typedef struct tt__timer_heap {
+  tt__timer **v;
+  uint32_t n, cap;
+} tt__timer_heap;
+
+int tt__timer_add(tt__timer_heap *h, tt__timer *t);
+void tt__timer_del(tt__timer_heap *h, tt__timer *t);
+/* Wakes every timer due at now; returns the earliest deadline left, or -1. */
+int64_t tt__timers_run(tt__timer_heap *h, int64_t now);
+static inline int64_t tt__timers_next(const tt__timer_heap *h) { return h->n ? h->v[0]->when : -1; }
+void tt__timers_free(tt__timer_heap *h);
+
+/* Blocks the caller (coroutine or plain thread) on wt until it is woken or the deadline
+ * (TT_FOREVER: none) passes, for the wait reason and object given. Precondition: lk is held and
+ * wt, whose token is TT__WAITING, is already in the object's wait queue under lk. Returns with lk
+ * released and the wait's result: what the waker passed, TT_ETIMEDOUT, TT_ECANCELED,
+ * TT_ESHUTDOWN. On any result but a waker's, the caller must take wt out of the queue itself
+ * (under lk; it may already be gone). */
+int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk);
+
+/* ---- Counting --------------------------------------------------------------------------- */
+
+enum { TT__NSTAT = 2 + 2 * TT_STATE_COUNT + 2 * TT_WAIT_COUNT };
+/* Monotonic transition counters, written by one thread each (a worker) and read by anyone under
+ * a sequence count (seqlock): created, exited, in/out per state, in/out per wait reason. */
+typedef struct tt__stats {
+  _Atomic uint32_t seq;
+  _Atomic uint64_t c[TT__NSTAT];
+} tt__stats;
+#define TT__ST_CREATED 0
+#define TT__ST_EXITED 1
+#define TT__ST_IN(s) (2 + (s))
+#define TT__ST_OUT(s) (2 + TT_STATE_COUNT + (s))
+#define TT__ST_RIN(r) (2 + 2 * TT_STATE_COUNT + (r))
+#define TT__ST_ROUT(r) (2 + 2 * TT_STATE_COUNT + TT_WAIT_COUNT + (r))
+
+/* ---- The runtime ------------------------------------------------------------------------ */
+
+typedef struct tt__stack {
+  char *lo; /* usable bottom */
+  size_t size;
+  uint8_t guarded;
+  uint8_t warm;
+} tt__stack;
+
+#define TT__RQ_SIZE 256
+
+enum { TT__PEND_NONE, TT__PEND_PARK, TT__PEND_YIELD, TT__PEND_EXIT };
+
+struct tt__worker {
+  /* Owner-only fields. */
+  int index;
+  tt__coro *cur;  /* the running coroutine, NULL in the worker's own context */
+  void *g0_sp;    /* the worker's own context while a coroutine runs */
+  tt__coro *runnext;
+  uint32_t runnext_streak;
+  tt__coro *ready_head, *ready_tail; /* started coroutines this worker readied */
+  uint32_t tick;
+  uint32_t qseq; /* next queueing sequence number */
+  int64_t now; /* coarse clock, refreshed by the scheduler */
+  tt__timer_heap timers;
+  int pend_kind; /* the action the next context runs after the switch (finish_switch) */
+  tt__coro *pend_co;
+  void (*pend_fn)(void *);
+  void *pend_arg;
+  tt__coro *free_co; /* descriptor free list */
+  uint32_t nfree_co;
+  tt__stack *stacks; /* pool of default-size stacks */
+  uint32_t nstacks, cap_stacks, nwarm;
+  uint64_t id_next, id_end; /* a batch of ids */
+  uint64_t rand;
+  uint64_t nsteal, npark; /* scheduler figures */
+  pthread_t thread;
+  void *altstack;
+  size_t altstack_size;
+#if defined(TT_SANITIZE_THREAD)
+  void *tsan_g0;
+#endif
+#if defined(TT_SANITIZE_ADDRESS)
+  void *asan_fake_stack;
+  const void *g0_stack_bottom;
+  size_t g0_stack_size;
+#endif
+  tt__stats stats;
+
+  /* Shared with other threads. */
+  _Alignas(TT_CACHELINE) _Atomic(tt__coro *) inbox; /* started coroutines readied by others */
+  _Atomic uint32_t sleeping;                        /* futex word: 1 while asleep */
+  _Alignas(TT_CACHELINE) _Atomic uint32_t rq_head;  /* fresh coroutines: stealers advance head */
+  _Atomic uint32_t rq_tail;                         /* only the owner advances tail */
+  _Atomic(tt__coro *) rq[TT__RQ_SIZE];
+};
+
+typedef struct tt__runtime {
+  _Atomic int state; /* 0 stopped, 1 running, 2 shutting down (grace), 3 stopping */
+  int procs;
+  uint64_t seed;
+  size_t stack_size; /* default usable size */
+  int64_t grace_ns;
+  int report_fd;
+  bool debug_canary;
+  int guard_mode; /* 1 auto (budget), 0 never, 2 always */
+  tt__worker *workers;
+  _Atomic int nspinning;
+  _Atomic int nsleeping;
+  /* Fresh coroutines that overflowed a worker's ring or came from plain threads. */
+  tt__lock gq_lock;
+  tt__coro *gq_head, *gq_tail;
+  _Atomic uint32_t gq_len;
+  /* Descriptor arenas: chunks never freed until shut-down, so the registry can walk them. */
+  tt__lock arena_lock;
+  tt__coro **_Atomic chunks;
+  _Atomic uint32_t nchunks;
+  uint32_t cap_chunks;
+  tt__coro *gfree; /* global descriptor free list (under arena_lock) */
+  uint32_t ngfree;
+  /* Stack memory. */
+  tt__lock stack_lock; /* protects the chunk list below */
+  void **stack_chunks;
+  size_t nstack_chunks, cap_stack_chunks, stack_chunk_bytes;
+  _Atomic int64_t map_budget; /* mappings still available for guard pages */
+  _Atomic int unguarded_warned;
+  size_t page;
+  /* Ids. */
+  _Atomic uint64_t next_id;
+  /* Plain threads' counters. */
+  tt__lock tstats_lock;
+  tt__stats tstats;
+  /* The end of the run. */
+  int result;
+  _Atomic uint32_t done; /* futex word tt_run's thread sleeps on */
+  _Atomic int nworkers_live;
+} tt__runtime;
+
+extern tt__runtime tt__rt;
+extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inline check */
+extern __thread tt__worker *tt__tls_worker;
+
+/* Scheduler hooks. */
+void tt__ready(tt__coro *co);          /* WAITING -> RUNNABLE, queue on its worker */
+void tt__spawn_enqueue(tt__coro *co);  /* queue a fresh coroutine */
+TT_NORETURN void tt__coro_exit(void);  /* the running coroutine ends */
+void tt__stats_add(int idx1, int idx2, int idx3); /* counts one transition (up to 3 counters) */
+uint64_t tt__rand(tt__worker *w);
+
+/* Registry and descriptors (src/coro). */
+tt__coro *tt__coro_alloc(tt__worker *w);
+void tt__coro_free(tt__worker *w, tt__coro *co);
+void tt__coro_release_fields(tt__coro *co);
+int tt__registry_init(void);
+void tt__registry_destroy(void);
+/* Takes the scan bit of a suspended coroutine; false if it is free or running. */
+bool tt__scan_acquire(tt__coro *co, uint32_t *state);
+void tt__scan_release(tt__coro *co);
+/* Calls fn on every non-free descriptor (no scan bit taken). */
+void tt__registry_walk(void (*fn)(tt__coro *co, void *arg), void *arg);
+void tt__labels_release(tt__labels *l);
+
+/* Stacks (src/coro/stack.c). */
+int tt__stacks_init(void);
+void tt__stacks_destroy(void);
+int tt__stack_bind(tt__worker *w, tt__coro *co);
+void tt__stack_unbind(tt__worker *w, tt__coro *co);
+void tt__stacks_trim(tt__worker *w);
+void tt__stack_check_slow(tt__coro *co, const char *sp);
+/* The switch-time overflow check for stacks without a guard page (and a cheap extra check for
+ * those with one): the stack pointer must still be inside the stack, and with
+ * TT_DEBUG=stackcanary=1 the canary page below it must be intact. */
+static inline void tt__stack_check(tt__coro *co) {
+  const char *sp = (const char *)__builtin_frame_address(0);
+  if (TT_UNLIKELY(sp < co->stack_lo) || TT_UNLIKELY(tt__rt_debug_canary))
+    tt__stack_check_slow(co, sp);
+}
+TT_NORETURN void tt__stack_overflow(tt__coro *co, const void *fault);
+
+/* Knobs (src/util/knobs.c): parses the environment into the runtime; 0 or TT_EINVAL. */
+int tt__knobs_load(const tt_run_opts *opts);
+/* 0 if size is an acceptable stack size, else TT_EINVAL. */
+int tt__check_stack_size(size_t size);
+
+/* Diagnostics (src/diag). */
+int tt__signals_install(void);
+int tt__altstack_setup(tt__worker *w);
+void tt__altstack_teardown(tt__worker *w);
+/* Async-signal-safe writing. */
+void tt__write_str(int fd, const char *s);
+void tt__write_u64(int fd, uint64_t v);
+void tt__write_hex(int fd, uint64_t v);
+void tt__write_pc(int fd, const void *pc); /* symbol+off (module) */
+void tt__list_coroutines(int fd);
+
+/* Clock. */
+static inline int64_t tt__clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#endif

@@ -1,0 +1,998 @@
+/* SPDX-License-Identifier: MIT */
+/* The M:N scheduler: workers, run queues, switching, parking and waking, start-up and shut-down.
+ *
+ * Design
+ * ------
+ * Each worker is a thread with its own run queues, timer heap, descriptor and stack pools. A
+ * coroutine is bound to the worker that first runs it and never moves: C code caches TLS
+ * addresses (glibc declares __errno_location const), so a coroutine resumed on another thread
+ * would write another thread's errno. Only coroutines that have not started are shared:
+ *
+ *   runnext   one slot, owner only: the coroutine just spawned or woken by the running one; it
+ *             runs next, so producer/consumer pairs stay on one worker and in cache (Go's
+ *             runnext). Never stolen. A streak limit keeps two coroutines handing the slot back
+ *             and forth from starving the rest.
+ *   ready     owner-only FIFO of started coroutines made runnable by this worker.
+ *   inbox     lock-free LIFO of started coroutines made runnable by other threads; the owner
+ *             takes it whole and appends it (reversed, so FIFO) to ready.
+ *   rq        Go's runq: a 256-slot ring of fresh coroutines; the owner pushes and pops, idle
+ *             workers steal half. Overflow goes to the global queue (locked, batched).
+ *
+ * Switching is direct: a coroutine that parks, yields or exits picks the next coroutine from its
+ * worker's local queues and switches straight to it; only when there is none does it switch to
+ * the worker's own context (the thread's original stack, "g0"), which looks further (global queue,
+ * stealing, timers) and sleeps. Whatever the leaving coroutine still needs done once its context is
+ * saved — release the lock that hides its waiter, requeue it, free its stack — is recorded in
+ * w->pend_* and run by the context that resumes (finish_switch), as Go's gopark runs its unlockf
+ * on g0. That is what makes a park race-free: no waker can see the waiter before the context it
+ * must resume is complete.
+ *
+ * Waking is decided by the waiter's token (see tt__waiter): several wakers may race (a signal, a
+ * timer, a cancellation); the one that swaps the token wins and alone calls tt__ready.
+ *
+ * Sleeping workers: a worker with nothing to do spins briefly looking for work (at most half the
+ * workers spin), then sets w->sleeping and, after re-checking every source of work, sleeps on it
+ * with a futex until its next timer. A thread that queues a started coroutine on another worker's
+ * inbox then wakes that worker if it sleeps; the two sides use sequentially consistent operations
+ * on the inbox and the sleeping word, so one of them always sees the other (Dekker). A fresh
+ * coroutine queued while every other worker sleeps wakes one of them; losing that race only delays
+ * the coroutine until its own worker gets to it, never loses it.
+ *
+ * Lock order: gq_lock, arena_lock and stack_lock are leaves: nothing else is taken while one is
+ * held, and none is held across a switch.
+ *
+ * Rejected: a global run queue (contended on every spawn), migrating started coroutines (breaks
+ * TLS, see above), switching through g0 every time (doubles the cost of every hand-off),
+ * eventfd for sleeping (a futex on the worker's own word is cheaper and needs no descriptor).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if defined(TT_SANITIZE_ADDRESS)
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(TT_SANITIZE_THREAD)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+tt__runtime tt__rt;
+__thread tt__worker *tt__tls_worker;
+
+enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
+
+#define RUNNEXT_STREAK 64
+#define SPIN_NS (50 * TT_USEC)
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+uint64_t tt__rand(tt__worker *w) {
+  /* xorshift64*: cheap, and seeded from the run's seed so TT_PROCS=1 runs repeat. */
+  uint64_t x = w->rand;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  w->rand = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- Counting ---------------------------------------------------------------------------- */
+
+/* Adds one to up to three counters (index -1: none) in one seqlock section of the caller's block:
+ * a worker's own block needs no atomic read-modify-write, since the worker is its only writer;
+ * plain threads share one block under a lock. */
+static inline void stats_bump(tt__stats *st, int a, int b, int c) {
+  uint32_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
+  /* The odd count goes out before the counters change (release fence after it), the even one
+   * after (release store), so a reader that sees the same even count twice read a stable block. */
+  atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+#define BUMP_(i)                                                                                   \
+  if ((i) >= 0)                                                                                    \
+  atomic_store_explicit(&st->c[i], atomic_load_explicit(&st->c[i], memory_order_relaxed) + 1,     \
+                        memory_order_relaxed)
+  BUMP_(a);
+  BUMP_(b);
+  BUMP_(c);
+#undef BUMP_
+  atomic_store_explicit(&st->seq, s + 2, memory_order_release);
+}
+
+void tt__stats_add(int a, int b, int c) {
+  tt__worker *w = tt__tls_worker;
+  if (TT_LIKELY(w != NULL)) {
+    stats_bump(&w->stats, a, b, c);
+    return;
+  }
+  tt__lock_acquire(&tt__rt.tstats_lock);
+  stats_bump(&tt__rt.tstats, a, b, c);
+  tt__lock_release(&tt__rt.tstats_lock);
+}
+
+/* ---- Sanitizer annotations (compiled out of normal builds) -------------------------------- */
+
+static inline void san_before(tt__worker *w, tt__coro *from, tt__coro *to, bool dying) {
+#if defined(TT_SANITIZE_ADDRESS)
+  void **fake = dying ? NULL : (from ? &from->asan_fake_stack : &w->asan_fake_stack);
+  if (to)
+    __sanitizer_start_switch_fiber(fake, to->stack_lo, to->stack_size);
+  else
+    __sanitizer_start_switch_fiber(fake, w->g0_stack_bottom, w->g0_stack_size);
+#endif
+#if defined(TT_SANITIZE_THREAD)
+  __tsan_switch_to_fiber(to ? to->tsan_fiber : w->tsan_g0, 0);
+#endif
+  (void)w, (void)from, (void)to, (void)dying;
+}
+
+static inline void san_after(tt__worker *w, tt__coro *self) {
+#if defined(TT_SANITIZE_ADDRESS)
+  __sanitizer_finish_switch_fiber(self ? self->asan_fake_stack : w->asan_fake_stack, NULL, NULL);
+#endif
+  (void)w, (void)self;
+}
+
+/* ---- Queues ------------------------------------------------------------------------------ */
+
+static void gq_push_list(tt__coro *head, tt__coro *tail, uint32_t n) {
+  tt__lock_acquire(&tt__rt.gq_lock);
+  tail->next = NULL;
+  if (tt__rt.gq_tail)
+    tt__rt.gq_tail->next = head;
+  else
+    tt__rt.gq_head = head;
+  tt__rt.gq_tail = tail;
+  atomic_fetch_add_explicit(&tt__rt.gq_len, n, memory_order_seq_cst);
+  tt__lock_release(&tt__rt.gq_lock);
+}
+
+/* Pushes a fresh coroutine on the owner's ring; on overflow moves half the ring and co to the
+ * global queue. Owner only. */
+static void rq_push(tt__worker *w, tt__coro *co) {
+  for (;;) {
+    /* acquire: pairs with the stealers' release CAS of head, so their reads of the slots are
+     * done before the owner reuses them. */
+    uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+    if (t - h < TT__RQ_SIZE) {
+      /* relaxed: qseq is only a fairness hint, read racily by the owner's pick. */
+      atomic_store_explicit(&co->qseq, w->qseq++, memory_order_relaxed);
+      atomic_store_explicit(&w->rq[t % TT__RQ_SIZE], co, memory_order_relaxed);
+      /* release: a stealer that sees the new tail sees the slot. */
+      atomic_store_explicit(&w->rq_tail, t + 1, memory_order_release);
+      return;
+    }
+    /* Full: take the older half for the global queue. */
+    uint32_t n = TT__RQ_SIZE / 2;
+    tt__coro *batch[TT__RQ_SIZE / 2];
+    for (uint32_t i = 0; i < n; i++)
+      batch[i] = atomic_load_explicit(&w->rq[(h + i) % TT__RQ_SIZE], memory_order_relaxed);
+    /* release on success: our slot reads happen before stealers/owner may overwrite them. */
+    if (!atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + n, memory_order_release,
+                                                 memory_order_relaxed))
+      continue; /* a stealer took some; the ring has room now */
+    for (uint32_t i = 0; i + 1 < n; i++)
+      batch[i]->next = batch[i + 1];
+    batch[n - 1]->next = co;
+    gq_push_list(batch[0], co, n + 1);
+    return;
+  }
+}
+
+static tt__coro *rq_pop(tt__worker *w) {
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+    if (t == h)
+      return NULL;
+    tt__coro *co = atomic_load_explicit(&w->rq[h % TT__RQ_SIZE], memory_order_relaxed);
+    /* release: as in rq_push; competes with stealers for the same slots. */
+    if (atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + 1, memory_order_release,
+                                                memory_order_relaxed))
+      return co;
+  }
+}
+
+/* Steals half of victim's ring into w's (empty) ring and returns one of them to run. */
+static tt__coro *rq_steal(tt__worker *w, tt__worker *v) {
+  tt__coro *batch[TT__RQ_SIZE / 2];
+  uint32_t n;
+  for (;;) {
+    uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
+    /* acquire: the slots up to tail were written before tail was published. */
+    uint32_t t = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
+    n = t - h;
+    n -= n / 2;
+    if (n == 0)
+      return NULL;
+    if (n > TT__RQ_SIZE / 2)
+      continue; /* read head and tail at different moments; retry */
+    for (uint32_t i = 0; i < n; i++)
+      batch[i] = atomic_load_explicit(&v->rq[(h + i) % TT__RQ_SIZE], memory_order_relaxed);
+    if (atomic_compare_exchange_strong_explicit(&v->rq_head, &h, h + n, memory_order_release,
+                                                memory_order_relaxed))
+      break;
+  }
+  w->nsteal += n;
+  for (uint32_t i = 1; i < n; i++)
+    rq_push(w, batch[i]);
+  return batch[0];
+}
+
+/* Takes up to a fair share of the global queue: one to run, the rest onto w's ring. */
+static tt__coro *gq_take(tt__worker *w) {
+  if (atomic_load_explicit(&tt__rt.gq_len, memory_order_relaxed) == 0)
+    return NULL;
+  tt__lock_acquire(&tt__rt.gq_lock);
+  uint32_t len = atomic_load_explicit(&tt__rt.gq_len, memory_order_relaxed);
+  uint32_t n = len / (uint32_t)tt__rt.procs + 1;
+  if (n > len)
+    n = len;
+  if (n > TT__RQ_SIZE / 2)
+    n = TT__RQ_SIZE / 2;
+  tt__coro *first = NULL, *rest = NULL;
+  if (n > 0) {
+    first = tt__rt.gq_head;
+    tt__coro *last = first;
+    for (uint32_t i = 1; i < n; i++)
+      last = last->next;
+    tt__rt.gq_head = last->next;
+    if (tt__rt.gq_head == NULL)
+      tt__rt.gq_tail = NULL;
+    last->next = NULL;
+    rest = first->next;
+    atomic_fetch_sub_explicit(&tt__rt.gq_len, n, memory_order_relaxed);
+  }
+  tt__lock_release(&tt__rt.gq_lock);
+  while (rest) {
+    tt__coro *nx = rest->next;
+    rq_push(w, rest);
+    rest = nx;
+  }
+  return first;
+}
+
+static void ready_push(tt__worker *w, tt__coro *co) {
+  atomic_store_explicit(&co->qseq, w->qseq++, memory_order_relaxed);
+  co->next = NULL;
+  if (w->ready_tail)
+    w->ready_tail->next = co;
+  else
+    w->ready_head = co;
+  w->ready_tail = co;
+}
+
+static tt__coro *ready_pop(tt__worker *w) {
+  tt__coro *co = w->ready_head;
+  w->ready_head = co->next;
+  if (w->ready_head == NULL)
+    w->ready_tail = NULL;
+  return co;
+}
+
+static void drain_inbox(tt__worker *w) {
+  /* acquire: the pushers' fields (co->next) are visible. */
+  tt__coro *list = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+  tt__coro *rev = NULL;
+  while (list) {
+    tt__coro *nx = list->next;
+    list->next = rev;
+    rev = list;
+    list = nx;
+  }
+  while (rev) {
+    tt__coro *nx = rev->next;
+    ready_push(w, rev);
+    rev = nx;
+  }
+}
+
+/* Wakes w if it sleeps. Precondition: the work for it was published with a seq_cst operation. */
+static void wake_worker(tt__worker *w) {
+  if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
+      atomic_exchange_explicit(&w->sleeping, 0, memory_order_seq_cst) == 1)
+    tt__futex_wake(&w->sleeping, 1);
+}
+
+/* Fresh work appeared: wake one sleeping worker unless one is already spinning for work. */
+static void wake_idle(void) {
+  if (atomic_load_explicit(&tt__rt.nsleeping, memory_order_relaxed) == 0 ||
+      atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) != 0)
+    return;
+  for (int i = 0; i < tt__rt.procs; i++) {
+    tt__worker *v = &tt__rt.workers[i];
+    if (atomic_load_explicit(&v->sleeping, memory_order_relaxed) &&
+        atomic_exchange_explicit(&v->sleeping, 0, memory_order_seq_cst) == 1) {
+      tt__futex_wake(&v->sleeping, 1);
+      return;
+    }
+  }
+}
+
+/* Puts co in w's runnext slot, moving the previous occupant to the back of its queue. */
+static void runnext_put(tt__worker *w, tt__coro *co) {
+  tt__coro *old = w->runnext;
+  w->runnext = co;
+  if (old) {
+    if (old->sp == NULL)
+      rq_push(w, old);
+    else
+      ready_push(w, old);
+  }
+}
+
+void tt__spawn_enqueue(tt__coro *co) {
+  tt__worker *w = tt__tls_worker;
+  if (w != NULL && w->cur != NULL) {
+    runnext_put(w, co);
+    wake_idle();
+    return;
+  }
+  /* A plain thread (or a worker's own context): the global queue. seq_cst on gq_len (in
+   * gq_push_list) pairs with a sleeping worker's seq_cst re-check of it. */
+  gq_push_list(co, co, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) == 0) {
+    for (int i = 0; i < tt__rt.procs; i++) {
+      tt__worker *v = &tt__rt.workers[i];
+      if (atomic_load_explicit(&v->sleeping, memory_order_seq_cst)) {
+        wake_worker(v);
+        break;
+      }
+    }
+  }
+}
+
+void tt__ready(tt__coro *co) {
+  uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
+  for (;;) {
+    TT_ASSERT((s & TT__S_STATE_MASK) == TT__S_WAITING);
+    /* Keep the scan bit: a scanner may be reading the stack; the worker that picks co up waits
+     * for the bit to clear before switching to it. acq_rel: the waker's writes (the wait result)
+     * happen before the coroutine runs; the scanner's ordering is kept. */
+    if (atomic_compare_exchange_weak_explicit(&co->status, &s,
+                                              (s & TT__S_SCAN) | TT__S_RUNNABLE,
+                                              memory_order_acq_rel, memory_order_relaxed))
+      break;
+  }
+  tt__stats_add(TT__ST_OUT(TT_STATE_WAITING), TT__ST_ROUT(co->wait_reason),
+                TT__ST_IN(TT_STATE_RUNNABLE));
+  tt__worker *w = co->w, *me = tt__tls_worker;
+  if (w == me) {
+    runnext_put(w, co);
+    return;
+  }
+  /* Another worker's coroutine: its inbox. seq_cst on the push pairs with the worker's seq_cst
+   * store of w->sleeping and re-check of the inbox before it sleeps. */
+  tt__coro *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
+  do
+    co->next = head;
+  while (!atomic_compare_exchange_weak_explicit(&w->inbox, &head, co, memory_order_seq_cst,
+                                                memory_order_relaxed));
+  wake_worker(w);
+}
+
+bool tt__wake(tt__waiter *wt, int result) {
+  uint32_t exp = TT__WAITING;
+  /* acq_rel: the winner's writes before the wake are visible to the woken party, and it sees
+   * what the party did before parking. */
+  if (!atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
+                                               memory_order_acq_rel, memory_order_acquire))
+    return false;
+  if (wt->co)
+    tt__ready(wt->co);
+  else
+    tt__futex_wake(&wt->token, 1);
+  return true;
+}
+
+/* ---- Switching ----------------------------------------------------------------------------- */
+
+static void coro_entry(void);
+
+/* Marks co running on w, binding a stack first if it has never run. */
+static void prepare_run(tt__worker *w, tt__coro *co) {
+  if (co->sp == NULL) {
+    if (tt__stack_bind(w, co) != 0)
+      tt__fatal("out of memory: cannot allocate a coroutine stack");
+    co->w = w;
+    co->sp = tt__ctx_make(co->stack_lo + co->stack_size, coro_entry);
+  }
+  uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
+  for (;;) {
+    if (s & TT__S_SCAN) {
+      /* A scanner is reading the stack: wait for it (microseconds at most). */
+      cpu_relax();
+      s = atomic_load_explicit(&co->status, memory_order_relaxed);
+      continue;
+    }
+    TT_ASSERT(s == TT__S_RUNNABLE);
+    /* acquire: the scanner's reads and the waker's writes happen before we run the coroutine. */
+    if (atomic_compare_exchange_weak_explicit(&co->status, &s, TT__S_RUNNING, memory_order_acquire,
+                                              memory_order_relaxed))
+      break;
+  }
+  tt__stats_add(TT__ST_OUT(TT_STATE_RUNNABLE), TT__ST_IN(TT_STATE_RUNNING), -1);
+}
+
+/* Runs the action the previous context left for us once its context was saved. */
+static void finish_switch(tt__worker *w) {
+  int kind = w->pend_kind;
+  tt__coro *co = w->pend_co;
+  w->pend_kind = TT__PEND_NONE;
+  switch (kind) {
+  case TT__PEND_NONE:
+    return;
+  case TT__PEND_PARK: {
+    /* release: the context saved by the switch is visible to scanners that take the scan bit. */
+    atomic_store_explicit(&co->status, TT__S_WAITING, memory_order_release);
+    tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_IN(TT_STATE_WAITING),
+                  TT__ST_RIN(co->wait_reason));
+    tt__waiter *wt = co->waiter;
+    if (w->pend_fn)
+      w->pend_fn(w->pend_arg);
+    /* A cancellation that saw co still running left it to us: seq_cst pairs with the
+     * canceller's store of co->cancelled and its load of co->status (Dekker). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&co->cancelled, memory_order_relaxed))
+      tt__wake(wt, TT_ECANCELED);
+    return;
+  }
+  case TT__PEND_YIELD:
+    atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+    tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_IN(TT_STATE_RUNNABLE), -1);
+    ready_push(w, co);
+    return;
+  case TT__PEND_EXIT:
+#if defined(TT_SANITIZE_THREAD)
+    __tsan_destroy_fiber(co->tsan_fiber);
+    co->tsan_fiber = NULL;
+#endif
+    tt__stack_unbind(w, co);
+    tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_EXITED, -1);
+    tt__coro_free(w, co);
+    return;
+  }
+}
+
+/* Whether the head of w's ring was queued before co (the head of the ready list): the two queues
+ * are served in the order their entries were queued, so neither starves the other. */
+static bool rq_older(tt__worker *w, tt__coro *co) {
+  uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
+  if (atomic_load_explicit(&w->rq_tail, memory_order_relaxed) == h)
+    return false;
+  tt__coro *c = atomic_load_explicit(&w->rq[h % TT__RQ_SIZE], memory_order_relaxed);
+  uint32_t cs = atomic_load_explicit(&c->qseq, memory_order_relaxed);
+  return (int32_t)(cs - atomic_load_explicit(&co->qseq, memory_order_relaxed)) < 0;
+}
+
+/* Picks the next coroutine from w's own queues without blocking, or NULL. Owner only. */
+static tt__coro *pick_local(tt__worker *w) {
+  if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
+    return NULL;
+  uint32_t tick = ++w->tick;
+  if ((tick & 63) == 0 && w->timers.n) {
+    w->now = tt__clock();
+    tt__timers_run(&w->timers, w->now);
+  }
+  if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+    drain_inbox(w);
+  tt__coro *co;
+  if (tick % 61 == 0 && (co = gq_take(w)) != NULL) {
+    /* Now and then serve the global queue first, so it cannot starve. */
+    return co;
+  }
+  if (w->runnext && (w->runnext_streak < RUNNEXT_STREAK || !w->ready_head)) {
+    co = w->runnext;
+    w->runnext = NULL;
+    w->runnext_streak++;
+    return co;
+  }
+  w->runnext_streak = 0;
+  if ((co = w->ready_head) != NULL && !rq_older(w, co))
+    return ready_pop(w);
+  if ((co = rq_pop(w)) != NULL)
+    return co;
+  if (w->ready_head)
+    return ready_pop(w);
+  return gq_take(w);
+}
+
+/* Switches from the current context (co, or w's own when co is NULL) to next (or to w's own
+ * context when next is NULL), and on return finishes whatever the previous context left. */
+static void switch_away(tt__worker *w, tt__coro *co, tt__coro *next, bool dying) {
+  void **save = co ? &co->sp : &w->g0_sp;
+  void *to;
+  if (next) {
+    prepare_run(w, next);
+    to = next->sp;
+  } else {
+    to = w->g0_sp;
+  }
+  w->cur = next;
+  san_before(w, co, next, dying);
+  tt__switch(save, to);
+  /* Resumed: on the same worker, since nothing migrates once started. */
+  san_after(w, co);
+  finish_switch(w);
+}
+
+static void coro_entry(void) {
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w->cur;
+  san_after(w, co);
+  finish_switch(w);
+  co->fn(co->arg);
+  tt__coro_exit();
+}
+
+void tt__coro_exit(void) {
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w->cur;
+  tt__stack_check(co);
+  tt__coro_release_fields(co);
+  w->pend_kind = TT__PEND_EXIT;
+  w->pend_co = co;
+  switch_away(w, co, pick_local(w), true);
+  __builtin_unreachable();
+}
+
+int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *), void *arg) {
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w->cur;
+  tt__stack_check(co);
+  co->wait_reason = (uint8_t)reason;
+  co->wait_obj = obj;
+  co->waiter = wt;
+  co->blocked_since = w->now;
+  w->pend_kind = TT__PEND_PARK;
+  w->pend_co = co;
+  w->pend_fn = commit;
+  w->pend_arg = arg;
+  w->npark++;
+  switch_away(w, co, pick_local(w), false);
+  co->waiter = NULL;
+  co->wait_obj = NULL;
+  co->wait_reason = TT_WAIT_NONE;
+  co->blocked_since = 0;
+  /* acquire: pairs with the winner's acq_rel swap of the token. */
+  return (int)(int32_t)atomic_load_explicit(&wt->token, memory_order_acquire);
+}
+
+int tt_yield(void) {
+  tt__worker *w = tt__tls_worker;
+  if (w == NULL || w->cur == NULL) {
+    sched_yield();
+    return TT_ENOTCORO;
+  }
+  tt__coro *co = w->cur;
+  tt__coro *next = pick_local(w);
+  if (next == NULL)
+    return 0;
+  tt__stack_check(co);
+  w->pend_kind = TT__PEND_YIELD;
+  w->pend_co = co;
+  switch_away(w, co, next, false);
+  return 0;
+}
+
+tt__coro *tt__self(void) {
+  tt__worker *w = tt__tls_worker;
+  return w ? w->cur : NULL;
+}
+
+tt_id tt_self(void) {
+  tt__coro *co = tt__self();
+  return co ? co->id : 0;
+}
+
+int tt_worker_index(void) {
+  tt__worker *w = tt__tls_worker;
+  return w ? w->index : -1;
+}
+
+int tt_running(void) {
+  int s = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
+  return s == RT_RUNNING || s == RT_GRACE;
+}
+
+int tt_procs(void) { return tt_running() ? tt__rt.procs : 0; }
+
+uint64_t tt_seed(void) { return tt_running() ? tt__rt.seed : 0; }
+
+int tt__block_check(tt__coro *co) {
+  if (co)
+    return atomic_load_explicit(&co->cancelled, memory_order_relaxed) ? TT_ECANCELED : 0;
+  int s = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
+  if (s == RT_STOPPED)
+    return TT_ENOTRUNNING;
+  return s == RT_STOPPING ? TT_ESHUTDOWN : 0;
+}
+
+/* ---- Plain threads ----------------------------------------------------------------------- */
+
+/* Plain threads blocked on tether objects, so shut-down can wake them. Static (not in tt__rt) so
+ * a thread that wakes after the runtime is gone still finds a valid lock. */
+typedef struct thread_block {
+  struct thread_block *next, *prev;
+  tt__waiter *wt;
+} thread_block;
+static tt__lock thread_lock;
+static thread_block *thread_list;
+
+int tt__thread_block(tt__waiter *wt, int64_t deadline) {
+  thread_block tb = {.wt = wt};
+  tt__lock_acquire(&thread_lock);
+  tb.next = thread_list;
+  if (thread_list)
+    thread_list->prev = &tb;
+  thread_list = &tb;
+  tt__lock_release(&thread_lock);
+  if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) >= RT_STOPPING ||
+      atomic_load_explicit(&tt__rt.state, memory_order_acquire) == RT_STOPPED)
+    tt__wake(wt, TT_ESHUTDOWN);
+  while (atomic_load_explicit(&wt->token, memory_order_acquire) == TT__WAITING) {
+    if (tt__futex_wait(&wt->token, TT__WAITING, deadline) == TT_ETIMEDOUT) {
+      uint32_t exp = TT__WAITING;
+      atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)TT_ETIMEDOUT,
+                                              memory_order_acq_rel, memory_order_acquire);
+    }
+  }
+  tt__lock_acquire(&thread_lock);
+  if (tb.prev)
+    tb.prev->next = tb.next;
+  else
+    thread_list = tb.next;
+  if (tb.next)
+    tb.next->prev = tb.prev;
+  tt__lock_release(&thread_lock);
+  return (int)(int32_t)atomic_load_explicit(&wt->token, memory_order_acquire);
+}
+
+static void wake_threads(int result) {
+  tt__lock_acquire(&thread_lock);
+  for (thread_block *tb = thread_list; tb; tb = tb->next)
+    tt__wake(tb->wt, result);
+  tt__lock_release(&thread_lock);
+}
+
+/* ---- Workers ------------------------------------------------------------------------------- */
+
+static bool has_work(tt__worker *w) {
+  if (atomic_load_explicit(&w->inbox, memory_order_seq_cst) ||
+      atomic_load_explicit(&tt__rt.gq_len, memory_order_seq_cst) ||
+      atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING)
+    return true;
+  for (int i = 0; i < tt__rt.procs; i++) {
+    tt__worker *v = &tt__rt.workers[i];
+    if (atomic_load_explicit(&v->rq_tail, memory_order_seq_cst) !=
+        atomic_load_explicit(&v->rq_head, memory_order_seq_cst))
+      return true;
+  }
+  return false;
+}
+
+static tt__coro *try_steal(tt__worker *w) {
+  int n = tt__rt.procs;
+  if (n < 2)
+    return NULL;
+  int start = (int)(tt__rand(w) % (uint64_t)n);
+  for (int i = 0; i < n; i++) {
+    tt__worker *v = &tt__rt.workers[(start + i) % n];
+    if (v == w)
+      continue;
+    tt__coro *co = rq_steal(w, v);
+    if (co)
+      return co;
+  }
+  return NULL;
+}
+
+/* Finds something to run, sleeping when there is nothing; NULL when the runtime stops.
+ * Runs in w's own context. */
+static tt__coro *find_runnable(tt__worker *w) {
+  for (;;) {
+    if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) >= RT_STOPPING)
+      return NULL;
+    w->now = tt__clock();
+    int64_t next_timer = tt__timers_run(&w->timers, w->now);
+    tt__coro *co = pick_local(w);
+    if (co)
+      return co;
+    if ((co = try_steal(w)) != NULL)
+      return co;
+    /* Spin a little before sleeping (at most half the workers at once): work often arrives
+     * within microseconds, and a futex wake costs ~10 us. */
+    if (tt__rt.procs > 1 &&
+        2 * atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) < tt__rt.procs) {
+      atomic_fetch_add_explicit(&tt__rt.nspinning, 1, memory_order_relaxed);
+      int64_t until = w->now + SPIN_NS;
+      if (next_timer >= 0 && next_timer < until)
+        until = next_timer;
+      do {
+        for (int i = 0; i < 50; i++)
+          cpu_relax();
+        if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+          drain_inbox(w);
+        if ((co = w->ready_head) != NULL || (co = gq_take(w)) != NULL ||
+            (co = try_steal(w)) != NULL)
+          break;
+      } while (atomic_load_explicit(&tt__rt.state, memory_order_relaxed) < RT_STOPPING &&
+               tt__clock() < until);
+      atomic_fetch_sub_explicit(&tt__rt.nspinning, 1, memory_order_relaxed);
+      if (co) {
+        if (co == w->ready_head)
+          ready_pop(w);
+        /* We found work: another sleeper may be needed for the rest. */
+        wake_idle();
+        return co;
+      }
+      continue; /* timers may be due */
+    }
+    /* Sleep. Give back memory first: idle stacks beyond the warm few. */
+    tt__stacks_trim(w);
+    atomic_fetch_add_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
+    atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
+    if (!has_work(w)) {
+      w->now = tt__clock();
+      next_timer = tt__timers_next(&w->timers);
+      if (next_timer < 0 || next_timer > w->now)
+        tt__futex_wait(&w->sleeping, 1, next_timer);
+    }
+    atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
+  }
+}
+
+static void *worker_main(void *arg) {
+  tt__worker *w = arg;
+  tt__tls_worker = w;
+  tt__altstack_setup(w);
+#if defined(TT_SANITIZE_THREAD)
+  w->tsan_g0 = __tsan_get_current_fiber();
+#endif
+#if defined(TT_SANITIZE_ADDRESS)
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void *addr;
+    size_t size;
+    pthread_attr_getstack(&attr, &addr, &size);
+    w->g0_stack_bottom = addr;
+    w->g0_stack_size = size;
+    pthread_attr_destroy(&attr);
+  }
+#endif
+  for (;;) {
+    tt__coro *co = find_runnable(w);
+    if (co == NULL)
+      break;
+    switch_away(w, NULL, co, false);
+  }
+  tt__altstack_teardown(w);
+  tt__tls_worker = NULL;
+  return NULL;
+}
+
+/* ---- Start-up and shut-down ------------------------------------------------------------- */
+
+struct main_arg {
+  int (*fn)(void *);
+  void *arg;
+};
+
+static void cancel_one(tt__coro *co, void *self) {
+  if (co == self)
+    return;
+  /* seq_cst: pairs with finish_switch's fence (Dekker): either we see co parked and wake it,
+   * or its worker sees the flag after parking it. */
+  atomic_store_explicit(&co->cancelled, 1, memory_order_seq_cst);
+  uint32_t state;
+  if (!tt__scan_acquire(co, &state))
+    return;
+  tt__waiter *wt = state == TT__S_WAITING ? co->waiter : NULL;
+  tt__scan_release(co);
+  /* The waiter lives on co's stack; co cannot run before one of us wins the token. */
+  if (wt)
+    tt__wake(wt, TT_ECANCELED);
+}
+
+static void report_one(tt__coro *co, void *self) {
+  if (co == self)
+    return;
+  int fd = tt__rt.report_fd;
+  uint32_t s = atomic_load_explicit(&co->status, memory_order_acquire) & TT__S_STATE_MASK;
+  tt__write_str(fd, "goroutine ");
+  tt__write_u64(fd, co->id);
+  tt__write_str(fd, " [");
+  if (s == TT__S_WAITING)
+    tt__write_str(fd, tt_wait_reason_string(co->wait_reason));
+  else
+    tt__write_str(fd, tt_state_string(tt__state_public(s)));
+  tt__write_str(fd, "]:");
+  if (co->name) {
+    tt__write_str(fd, " name=\"");
+    tt__write_str(fd, co->name);
+    tt__write_str(fd, "\"");
+  }
+  tt__write_str(fd, "\ncreated by ");
+  tt__write_pc(fd, co->create_pc);
+  tt__write_str(fd, " in goroutine ");
+  tt__write_u64(fd, co->parent);
+  tt__write_str(fd, "\n\n");
+}
+
+static void main_entry(void *p) {
+  struct main_arg *ma = p;
+  tt__coro *self = tt__self();
+  tt__rt.result = ma->fn(ma->arg);
+
+  /* fn returned: cancel everything else, give it the grace period, report what remains. */
+  atomic_store_explicit(&tt__rt.state, RT_GRACE, memory_order_seq_cst);
+  tt__registry_walk(cancel_one, self);
+  int64_t deadline = tt__clock() + tt__rt.grace_ns;
+  int64_t pause = 20 * TT_USEC;
+  while (tt_num_coroutines() > 1 && tt__clock() < deadline) {
+    tt_sleep(pause);
+    if (pause < 10 * TT_MSEC)
+      pause *= 2;
+  }
+  int64_t left = tt_num_coroutines() - 1;
+  if (left > 0 && tt__rt.report_fd >= 0) {
+    tt__write_str(tt__rt.report_fd, "tether: ");
+    tt__write_u64(tt__rt.report_fd, (uint64_t)left);
+    tt__write_str(tt__rt.report_fd, left == 1 ? " coroutine is" : " coroutines are");
+    tt__write_str(tt__rt.report_fd, " still alive after the shut-down grace period; discarding:\n\n");
+    tt__registry_walk(report_one, self);
+  }
+  atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);
+  wake_threads(TT_ESHUTDOWN);
+  for (int i = 0; i < tt__rt.procs; i++)
+    wake_worker(&tt__rt.workers[i]);
+}
+
+static void free_leftover(tt__coro *co, void *unused) {
+#if defined(TT_SANITIZE_THREAD)
+  if (co->tsan_fiber)
+    __tsan_destroy_fiber(co->tsan_fiber);
+#endif
+  if (co->sp)
+    tt__stack_unbind(co->w, co);
+  if (atomic_load_explicit(&co->status, memory_order_relaxed) != TT__S_RUNNING)
+    tt__coro_release_fields(co);
+}
+
+static void runtime_free(void) {
+  tt__registry_walk(free_leftover, NULL);
+  for (int i = 0; i < tt__rt.procs; i++)
+    tt__timers_free(&tt__rt.workers[i].timers);
+  tt__stacks_destroy();
+  for (int i = 0; i < tt__rt.procs; i++)
+    free(tt__rt.workers[i].stacks);
+  tt__registry_destroy();
+  free(tt__rt.workers);
+  tt__rt.workers = NULL;
+}
+
+static tt__lock run_lock;
+
+int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
+  if (fn == NULL)
+    return TT_EINVAL;
+  if (tt__tls_worker != NULL)
+    return TT_EBUSY;
+  tt__lock_acquire(&run_lock);
+  if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) != RT_STOPPED) {
+    tt__lock_release(&run_lock);
+    return TT_EBUSY;
+  }
+  int r = tt__knobs_load(opts);
+  if (r != 0)
+    goto out_unlock;
+  r = TT_ENOMEM;
+  tt__rt.page = (size_t)sysconf(_SC_PAGESIZE);
+  tt__rt.gq_head = tt__rt.gq_tail = NULL;
+  atomic_store(&tt__rt.gq_len, 0);
+  atomic_store(&tt__rt.nspinning, 0);
+  atomic_store(&tt__rt.nsleeping, 0);
+  atomic_store(&tt__rt.next_id, 1);
+  atomic_store(&tt__rt.done, 0);
+  memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
+  tt__rt.workers = aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
+  if (tt__rt.workers == NULL)
+    goto out_unlock;
+  memset(tt__rt.workers, 0, sizeof(tt__worker) * (size_t)tt__rt.procs);
+  for (int i = 0; i < tt__rt.procs; i++) {
+    tt__worker *w = &tt__rt.workers[i];
+    w->index = i;
+    w->rand = tt__rt.seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xBF58476D1CE4E5B9ULL + 1;
+  }
+  if (tt__registry_init() != 0)
+    goto out_workers;
+  if (tt__stacks_init() != 0)
+    goto out_registry;
+  if (tt__signals_install() != 0)
+    goto out_stacks;
+
+  /* Coroutine 1. */
+  struct main_arg ma = {fn, arg};
+  tt__coro *co = tt__coro_alloc(NULL);
+  if (co == NULL)
+    goto out_stacks;
+  co->fn = main_entry;
+  co->arg = &ma;
+  co->id = atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
+  co->parent = 0;
+  co->stack_req = tt__rt.stack_size;
+  co->create_pc = __builtin_return_address(0);
+  const char *name = opts && opts->name ? opts->name : "main";
+  co->name = strdup(name);
+  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+  tt__stats_add(TT__ST_CREATED, TT__ST_IN(TT_STATE_RUNNABLE), -1);
+  tt__rt.workers[0].runnext = co;
+
+  atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
+  int started = 0;
+  for (; started < tt__rt.procs; started++) {
+    if (pthread_create(&tt__rt.workers[started].thread, NULL, worker_main,
+                       &tt__rt.workers[started]) != 0)
+      break;
+  }
+  if (started < tt__rt.procs) {
+    /* Could not start every worker: stop those that did, and fail. */
+    atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);
+    for (int i = 0; i < started; i++)
+      wake_worker(&tt__rt.workers[i]);
+    tt__rt.result = TT_ENOMEM;
+  }
+  for (int i = 0; i < started; i++)
+    pthread_join(tt__rt.workers[i].thread, NULL);
+  r = tt__rt.result;
+  runtime_free();
+  atomic_store_explicit(&tt__rt.state, RT_STOPPED, memory_order_release);
+  tt__lock_release(&run_lock);
+  return r;
+
+out_stacks:
+  tt__stacks_destroy();
+out_registry:
+  tt__registry_destroy();
+out_workers:
+  free(tt__rt.workers);
+  tt__rt.workers = NULL;
+out_unlock:
+  tt__lock_release(&run_lock);
+  return r;
+}
+
+static struct {
+  int argc;
+  char **argv;
+  int (*fn)(int, char **);
+} main_args;
+
+static int main_body(void *unused) {
+  int status = main_args.fn(main_args.argc, main_args.argv);
+  /* As in Go, the process ends when main returns; other coroutines are not waited for. */
+  exit(status);
+}
+
+int tt_main(int argc, char **argv, int (*main_fn)(int, char **)) {
+  if (main_fn == NULL)
+    return TT_EINVAL;
+  main_args.argc = argc;
+  main_args.argv = argv;
+  main_args.fn = main_fn;
+  return tt_run(main_body, NULL, NULL);
+}

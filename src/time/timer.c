@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-worker timer heaps and sleeping.
+ *
+ * Each worker owns a binary min-heap of timers, touched only by that worker (a coroutine arms its
+ * timers on its own worker, from the park commit, and disarms them when it resumes there), so the
+ * heap needs no lock. Workers run due timers whenever they look for work and every 64 switches
+ * while busy, and sleep on their futex no longer than the earliest deadline: expiry is as precise
+ * as the futex timeout (tens of microseconds), and ten thousand sleepers cost a heap of ten
+ * thousand pointers.
+ *
+ * A timer only wins its waiter's token; a sleep cut short by cancellation leaves its timer in the
+ * heap until the sleeper, running again on the same worker, removes it. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static void swap_at(tt__timer_heap *h, uint32_t i, uint32_t j) {
+  tt__timer *t = h->v[i];
+  h->v[i] = h->v[j];
+  h->v[j] = t;
+  h->v[i]->index = i;
+  h->v[j]->index = j;
+}
+
+static void sift_up(tt__timer_heap *h, uint32_t i) {
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (h->v[p]->when <= h->v[i]->when)
+      break;
+    swap_at(h, i, p);
+    i = p;
+  }
+}
+
+static void sift_down(tt__timer_heap *h, uint32_t i) {
+  for (;;) {
+    uint32_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < h->n && h->v[l]->when < h->v[m]->when)
+      m = l;
+    if (r < h->n && h->v[r]->when < h->v[m]->when)
+      m = r;
+    if (m == i)
+      return;
+    swap_at(h, i, m);
+    i = m;
+  }
+}
+
+static int reserve(tt__timer_heap *h) {
+  if (h->n < h->cap)
+    return 0;
+  uint32_t cap = h->cap ? h->cap * 2 : 64;
+  tt__timer **v = realloc(h->v, cap * sizeof *v);
+  if (v == NULL)
+    return TT_ENOMEM;
+  h->v = v;
+  h->cap = cap;
+  return 0;
+}
+
+int tt__timer_add(tt__timer_heap *h, tt__timer *t) {
+  if (reserve(h) != 0)
+    return TT_ENOMEM;
+  t->index = h->n;
+  h->v[h->n++] = t;
+  sift_up(h, t->index);
+  return 0;
+}
+
+void tt__timer_del(tt__timer_heap *h, tt__timer *t) {
+  uint32_t i = t->index;
+  if (i == UINT32_MAX)
+    return;
+  TT_ASSERT(i < h->n && h->v[i] == t);
+  t->index = UINT32_MAX;
+  h->n--;
+  if (i == h->n)
+    return;
+  h->v[i] = h->v[h->n];
+  h->v[i]->index = i;
+  sift_up(h, i);
+  sift_down(h, h->v[i]->index);
+}
+
+int64_t tt__timers_run(tt__timer_heap *h, int64_t now) {
+  while (h->n && h->v[0]->when <= now) {
+    tt__timer *t = h->v[0];
+    tt__timer_del(h, t);
+    tt__wake(t->wt, t->result);
+  }
+  return tt__timers_next(h);
+}
+
+void tt__timers_free(tt__timer_heap *h) {
+  free(h->v);
+  h->v = NULL;
+  h->n = h->cap = 0;
+}
+
+int64_t tt_now(void) { return tt__clock(); }
+
+struct wait_commit {
+  tt__timer *t; /* NULL: no deadline */
+  tt__lock *lk; /* NULL: no lock */
+};
+
+/* Runs once the parking coroutine's context is saved: arm its timer, then let wakers in. */
+static void wait_commit(void *p) {
+  struct wait_commit *wc = p;
+  if (wc->t) {
+    /* Room was reserved before parking, so this cannot fail. */
+    int r = tt__timer_add(&tt__tls_worker->timers, wc->t);
+    TT_ASSERT(r == 0);
+  }
+  if (wc->lk)
+    tt__lock_release(wc->lk);
+}
+
+/* Ends a wait before it starts, with err. lk (if any) is still held, and has been since wt was
+ * queued, so no waker can have seen wt, and a cancellation only wakes parked coroutines: the token
+ * is ours to take. */
+static int wait_abort(tt__waiter *wt, tt__lock *lk, int err) {
+  uint32_t exp = TT__WAITING;
+  bool won = atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)err,
+                                                     memory_order_relaxed, memory_order_relaxed);
+  TT_ASSERT(won);
+  if (lk)
+    tt__lock_release(lk);
+  return err;
+}
+
+int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk) {
+  tt__coro *co = wt->co;
+  if (deadline != TT_FOREVER && deadline <= tt__clock())
+    return wait_abort(wt, lk, TT_ETIMEDOUT);
+  if (co == NULL) {
+    if (lk)
+      tt__lock_release(lk);
+    return tt__thread_block(wt, deadline);
+  }
+  tt__worker *w = co->w;
+  tt__timer t = {.when = deadline, .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
+  struct wait_commit wc = {NULL, lk};
+  if (deadline != TT_FOREVER) {
+    if (reserve(&w->timers) != 0)
+      return wait_abort(wt, lk, TT_ENOMEM);
+    wc.t = &t;
+  }
+  int r = tt__park(wt, reason, obj, wait_commit, &wc);
+  tt__timer_del(&w->timers, &t);
+  return r;
+}
+
+int tt_sleep_until(int64_t deadline) {
+  tt__coro *co = tt__self();
+  int r = tt__block_check(co);
+  if (r != 0)
+    return r;
+  if (deadline != TT_FOREVER && deadline < 0)
+    deadline = 0;
+  if (co && deadline != TT_FOREVER && deadline <= tt__clock())
+    return 0;
+  /* A sleep is a wait that only its deadline (or a cancellation) ends. */
+  tt__waiter wt = {.co = co};
+  atomic_init(&wt.token, TT__WAITING);
+  r = tt__wait(&wt, TT_WAIT_SLEEP, NULL, deadline, NULL);
+  return r == TT_ETIMEDOUT ? 0 : r;
+}
+
+int tt_sleep(int64_t ns) {
+  if (ns <= 0)
+    return tt__block_check(tt__self());
+  int64_t now = tt__clock();
+  return tt_sleep_until(ns > INT64_MAX - now ? TT_FOREVER : now + ns);
+}

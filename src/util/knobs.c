@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/* The runtime's knobs: one table, read at start-up from tt_run's options and the environment
+ * (TT_PROCS, TT_SEED, TT_STACK_SIZE, TT_DEBUG=key=value,...), like Go's GODEBUG. An option set in
+ * code wins over the environment, which wins over the default. A malformed value is an error
+ * naming the knob, never a silent default. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define TT_STACK_MIN ((size_t)16 << 10)
+#define TT_STACK_MAX ((size_t)1 << 30)
+#define TT_STACK_DEFAULT ((size_t)256 << 10)
+
+static int bad(const char *knob, const char *value, const char *why) {
+  fprintf(stderr, "tether: invalid %s=\"%s\": %s\n", knob, value, why);
+  return TT_EINVAL;
+}
+
+/* Parses an unsigned decimal integer with an optional size suffix (k, m, g: powers of 1024). */
+static int parse_size(const char *s, uint64_t *out) {
+  char *end;
+  if (*s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0)
+    return -1;
+  uint64_t mul = 1;
+  if (*end == 'k' || *end == 'K')
+    mul = 1 << 10, end++;
+  else if (*end == 'm' || *end == 'M')
+    mul = 1 << 20, end++;
+  else if (*end == 'g' || *end == 'G')
+    mul = 1 << 30, end++;
+  if (*end != '\0' || (mul > 1 && v > UINT64_MAX / mul))
+    return -1;
+  *out = v * mul;
+  return 0;
+}
+
+/* Parses a duration: an integer with a unit (ns, us, ms, s) or bare nanoseconds. */
+static int parse_duration(const char *s, int64_t *out) {
+  char *end;
+  if (*s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0)
+    return -1;
+  int64_t mul = 1;
+  if (strcmp(end, "ns") == 0 || *end == '\0')
+    mul = 1;
+  else if (strcmp(end, "us") == 0)
+    mul = TT_USEC;
+  else if (strcmp(end, "ms") == 0)
+    mul = TT_MSEC;
+  else if (strcmp(end, "s") == 0)
+    mul = TT_SEC;
+  else
+    return -1;
+  if (v > INT64_MAX / mul)
+    return -1;
+  *out = v * mul;
+  return 0;
+}
+
+int tt__check_stack_size(size_t size) {
+  return size >= TT_STACK_MIN && size <= TT_STACK_MAX ? 0 : TT_EINVAL;
+}
+
+/* TT_DEBUG's keys. Unknown keys are ignored, as GODEBUG ignores them, so a setting meant for a
+ * newer version does not stop an older one. */
+static int debug_key(const char *key, const char *val) {
+  if (strcmp(key, "grace") == 0) {
+    int64_t d;
+    if (parse_duration(val, &d) != 0)
+      return bad("TT_DEBUG grace", val, "want a duration such as 500ms");
+    tt__rt.grace_ns = d;
+  } else if (strcmp(key, "stackcanary") == 0) {
+    if (strcmp(val, "0") != 0 && strcmp(val, "1") != 0)
+      return bad("TT_DEBUG stackcanary", val, "want 0 or 1");
+    tt__rt.debug_canary = val[0] == '1';
+  } else if (strcmp(key, "stackguard") == 0) {
+    if (strcmp(val, "auto") == 0)
+      tt__rt.guard_mode = 1;
+    else if (strcmp(val, "0") == 0)
+      tt__rt.guard_mode = 0;
+    else if (strcmp(val, "1") == 0)
+      tt__rt.guard_mode = 2;
+    else
+      return bad("TT_DEBUG stackguard", val, "want auto, 0 or 1");
+  }
+  return 0;
+}
+
+static int parse_debug(const char *s) {
+  char buf[1024];
+  if (strlen(s) >= sizeof buf)
+    return bad("TT_DEBUG", s, "too long");
+  strcpy(buf, s);
+  char *save = NULL;
+  for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(item, '=');
+    if (eq == NULL)
+      return bad("TT_DEBUG", item, "want key=value");
+    *eq = '\0';
+    int r = debug_key(item, eq + 1);
+    if (r != 0)
+      return r;
+  }
+  return 0;
+}
+
+int tt__knobs_load(const tt_run_opts *o) {
+  static const tt_run_opts none;
+  if (o == NULL)
+    o = &none;
+  const char *s;
+
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  tt__rt.procs = ncpu > 0 ? (int)ncpu : 1;
+  if ((s = getenv("TT_PROCS")) != NULL && *s) {
+    uint64_t v;
+    if (parse_size(s, &v) != 0 || v < 1 || v > 1024)
+      return bad("TT_PROCS", s, "want a number of workers from 1 to 1024");
+    tt__rt.procs = (int)v;
+  }
+  if (o->procs < 0 || o->procs > 1024) {
+    fprintf(stderr, "tether: invalid tt_run_opts.procs %d: want 1 to 1024\n", o->procs);
+    return TT_EINVAL;
+  }
+  if (o->procs > 0)
+    tt__rt.procs = o->procs;
+
+  tt__rt.seed = 0;
+  if ((s = getenv("TT_SEED")) != NULL && *s) {
+    uint64_t v;
+    if (parse_size(s, &v) != 0)
+      return bad("TT_SEED", s, "want an unsigned integer");
+    tt__rt.seed = v;
+  }
+  if (o->seed)
+    tt__rt.seed = o->seed;
+  while (tt__rt.seed == 0) {
+    if (getrandom(&tt__rt.seed, sizeof tt__rt.seed, 0) != sizeof tt__rt.seed)
+      tt__rt.seed = (uint64_t)tt__clock() ^ (uint64_t)getpid();
+  }
+
+  tt__rt.stack_size = TT_STACK_DEFAULT;
+  if ((s = getenv("TT_STACK_SIZE")) != NULL && *s) {
+    uint64_t v;
+    if (parse_size(s, &v) != 0 || tt__check_stack_size(v) != 0)
+      return bad("TT_STACK_SIZE", s, "want a size from 16k to 1g (a number of bytes, k, m or g)");
+    tt__rt.stack_size = v;
+  }
+  if (o->stack_size) {
+    if (tt__check_stack_size(o->stack_size) != 0) {
+      fprintf(stderr, "tether: invalid tt_run_opts.stack_size %zu: want 16 KiB to 1 GiB\n",
+              o->stack_size);
+      return TT_EINVAL;
+    }
+    tt__rt.stack_size = o->stack_size;
+  }
+
+  tt__rt.grace_ns = TT_SEC;
+  tt__rt.debug_canary = false;
+  tt__rt.guard_mode = 1;
+  if ((s = getenv("TT_DEBUG")) != NULL && *s) {
+    int r = parse_debug(s);
+    if (r != 0)
+      return r;
+  }
+  if (o->grace_ns)
+    tt__rt.grace_ns = o->grace_ns < 0 ? 0 : o->grace_ns;
+  tt__rt.report_fd = o->report_fd == 0 ? 2 : o->report_fd;
+  return 0;
+}
