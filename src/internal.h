@@ -142,21 +142,55 @@ typedef struct tt__coro {
 
 /* ---- Waiters ------------------------------------------------------------------------------ */
 
-/* One blocked party — a coroutine or a plain thread — in an object's wait queue. The token
- * decides the race between wakers (a signal, a timer, a cancellation): it is TT__WAITING until
- * exactly one of them swaps in the wait's result (0 or a TT_E* code) and so wins the right to wake
- * the party. A plain thread sleeps on the token itself with a futex. */
+/* One blocked party — a coroutine or a plain thread — in an object's wait queue.
+ *
+ * Waking is two steps. Claim: a waker swaps the token from TT__WAITING to the wait's result (0, a
+ * TT_E* code); exactly one of the racing wakers (the object's waker, a timer, a cancellation)
+ * wins. Commit: the winner makes the party run again (readies the coroutine, or releases the
+ * thread). Nothing the party does can proceed between the two, so an object's waker claims its
+ * waiters under the object's lock, takes them off the queue, unlocks, and only then commits them:
+ * its unlock is its last touch of the object, and the waiter's node stays alive until the commit,
+ * which is the waker's last touch of it. A waiter woken that way returns without touching the
+ * object again, so either side may free an object on its stack as soon as its own call returns
+ * (POSIX's rule for condition variables). A waiter whose token was won by a timer or a
+ * cancellation is still queued and takes itself off under the lock. */
 #define TT__WAITING 1
 struct tt__waiter {
   struct tt__waiter *next, *prev;
   tt__coro *co; /* NULL for a plain thread */
   _Atomic uint32_t token;
-  void *data; /* for the object's own use */
+  _Atomic uint32_t released; /* plain threads: set by the commit; the thread sleeps on it */
+  void *data;                /* for the object's own use */
 };
 
-/* Wins the waiter's token with result and wakes its party. Returns false if another waker had
- * already won. Any thread. */
+static inline void tt__waiter_init(tt__waiter *wt, tt__coro *co) {
+  wt->next = wt->prev = NULL;
+  wt->co = co;
+  atomic_init(&wt->token, TT__WAITING);
+  atomic_init(&wt->released, 0);
+  wt->data = NULL;
+}
+
+/* Claims wt with result; false if another waker already had. Any thread. */
+static inline bool tt__wake_claim(tt__waiter *wt, int result) {
+  uint32_t exp = TT__WAITING;
+  /* acq_rel: the claimer's writes before the wake are visible to the woken party once it runs,
+   * and the claimer sees what the party did before parking. */
+  return atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+/* Lets a claimed party run. The caller's last touch of wt. */
+void tt__wake_commit(tt__waiter *wt);
+
+/* Claim and commit at once, for wakers that hold no object lock (timers, cancellation). */
 bool tt__wake(tt__waiter *wt, int result);
+
+/* The results a waiter gets from a timer, a cancellation or shut-down rather than from the
+ * object: after one of these the waiter is still queued and must take itself off. */
+static inline bool tt__wait_self_result(int r) {
+  return r == TT_ETIMEDOUT || r == TT_ECANCELED || r == TT_ESHUTDOWN || r == TT_ENOMEM;
+}
 
 /* Parks the calling coroutine on wt (reason, obj for the registry). commit(arg) runs once the
  * coroutine's context is saved — it is where the caller releases the lock that hides wt from
@@ -164,9 +198,9 @@ bool tt__wake(tt__waiter *wt, int result);
  * Precondition: the caller is a coroutine and wt->token == TT__WAITING. */
 int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *), void *arg);
 
-/* Blocks a plain thread on wt until its token is won or the deadline passes (then it tries to
- * win it itself with TT_ETIMEDOUT). Returns the result. Registered so that shut-down can wake it
- * with TT_ESHUTDOWN. */
+/* Blocks a plain thread on wt until it is woken or the deadline passes (then it claims itself
+ * with TT_ETIMEDOUT). Returns the result. Registered so that shut-down can wake it with
+ * TT_ESHUTDOWN. */
 int tt__thread_block(tt__waiter *wt, int64_t deadline);
 
 /* The calling coroutine, or NULL on a plain thread. */
@@ -179,30 +213,34 @@ int tt__block_check(tt__coro *co);
 /* ---- Timers (src/time) -------------------------------------------------------------------- */
 
 typedef struct tt__timer {
-  int64_t when;
+  int64_t when;   /* real deadline (tt_now() clock) */
+  int64_t key;    /* heap order: when, or in deterministic mode the virtual deadline */
   uint32_t index; /* position in the heap; UINT32_MAX when not in one */
   int result;     /* what the waiter gets: 0 for a sleep, TT_ETIMEDOUT for a deadline */
+  uint64_t seq;   /* arming order: equal deadlines fire in the order they were armed */
   tt__waiter *wt; /* whom to wake */
 } tt__timer;
 
 typedef struct tt__timer_heap {
   tt__timer **v;
   uint32_t n, cap;
+  uint64_t seq;
 } tt__timer_heap;
 
 int tt__timer_add(tt__timer_heap *h, tt__timer *t);
 void tt__timer_del(tt__timer_heap *h, tt__timer *t);
-/* Wakes every timer due at now; returns the earliest deadline left, or -1. */
-int64_t tt__timers_run(tt__timer_heap *h, int64_t now);
+/* Wakes every timer due at now (only the earliest one, if single is set); returns the earliest
+ * deadline left, or -1. */
+int64_t tt__timers_run(tt__timer_heap *h, int64_t now, bool single);
 static inline int64_t tt__timers_next(const tt__timer_heap *h) { return h->n ? h->v[0]->when : -1; }
 void tt__timers_free(tt__timer_heap *h);
 
 /* Blocks the caller (coroutine or plain thread) on wt until it is woken or the deadline
  * (TT_FOREVER: none) passes, for the wait reason and object given. Precondition: lk is held and
- * wt, whose token is TT__WAITING, is already in the object's wait queue under lk. Returns with lk
- * released and the wait's result: what the waker passed, TT_ETIMEDOUT, TT_ECANCELED,
- * TT_ESHUTDOWN. On any result but a waker's, the caller must take wt out of the queue itself
- * (under lk; it may already be gone). */
+ * wt (tt__waiter_init'ed) is already in the object's wait queue under lk. Returns with lk released
+ * and the wait's result. After a result for which tt__wait_self_result() is true, wt is still
+ * queued: the caller takes lk again and removes it. After any other result the waker has removed
+ * wt and the caller must not touch the object again. */
 int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk);
 
 /* ---- Counting --------------------------------------------------------------------------- */
@@ -244,7 +282,8 @@ struct tt__worker {
   tt__coro *ready_head, *ready_tail; /* started coroutines this worker readied */
   uint32_t tick;
   uint32_t qseq; /* next queueing sequence number */
-  int64_t now; /* coarse clock, refreshed by the scheduler */
+  int64_t now;  /* coarse clock, refreshed by the scheduler */
+  int64_t vnow; /* deterministic mode: virtual time, advanced only by firing timers */
   tt__timer_heap timers;
   int pend_kind; /* the action the next context runs after the switch (finish_switch) */
   tt__coro *pend_co;
@@ -253,7 +292,7 @@ struct tt__worker {
   tt__coro *free_co; /* descriptor free list */
   uint32_t nfree_co;
   tt__stack *stacks; /* pool of default-size stacks */
-  uint32_t nstacks, cap_stacks, nwarm;
+  uint32_t nstacks, cap_stacks, nwarm, owned_stacks;
   uint64_t id_next, id_end; /* a batch of ids */
   uint64_t rand;
   uint64_t nsteal, npark; /* scheduler figures */
@@ -287,6 +326,8 @@ typedef struct tt__runtime {
   int report_fd;
   bool debug_canary;
   int guard_mode; /* 1 auto (budget), 0 never, 2 always */
+  bool seed_given;    /* the seed came from the options or TT_SEED */
+  bool deterministic; /* one worker and a given seed: a reproducible schedule */
   tt__worker *workers;
   _Atomic int nspinning;
   _Atomic int nsleeping;

@@ -123,7 +123,8 @@ static bool guard(char *redzone) {
 /* Maps a chunk of default-size stacks into w's pool. */
 static int refill(tt__worker *w) {
   size_t page = tt__rt.page, slot = tt__rt.stack_size + page;
-  if (w->cap_stacks < w->nstacks + CHUNK_STACKS) {
+  /* Every stack this worker maps comes back to its pool, so the pool must hold them all. */
+  if (w->cap_stacks < w->owned_stacks + CHUNK_STACKS) {
     uint32_t cap = w->cap_stacks ? w->cap_stacks * 2 : CHUNK_STACKS * 4;
     tt__stack *v = realloc(w->stacks, cap * sizeof *v);
     if (v == NULL)
@@ -150,6 +151,7 @@ static int refill(tt__worker *w) {
   }
   tt__rt.stack_chunks[tt__rt.nstack_chunks++] = base;
   tt__lock_release(&tt__rt.stack_lock);
+  w->owned_stacks += CHUNK_STACKS;
   /* The chunk's own mapping, in case the kernel does not merge it with its neighbour. It is
    * charged even past the budget: the budget only decides guards. */
   atomic_fetch_sub_explicit(&tt__rt.map_budget, 1, memory_order_relaxed);

@@ -98,7 +98,18 @@ void tt__list_coroutines(int fd) {
   tt__registry_walk(list_one, &fd);
 }
 
+/* The first fatal error prints; any other thread that fails meanwhile waits for it to exit, so
+ * reports never interleave. */
+static _Atomic int dying;
+
+static void die_once(void) {
+  if (atomic_exchange_explicit(&dying, 1, memory_order_acq_rel))
+    for (;;)
+      pause();
+}
+
 void tt__fatal(const char *msg) {
+  die_once();
   tt__write_str(2, "fatal error: ");
   tt__write_str(2, msg);
   tt__write_str(2, "\n\n");
@@ -107,6 +118,7 @@ void tt__fatal(const char *msg) {
 }
 
 void tt__assert_fail(const char *expr, const char *file, int line) {
+  die_once();
   tt__write_str(2, "fatal error: tether internal assertion failed: ");
   tt__write_str(2, expr);
   tt__write_str(2, " (");
@@ -119,6 +131,7 @@ void tt__assert_fail(const char *expr, const char *file, int line) {
 }
 
 void tt__stack_overflow(tt__coro *co, const void *fault) {
+  die_once();
   int fd = 2;
   tt__write_str(fd, "runtime: coroutine ");
   tt__write_u64(fd, co->id);

@@ -338,6 +338,14 @@ void tt__spawn_enqueue(tt__coro *co) {
   if (w != NULL && w->cur != NULL) {
     runnext_put(w, co);
     wake_idle();
+    /* Back-pressure: a coroutine that spawns faster than the workers run its children would pile
+     * up descriptors (a page fault per ~20 of them) and overflow into the global queue. When the
+     * ring is full, let the queued children run first (the spawner is requeued behind them;
+     * other workers can still steal them meanwhile). */
+    if (atomic_load_explicit(&w->rq_tail, memory_order_relaxed) -
+            atomic_load_explicit(&w->rq_head, memory_order_relaxed) >=
+        TT__RQ_SIZE)
+      tt_yield();
     return;
   }
   /* A plain thread (or a worker's own context): the global queue. seq_cst on gq_len (in
@@ -384,17 +392,21 @@ void tt__ready(tt__coro *co) {
   wake_worker(w);
 }
 
+void tt__wake_commit(tt__waiter *wt) {
+  tt__coro *co = wt->co;
+  if (co) {
+    tt__ready(co); /* co cannot run, and so wt cannot die, before this */
+    return;
+  }
+  /* release: the thread sees everything the waker did; it may return (and wt die) at once. */
+  atomic_store_explicit(&wt->released, 1, memory_order_release);
+  tt__futex_wake(&wt->released, 1); /* at worst a spurious wake of whatever reuses the address */
+}
+
 bool tt__wake(tt__waiter *wt, int result) {
-  uint32_t exp = TT__WAITING;
-  /* acq_rel: the winner's writes before the wake are visible to the woken party, and it sees
-   * what the party did before parking. */
-  if (!atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
-                                               memory_order_acq_rel, memory_order_acquire))
+  if (!tt__wake_claim(wt, result))
     return false;
-  if (wt->co)
-    tt__ready(wt->co);
-  else
-    tt__futex_wake(&wt->token, 1);
+  tt__wake_commit(wt);
   return true;
 }
 
@@ -404,6 +416,7 @@ static void coro_entry(void);
 
 /* Marks co running on w, binding a stack first if it has never run. */
 static void prepare_run(tt__worker *w, tt__coro *co) {
+  TT_ASSERT(co->w == w || co->sp == NULL);
   if (co->sp == NULL) {
     if (tt__stack_bind(w, co) != 0)
       tt__fatal("out of memory: cannot allocate a coroutine stack");
@@ -436,6 +449,7 @@ static void finish_switch(tt__worker *w) {
   case TT__PEND_NONE:
     return;
   case TT__PEND_PARK: {
+    TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_RUNNING);
     /* release: the context saved by the switch is visible to scanners that take the scan bit. */
     atomic_store_explicit(&co->status, TT__S_WAITING, memory_order_release);
     tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_IN(TT_STATE_WAITING),
@@ -483,9 +497,9 @@ static tt__coro *pick_local(tt__worker *w) {
   if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
     return NULL;
   uint32_t tick = ++w->tick;
-  if ((tick & 63) == 0 && w->timers.n) {
+  if ((tick & 63) == 0 && w->timers.n && !tt__rt.deterministic) {
     w->now = tt__clock();
-    tt__timers_run(&w->timers, w->now);
+    tt__timers_run(&w->timers, w->now, false);
   }
   if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
     drain_inbox(w);
@@ -513,6 +527,7 @@ static tt__coro *pick_local(tt__worker *w) {
 /* Switches from the current context (co, or w's own when co is NULL) to next (or to w's own
  * context when next is NULL), and on return finishes whatever the previous context left. */
 static void switch_away(tt__worker *w, tt__coro *co, tt__coro *next, bool dying) {
+  TT_ASSERT(w == tt__tls_worker && w->cur == co && next != co);
   void **save = co ? &co->sp : &w->g0_sp;
   void *to;
   if (next) {
@@ -640,14 +655,16 @@ int tt__thread_block(tt__waiter *wt, int64_t deadline) {
     thread_list->prev = &tb;
   thread_list = &tb;
   tt__lock_release(&thread_lock);
-  if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) >= RT_STOPPING ||
-      atomic_load_explicit(&tt__rt.state, memory_order_acquire) == RT_STOPPED)
+  int s = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
+  if (s == RT_STOPPED || s >= RT_STOPPING)
     tt__wake(wt, TT_ESHUTDOWN);
-  while (atomic_load_explicit(&wt->token, memory_order_acquire) == TT__WAITING) {
-    if (tt__futex_wait(&wt->token, TT__WAITING, deadline) == TT_ETIMEDOUT) {
-      uint32_t exp = TT__WAITING;
-      atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)TT_ETIMEDOUT,
-                                              memory_order_acq_rel, memory_order_acquire);
+  /* acquire: pairs with the commit's release store. */
+  while (atomic_load_explicit(&wt->released, memory_order_acquire) == 0) {
+    if (tt__futex_wait(&wt->released, 0, deadline) == TT_ETIMEDOUT) {
+      /* Time is up: claim ourselves, unless a waker did first — then its commit is coming. */
+      if (tt__wake_claim(wt, TT_ETIMEDOUT))
+        break;
+      deadline = -1;
     }
   }
   tt__lock_acquire(&thread_lock);
@@ -703,20 +720,33 @@ static tt__coro *try_steal(tt__worker *w) {
 /* Finds something to run, sleeping when there is nothing; NULL when the runtime stops.
  * Runs in w's own context. */
 static tt__coro *find_runnable(tt__worker *w) {
+  bool spun = false; /* spin at most once between sleeps */
   for (;;) {
     if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) >= RT_STOPPING)
       return NULL;
     w->now = tt__clock();
-    int64_t next_timer = tt__timers_run(&w->timers, w->now);
-    tt__coro *co = pick_local(w);
-    if (co)
-      return co;
+    tt__coro *co;
+    int64_t next_timer;
+    if (tt__rt.deterministic) {
+      /* Reproducible timing: timers fire only when nothing else can run, one at a time, in
+       * (deadline, arming) order — never "whichever happened to be due". */
+      if ((co = pick_local(w)) != NULL)
+        return co;
+      next_timer = tt__timers_run(&w->timers, w->now, true);
+      if ((co = pick_local(w)) != NULL)
+        return co;
+    } else {
+      next_timer = tt__timers_run(&w->timers, w->now, false);
+      if ((co = pick_local(w)) != NULL)
+        return co;
+    }
     if ((co = try_steal(w)) != NULL)
       return co;
     /* Spin a little before sleeping (at most half the workers at once): work often arrives
      * within microseconds, and a futex wake costs ~10 us. */
-    if (tt__rt.procs > 1 &&
+    if (!spun && tt__rt.procs > 1 &&
         2 * atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) < tt__rt.procs) {
+      spun = true;
       atomic_fetch_add_explicit(&tt__rt.nspinning, 1, memory_order_relaxed);
       int64_t until = w->now + SPIN_NS;
       if (next_timer >= 0 && next_timer < until)
@@ -753,6 +783,7 @@ static tt__coro *find_runnable(tt__worker *w) {
     }
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
+    spun = false;
   }
 }
 

@@ -2,9 +2,9 @@
 /* Wait groups (Go's sync.WaitGroup), with a deadline wait that needs no helper coroutine.
  *
  * The counter and the FIFO of waiters sit under one internal lock. When the counter reaches zero
- * every waiter is woken while the lock is held, and taken off the queue: a waiter that was
- * cancelled or timed out meanwhile finds itself off the queue when it takes the lock to leave,
- * and a waker never touches a waiter that has already returned (its node lives on its stack). */
+ * the waiters are claimed and taken off the queue under the lock and woken after it (tt__waiter
+ * explains why): neither Done nor a woken Wait touches the wait group afterwards, so one on either
+ * side's stack may die as soon as that side's call returns. */
 #include <string.h>
 
 #include "internal.h"
@@ -20,7 +20,17 @@ _Static_assert(sizeof(wg_impl) <= sizeof(tt_wg), "tt_wg too small for its implem
 _Static_assert(_Alignof(wg_impl) <= _Alignof(tt_wg), "tt_wg under-aligned");
 
 #define IMPL(wg) ((wg_impl *)(void *)(wg)->opaque_)
-#define QUEUED ((void *)1)
+
+static void unlink(wg_impl *g, tt__waiter *wt) {
+  if (wt->prev)
+    wt->prev->next = wt->next;
+  else
+    g->head = wt->next;
+  if (wt->next)
+    wt->next->prev = wt->prev;
+  else
+    g->tail = wt->prev;
+}
 
 void tt_wg_init(tt_wg *wg) { memset(wg, 0, sizeof *wg); }
 
@@ -34,15 +44,25 @@ int tt_wg_add(tt_wg *wg, int64_t delta) {
     return TT_EINVAL;
   }
   g->count += delta;
+  tt__waiter *woken = NULL;
   if (g->count == 0) {
+    /* Claim every waiter under the lock, commit them after it (see tt__waiter). Those already
+     * claimed by a timer or a cancellation stay queued and remove themselves. */
     for (tt__waiter *wt = g->head, *nx; wt; wt = nx) {
       nx = wt->next;
-      wt->data = NULL;
-      tt__wake(wt, 0);
+      if (!tt__wake_claim(wt, 0))
+        continue;
+      unlink(g, wt);
+      wt->next = woken;
+      woken = wt;
     }
-    g->head = g->tail = NULL;
   }
   tt__lock_release(&g->lock);
+  while (woken) {
+    tt__waiter *nx = woken->next; /* read before the commit, after which woken may die */
+    tt__wake_commit(woken);
+    woken = nx;
+  }
   return 0;
 }
 
@@ -69,28 +89,18 @@ int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
     tt__lock_release(&g->lock);
     return 0;
   }
-  tt__waiter wt = {.co = co, .data = QUEUED};
-  atomic_init(&wt.token, TT__WAITING);
+  tt__waiter wt;
+  tt__waiter_init(&wt, co);
   wt.prev = g->tail;
-  wt.next = NULL;
   if (g->tail)
     g->tail->next = &wt;
   else
     g->head = &wt;
   g->tail = &wt;
   r = tt__wait(&wt, TT_WAIT_WAITGROUP_WAIT, wg, deadline, &g->lock);
-  if (r != 0) {
+  if (tt__wait_self_result(r)) {
     tt__lock_acquire(&g->lock);
-    if (wt.data == QUEUED) {
-      if (wt.prev)
-        wt.prev->next = wt.next;
-      else
-        g->head = wt.next;
-      if (wt.next)
-        wt.next->prev = wt.prev;
-      else
-        g->tail = wt.prev;
-    }
+    unlink(g, &wt);
     tt__lock_release(&g->lock);
   }
   return r;

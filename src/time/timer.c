@@ -22,10 +22,14 @@ static void swap_at(tt__timer_heap *h, uint32_t i, uint32_t j) {
   h->v[j]->index = j;
 }
 
+static inline bool before(const tt__timer *a, const tt__timer *b) {
+  return a->key < b->key || (a->key == b->key && a->seq < b->seq);
+}
+
 static void sift_up(tt__timer_heap *h, uint32_t i) {
   while (i > 0) {
     uint32_t p = (i - 1) / 2;
-    if (h->v[p]->when <= h->v[i]->when)
+    if (!before(h->v[i], h->v[p]))
       break;
     swap_at(h, i, p);
     i = p;
@@ -35,9 +39,9 @@ static void sift_up(tt__timer_heap *h, uint32_t i) {
 static void sift_down(tt__timer_heap *h, uint32_t i) {
   for (;;) {
     uint32_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < h->n && h->v[l]->when < h->v[m]->when)
+    if (l < h->n && before(h->v[l], h->v[m]))
       m = l;
-    if (r < h->n && h->v[r]->when < h->v[m]->when)
+    if (r < h->n && before(h->v[r], h->v[m]))
       m = r;
     if (m == i)
       return;
@@ -62,6 +66,7 @@ int tt__timer_add(tt__timer_heap *h, tt__timer *t) {
   if (reserve(h) != 0)
     return TT_ENOMEM;
   t->index = h->n;
+  t->seq = h->seq++;
   h->v[h->n++] = t;
   sift_up(h, t->index);
   return 0;
@@ -82,11 +87,15 @@ void tt__timer_del(tt__timer_heap *h, tt__timer *t) {
   sift_down(h, h->v[i]->index);
 }
 
-int64_t tt__timers_run(tt__timer_heap *h, int64_t now) {
+int64_t tt__timers_run(tt__timer_heap *h, int64_t now, bool single) {
   while (h->n && h->v[0]->when <= now) {
     tt__timer *t = h->v[0];
     tt__timer_del(h, t);
+    if (single)
+      tt__tls_worker->vnow = t->key; /* deterministic mode: virtual time moves to this timer */
     tt__wake(t->wt, t->result);
+    if (single)
+      break;
   }
   return tt__timers_next(h);
 }
@@ -116,6 +125,15 @@ static void wait_commit(void *p) {
     tt__lock_release(wc->lk);
 }
 
+/* The heap key of a timer due at `when`, armed at real time now: in deterministic mode the
+ * virtual deadline, so that timers fire in an order that depends on the program alone (for
+ * relative sleeps; deadlines computed from tt_now() carry the real clock's jitter). */
+static int64_t timer_key(tt__worker *w, int64_t when, int64_t now) {
+  if (!tt__rt.deterministic)
+    return when;
+  return w->vnow + (when > now ? when - now : 0);
+}
+
 /* Ends a wait before it starts, with err. lk (if any) is still held, and has been since wt was
  * queued, so no waker can have seen wt, and a cancellation only wakes parked coroutines: the token
  * is ours to take. */
@@ -139,7 +157,8 @@ int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__
     return tt__thread_block(wt, deadline);
   }
   tt__worker *w = co->w;
-  tt__timer t = {.when = deadline, .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
+  tt__timer t = {.when = deadline, .key = timer_key(w, deadline, tt__clock()),
+                 .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
   struct wait_commit wc = {NULL, lk};
   if (deadline != TT_FOREVER) {
     if (reserve(&w->timers) != 0)
@@ -151,25 +170,46 @@ int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__
   return r;
 }
 
-int tt_sleep_until(int64_t deadline) {
+/* Sleeps until deadline, or (rel >= 0) for rel ns from now. A relative sleep always parks, even
+ * for a deadline already past, so that it goes through the timer heap (and the deterministic
+ * schedule). */
+static int sleep_until(int64_t deadline, int64_t now, int64_t rel) {
   tt__coro *co = tt__self();
   int r = tt__block_check(co);
   if (r != 0)
     return r;
   if (deadline != TT_FOREVER && deadline < 0)
     deadline = 0;
-  if (co && deadline != TT_FOREVER && deadline <= tt__clock())
+  tt__waiter wt;
+  tt__waiter_init(&wt, co);
+  if (co == NULL) {
+    r = tt__thread_block(&wt, deadline);
+    return r == TT_ETIMEDOUT ? 0 : r;
+  }
+  if (deadline != TT_FOREVER && rel < 0 && deadline <= now)
     return 0;
-  /* A sleep is a wait that only its deadline (or a cancellation) ends. */
-  tt__waiter wt = {.co = co};
-  atomic_init(&wt.token, TT__WAITING);
-  r = tt__wait(&wt, TT_WAIT_SLEEP, NULL, deadline, NULL);
-  return r == TT_ETIMEDOUT ? 0 : r;
+  /* A sleep is a wait that only its timer (or a cancellation) ends. */
+  tt__worker *w = co->w;
+  tt__timer t = {.when = deadline, .index = UINT32_MAX, .result = 0, .wt = &wt};
+  t.key = rel >= 0 && tt__rt.deterministic ? w->vnow + rel : timer_key(w, deadline, now);
+  struct wait_commit wc = {NULL, NULL};
+  if (deadline != TT_FOREVER) {
+    if (reserve(&w->timers) != 0)
+      return TT_ENOMEM;
+    wc.t = &t;
+  }
+  r = tt__park(&wt, TT_WAIT_SLEEP, NULL, wait_commit, &wc);
+  tt__timer_del(&w->timers, &t);
+  return r;
 }
+
+int tt_sleep_until(int64_t deadline) { return sleep_until(deadline, tt__clock(), -1); }
 
 int tt_sleep(int64_t ns) {
   if (ns <= 0)
     return tt__block_check(tt__self());
   int64_t now = tt__clock();
-  return tt_sleep_until(ns > INT64_MAX - now ? TT_FOREVER : now + ns);
+  if (ns > INT64_MAX - now)
+    return sleep_until(TT_FOREVER, now, -1);
+  return sleep_until(now + ns, now, ns);
 }

@@ -138,14 +138,19 @@ int tt__knobs_load(const tt_run_opts *o) {
     tt__rt.procs = o->procs;
 
   tt__rt.seed = 0;
+  tt__rt.seed_given = false;
   if ((s = getenv("TT_SEED")) != NULL && *s) {
+    tt__rt.seed_given = true;
     uint64_t v;
     if (parse_size(s, &v) != 0)
       return bad("TT_SEED", s, "want an unsigned integer");
     tt__rt.seed = v;
   }
-  if (o->seed)
+  if (o->seed) {
     tt__rt.seed = o->seed;
+    tt__rt.seed_given = true;
+  }
+  tt__rt.deterministic = tt__rt.seed_given && tt__rt.procs == 1;
   while (tt__rt.seed == 0) {
     if (getrandom(&tt__rt.seed, sizeof tt__rt.seed, 0) != sizeof tt__rt.seed)
       tt__rt.seed = (uint64_t)tt__clock() ^ (uint64_t)getpid();
