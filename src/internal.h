@@ -117,7 +117,7 @@ typedef struct tt__coro {
   _Atomic uint32_t qseq; /* queueing order on its worker, for FIFO fairness across queues */
   void (*fn)(void *);
   void *arg;
-  char *stack_lo; /* lowest usable byte; a red-zone page (guard or canary) lies below */
+  char *stack_lo;    /* lowest usable byte; a red-zone page (guard or canary) lies below */
   size_t stack_size; /* usable bytes above stack_lo */
   size_t stack_req;  /* requested size, before the stack is bound */
   /* Registry: written while the coroutine runs (or before it is published), read under scan. */
@@ -275,15 +275,15 @@ enum { TT__PEND_NONE, TT__PEND_PARK, TT__PEND_YIELD, TT__PEND_EXIT };
 struct tt__worker {
   /* Owner-only fields. */
   int index;
-  tt__coro *cur;  /* the running coroutine, NULL in the worker's own context */
-  void *g0_sp;    /* the worker's own context while a coroutine runs */
+  tt__coro *cur; /* the running coroutine, NULL in the worker's own context */
+  void *g0_sp;   /* the worker's own context while a coroutine runs */
   tt__coro *runnext;
   uint32_t runnext_streak;
   tt__coro *ready_head, *ready_tail; /* started coroutines this worker readied */
   uint32_t tick;
   uint32_t qseq; /* next queueing sequence number */
-  int64_t now;  /* coarse clock, refreshed by the scheduler */
-  int64_t vnow; /* deterministic mode: virtual time, advanced only by firing timers */
+  int64_t now;   /* coarse clock, refreshed by the scheduler */
+  int64_t vnow;  /* deterministic mode: virtual time, advanced only by firing timers */
   tt__timer_heap timers;
   int pend_kind; /* the action the next context runs after the switch (finish_switch) */
   tt__coro *pend_co;
@@ -325,7 +325,7 @@ typedef struct tt__runtime {
   int64_t grace_ns;
   int report_fd;
   bool debug_canary;
-  int guard_mode; /* 1 auto (budget), 0 never, 2 always */
+  int guard_mode;     /* 1 auto (budget), 0 never, 2 always */
   bool seed_given;    /* the seed came from the options or TT_SEED */
   bool deterministic; /* one worker and a given seed: a reproducible schedule */
   tt__worker *workers;
@@ -365,9 +365,9 @@ extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inlin
 extern __thread tt__worker *tt__tls_worker;
 
 /* Scheduler hooks. */
-void tt__ready(tt__coro *co);          /* WAITING -> RUNNABLE, queue on its worker */
-void tt__spawn_enqueue(tt__coro *co);  /* queue a fresh coroutine */
-TT_NORETURN void tt__coro_exit(void);  /* the running coroutine ends */
+void tt__ready(tt__coro *co);                     /* WAITING -> RUNNABLE, queue on its worker */
+void tt__spawn_enqueue(tt__coro *co);             /* queue a fresh coroutine */
+TT_NORETURN void tt__coro_exit(void);             /* the running coroutine ends */
 void tt__stats_add(int idx1, int idx2, int idx3); /* counts one transition (up to 3 counters) */
 uint64_t tt__rand(tt__worker *w);
 

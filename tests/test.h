@@ -18,7 +18,7 @@ void tt_test_register(const char *name, tt_test_fn fn, const char *file);
 
 #define TEST(name)                                                                                 \
   static void test_##name(void);                                                                   \
-  __attribute__((constructor)) static void test_register_##name(void) {                          \
+  __attribute__((constructor)) static void test_register_##name(void) {                            \
     tt_test_register(#name, test_##name, __FILE__);                                                \
   }                                                                                                \
   static void test_##name(void)
@@ -36,7 +36,7 @@ void tt_test_fail(const char *file, int line, const char *fmt, ...)
   do {                                                                                             \
     type a_ = (type)(a), b_ = (type)(b);                                                           \
     if (!(a_ op b_))                                                                               \
-      tt_test_fail(__FILE__, __LINE__, "assertion failed: %s %s %s (%" fmt " vs %" fmt ")", #a,   \
+      tt_test_fail(__FILE__, __LINE__, "assertion failed: %s %s %s (%" fmt " vs %" fmt ")", #a,    \
                    #op, #b, a_, b_);                                                               \
   } while (0)
 

@@ -7,7 +7,6 @@
 
 static _Atomic int64_t ran;
 
-
 static void bump_done(void *arg) {
   atomic_fetch_add(&ran, 1);
   tt_wg_done(arg);

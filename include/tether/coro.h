@@ -19,13 +19,13 @@ TT_BEGIN_DECLS
 /* Options for tt_run. Zero means "the default" for every field, so `&(tt_run_opts){0}` or NULL
  * gives the defaults, which the environment can change (see docs/HACKING.md, "Knobs"). */
 typedef struct tt_run_opts {
-  int procs;          /* worker threads; default TT_PROCS, else the online CPUs */
-  uint64_t seed;      /* scheduler and select randomness; default TT_SEED, else random */
-  size_t stack_size;  /* default coroutine stack; default TT_STACK_SIZE, else 256 KiB */
-  int64_t grace_ns;   /* at shut-down, how long cancelled coroutines get to finish;
-                         default TT_DEBUG=grace=..., else 1 s; negative means none */
-  int report_fd;      /* where the shut-down report goes; 0 means stderr (2); -1 silences it */
-  const char *name;   /* name of coroutine 1; default "main" */
+  int procs;         /* worker threads; default TT_PROCS, else the online CPUs */
+  uint64_t seed;     /* scheduler and select randomness; default TT_SEED, else random */
+  size_t stack_size; /* default coroutine stack; default TT_STACK_SIZE, else 256 KiB */
+  int64_t grace_ns;  /* at shut-down, how long cancelled coroutines get to finish;
+                        default TT_DEBUG=grace=..., else 1 s; negative means none */
+  int report_fd;     /* where the shut-down report goes; 0 means stderr (2); -1 silences it */
+  const char *name;  /* name of coroutine 1; default "main" */
 } tt_run_opts;
 
 /* Starts the runtime on opts->procs workers, runs fn(arg) as coroutine 1 and, when fn returns,
@@ -51,7 +51,7 @@ TT_EXTERN int tt_main(int argc, char **argv, int (*main_fn)(int argc, char **arg
 /* TT_MAIN(argc, argv) { ... return 0; } defines main() to run its body as coroutine 1. */
 #define TT_MAIN(argc, argv)                                                                        \
   static int tt_main_body_(int argc, char **argv);                                                 \
-  int main(int argc_, char **argv_) { return tt_main(argc_, argv_, tt_main_body_); }              \
+  int main(int argc_, char **argv_) { return tt_main(argc_, argv_, tt_main_body_); }               \
   static int tt_main_body_(int argc, char **argv)
 
 /* Whether the runtime is running (between tt_run's start-up and the end of its shut-down).

@@ -16,7 +16,7 @@ TT_BEGIN_DECLS
 
 typedef enum tt_state {
 #define TT_STATE_ENUM_(name, str) TT_STATE_##name,
-  TT_STATE_MAP(TT_STATE_ENUM_)
+  TT_STATE_MAP(TT_STATE_ENUM_) /* one enumerator per state */
 #undef TT_STATE_ENUM_
   TT_STATE_COUNT
 } tt_state;
@@ -46,7 +46,7 @@ typedef enum tt_state {
 
 typedef enum tt_wait_reason {
 #define TT_WAIT_ENUM_(name, str) TT_WAIT_##name,
-  TT_WAIT_REASON_MAP(TT_WAIT_ENUM_)
+  TT_WAIT_REASON_MAP(TT_WAIT_ENUM_) /* one enumerator per reason */
 #undef TT_WAIT_ENUM_
   TT_WAIT_COUNT
 } tt_wait_reason;
@@ -75,19 +75,19 @@ TT_EXTERN int tt_counts_get(tt_counts *out);
  * the callback returns. */
 typedef struct tt_coro_info {
   tt_id id;
-  tt_id parent;           /* the spawner's id; 0 when spawned by a plain thread */
-  const char *name;       /* NULL when unnamed */
-  int state;              /* tt_state */
-  int wait_reason;        /* tt_wait_reason, TT_WAIT_NONE unless waiting */
-  const void *wait_obj;   /* the object waited on (a tt_wg*, ...), or NULL */
-  int64_t blocked_since;  /* tt_now()-clock time the wait began (coarse), 0 unless waiting */
-  void *create_pc;        /* return address of the tt_go call that spawned it */
+  tt_id parent;          /* the spawner's id; 0 when spawned by a plain thread */
+  const char *name;      /* NULL when unnamed */
+  int state;             /* tt_state */
+  int wait_reason;       /* tt_wait_reason, TT_WAIT_NONE unless waiting */
+  const void *wait_obj;  /* the object waited on (a tt_wg*, ...), or NULL */
+  int64_t blocked_since; /* tt_now()-clock time the wait began (coarse), 0 unless waiting */
+  void *create_pc;       /* return address of the tt_go call that spawned it */
   int daemon;
-  int worker;             /* index of the worker it is bound to; -1 before its first run */
+  int worker; /* index of the worker it is bound to; -1 before its first run */
   size_t stack_size;
   const tt_label *labels; /* nlabels entries */
   size_t nlabels;
-  void *sp;               /* saved stack pointer while suspended after its first run, else NULL */
+  void *sp; /* saved stack pointer while suspended after its first run, else NULL */
 } tt_coro_info;
 
 /* Calls fn once for every live coroutine (in no particular order), stopping early when fn returns

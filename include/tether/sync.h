@@ -14,7 +14,9 @@ typedef struct tt_wg {
   _Alignas(8) unsigned char opaque_[48];
 } tt_wg;
 
+/* clang-format off */
 #define TT_WG_INIT {{0}}
+/* clang-format on */
 
 /* Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN void tt_wg_init(tt_wg *wg);

@@ -183,8 +183,8 @@ bool tt__scan_acquire(tt__coro *co, uint32_t *state) {
     }
     /* acquire: the coroutine's fields and saved context, written before it was suspended
      * (release in finish_switch / spawn), are visible. */
-    if (atomic_compare_exchange_weak_explicit(&co->status, &s, s | TT__S_SCAN,
-                                              memory_order_acquire, memory_order_relaxed)) {
+    if (atomic_compare_exchange_weak_explicit(&co->status, &s, s | TT__S_SCAN, memory_order_acquire,
+                                              memory_order_relaxed)) {
       *state = st;
       return true;
     }

@@ -212,9 +212,8 @@ void tt__stack_unbind(tt__worker *w, tt__coro *co) {
 #endif
   if (co->stack_pooled) {
     TT_ASSERT(w->nstacks < w->cap_stacks);
-    w->stacks[w->nstacks++] =
-        (tt__stack){.lo = co->stack_lo, .size = co->stack_size, .guarded = co->stack_guarded,
-                    .warm = 1};
+    w->stacks[w->nstacks++] = (tt__stack){
+        .lo = co->stack_lo, .size = co->stack_size, .guarded = co->stack_guarded, .warm = 1};
     w->nwarm++;
   } else {
     munmap(co->stack_lo - tt__rt.page, co->stack_size + tt__rt.page);

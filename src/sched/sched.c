@@ -101,7 +101,7 @@ static inline void stats_bump(tt__stats *st, int a, int b, int c) {
   atomic_thread_fence(memory_order_release);
 #define BUMP_(i)                                                                                   \
   if ((i) >= 0)                                                                                    \
-  atomic_store_explicit(&st->c[i], atomic_load_explicit(&st->c[i], memory_order_relaxed) + 1,     \
+  atomic_store_explicit(&st->c[i], atomic_load_explicit(&st->c[i], memory_order_relaxed) + 1,      \
                         memory_order_relaxed)
   BUMP_(a);
   BUMP_(b);
@@ -370,8 +370,7 @@ void tt__ready(tt__coro *co) {
     /* Keep the scan bit: a scanner may be reading the stack; the worker that picks co up waits
      * for the bit to clear before switching to it. acq_rel: the waker's writes (the wait result)
      * happen before the coroutine runs; the scanner's ordering is kept. */
-    if (atomic_compare_exchange_weak_explicit(&co->status, &s,
-                                              (s & TT__S_SCAN) | TT__S_RUNNABLE,
+    if (atomic_compare_exchange_weak_explicit(&co->status, &s, (s & TT__S_SCAN) | TT__S_RUNNABLE,
                                               memory_order_acq_rel, memory_order_relaxed))
       break;
   }
@@ -884,7 +883,8 @@ static void main_entry(void *p) {
     tt__write_str(tt__rt.report_fd, "tether: ");
     tt__write_u64(tt__rt.report_fd, (uint64_t)left);
     tt__write_str(tt__rt.report_fd, left == 1 ? " coroutine is" : " coroutines are");
-    tt__write_str(tt__rt.report_fd, " still alive after the shut-down grace period; discarding:\n\n");
+    tt__write_str(tt__rt.report_fd,
+                  " still alive after the shut-down grace period; discarding:\n\n");
     tt__registry_walk(report_one, self);
   }
   atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);

@@ -10,7 +10,7 @@
 #include "internal.h"
 
 typedef struct wg_impl {
-  tt__lock lock;   /* protects everything below */
+  tt__lock lock; /* protects everything below */
   uint32_t pad;
   int64_t count;
   tt__waiter *head, *tail;

@@ -157,8 +157,11 @@ int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__
     return tt__thread_block(wt, deadline);
   }
   tt__worker *w = co->w;
-  tt__timer t = {.when = deadline, .key = timer_key(w, deadline, tt__clock()),
-                 .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
+  tt__timer t = {.when = deadline,
+                 .key = timer_key(w, deadline, tt__clock()),
+                 .index = UINT32_MAX,
+                 .result = TT_ETIMEDOUT,
+                 .wt = wt};
   struct wait_commit wc = {NULL, lk};
   if (deadline != TT_FOREVER) {
     if (reserve(&w->timers) != 0)

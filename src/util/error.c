@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The string tables for error codes, states and wait reasons, generated from their X-macro lists. */
+/* String tables for error codes, states and wait reasons, generated from their X-macro lists. */
 #include "internal.h"
 
 const char *tt_strerror(int err) {
