@@ -6,6 +6,8 @@
 
 #include "common.h"
 
+TT_BEGIN_DECLS
+
 /* The one list of error codes (name, value, message). Codes that mean what a POSIX errno means
  * carry the negated Linux value, like libuv; tether's own codes sit below -4000. New codes are
  * only appended. */
@@ -35,5 +37,7 @@ TT_EXTERN const char *tt_strerror(int err);
 
 /* The code's name without the TT_ prefix ("EINVAL"), or NULL. Any thread, signal-safe. */
 TT_EXTERN const char *tt_err_name(int err);
+
+TT_END_DECLS
 
 #endif

@@ -94,6 +94,8 @@ void tt__stacks_destroy(void) {
 static bool budget_take(long n) {
   if (tt__rt.guard_mode == 2)
     return true;
+  if (tt__rt.guard_mode == 0)
+    return false;
   /* relaxed: the budget is a counter; no data hangs on it. */
   if (atomic_fetch_sub_explicit(&tt__rt.map_budget, n, memory_order_relaxed) >= n)
     return true;
@@ -237,13 +239,30 @@ void tt__stacks_trim(tt__worker *w) {
   }
 }
 
+static const void *overflow_at;
+
+/* Reports the overflow of the worker's running coroutine; runs on the worker's signal stack. */
+static void overflow_entry(void) { tt__stack_overflow(tt__tls_worker->cur, overflow_at); }
+
+/* The coroutine's stack is already past its end: report from the worker's alternate signal
+ * stack, since even a lazy symbol binding on the broken stack would run off the red zone. */
+static TT_NORETURN void overflow_off_stack(tt__coro *co, const void *at) {
+  tt__worker *w = tt__tls_worker;
+  overflow_at = at;
+  if (w && w->altstack) {
+    void *dummy;
+    tt__switch(&dummy, tt__ctx_make((char *)w->altstack + w->altstack_size, overflow_entry));
+  }
+  tt__stack_overflow(co, at);
+}
+
 void tt__stack_check_slow(tt__coro *co, const char *sp) {
   if (sp < co->stack_lo)
-    tt__stack_overflow(co, sp);
+    overflow_off_stack(co, sp);
   if (tt__rt_debug_canary && !co->stack_guarded) {
     const unsigned char *p = (const unsigned char *)co->stack_lo - tt__rt.page;
     for (size_t i = 0; i < tt__rt.page; i++)
       if (p[i] != CANARY)
-        tt__stack_overflow(co, p + i);
+        overflow_off_stack(co, p + i);
   }
 }

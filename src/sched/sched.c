@@ -592,10 +592,10 @@ int tt_yield(void) {
     return TT_ENOTCORO;
   }
   tt__coro *co = w->cur;
+  tt__stack_check(co);
   tt__coro *next = pick_local(w);
   if (next == NULL)
     return 0;
-  tt__stack_check(co);
   w->pend_kind = TT__PEND_YIELD;
   w->pend_co = co;
   switch_away(w, co, next, false);
