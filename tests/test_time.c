@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/* Time: tt_now, sleeping (coroutines and plain threads), deadlines, many sleepers. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "test.h"
+
+static int cmp64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int accuracy_main(void *p) {
+  int64_t over[21];
+  for (int i = 0; i < 21; i++) {
+    int64_t t0 = tt_now();
+    ASSERT_OK(tt_sleep(200 * TT_USEC));
+    int64_t d = tt_now() - t0;
+    ASSERT_GE(d, 200 * TT_USEC);
+    over[i] = d - 200 * TT_USEC;
+  }
+  qsort(over, 21, sizeof over[0], cmp64);
+  printf("sleep(200us) overshoot: median %lld ns, max %lld ns\n", (long long)over[10],
+         (long long)over[20]);
+  /* Sub-millisecond accuracy. */
+  ASSERT_LT(over[10], (int64_t)(500 * TT_USEC * tt_test_slow()));
+  return 0;
+}
+
+TEST(sleep_is_sub_millisecond_accurate) { tt_test_run(accuracy_main, NULL, 2); }
+
+static int edges_main(void *p) {
+  int64_t a = tt_now(), b = tt_now();
+  ASSERT_LE(a, b);
+  ASSERT_OK(tt_sleep(0));
+  ASSERT_OK(tt_sleep(-5));
+  int64_t t0 = tt_now();
+  ASSERT_OK(tt_sleep_until(t0 - TT_SEC));
+  ASSERT_OK(tt_sleep_until(0));
+  ASSERT_LT(tt_now() - t0, 50 * TT_MSEC * (int64_t)tt_test_slow());
+  return 0;
+}
+
+TEST(sleep_edge_cases) { tt_test_run(edges_main, NULL, 1); }
+
+struct order {
+  int log[16];
+  _Atomic int n;
+};
+
+static struct order ord;
+
+static void sleep_n(void *p) {
+  intptr_t k = (intptr_t)p;
+  tt_sleep((int64_t)k * 3 * TT_MSEC);
+  ord.log[atomic_fetch_add(&ord.n, 1)] = (int)k;
+}
+
+static int order_main(void *p) {
+  int ks[] = {5, 1, 4, 2, 3};
+  for (int i = 0; i < 5; i++)
+    ASSERT_OK(tt_go(sleep_n, (void *)(intptr_t)ks[i]));
+  while (atomic_load(&ord.n) < 5)
+    tt_sleep(TT_MSEC);
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ(ord.log[i], i + 1);
+  return 0;
+}
+
+TEST(timers_fire_in_deadline_order) { tt_test_run(order_main, NULL, 1); }
+
+static void many_sleep(void *p) {
+  ASSERT_OK(tt_sleep(10 * TT_MSEC));
+  tt_wg_done(p);
+}
+
+static int many_main(void *p) {
+  int64_t n = SCALED(100000, 500);
+  tt_wg wg = TT_WG_INIT;
+  tt_wg_add(&wg, n);
+  int64_t t0 = tt_now();
+  for (int64_t i = 0; i < n; i++)
+    ASSERT_OK(tt_go(many_sleep, &wg));
+  tt_counts c;
+  ASSERT_OK(tt_counts_get(&c));
+  ASSERT_OK(tt_wg_wait(&wg));
+  int64_t took = tt_now() - t0;
+  printf("%lld coroutines slept 10 ms each in %.1f ms\n", (long long)n, (double)took / 1e6);
+  ASSERT_LT(took, (int64_t)(5 * TT_SEC * tt_test_slow()));
+  return 0;
+}
+
+TEST(hundred_thousand_sleepers) { tt_test_run(many_main, NULL, 0); }
+
+static int deadline_main(void *p) {
+  tt_wg wg = TT_WG_INIT;
+  tt_wg_add(&wg, 1);
+  int64_t t0 = tt_now();
+  ASSERT_ERR(tt_wg_wait_dl(&wg, t0 + 20 * TT_MSEC), TT_ETIMEDOUT);
+  ASSERT_GE(tt_now() - t0, 20 * TT_MSEC);
+  /* A deadline already past times out at once, without blocking. */
+  ASSERT_ERR(tt_wg_wait_dl(&wg, t0), TT_ETIMEDOUT);
+  /* The timed-out waiters left the queue: the wait group still works. */
+  ASSERT_OK(tt_wg_done(&wg));
+  ASSERT_OK(tt_wg_wait_dl(&wg, tt_now() + TT_SEC));
+  return 0;
+}
+
+TEST(wait_group_deadline) { tt_test_run(deadline_main, NULL, 2); }
+
+static void *plain_sleeper(void *p) {
+  int64_t t0 = tt_now();
+  int r = tt_sleep(30 * TT_MSEC);
+  *(int64_t *)p = r == 0 ? tt_now() - t0 : -1;
+  return NULL;
+}
+
+static int plain_sleep_main(void *p) {
+  int64_t took = 0;
+  pthread_t th;
+  pthread_create(&th, NULL, plain_sleeper, &took);
+  pthread_join(th, NULL);
+  ASSERT_GE(took, 30 * TT_MSEC);
+  ASSERT_LT(took, (int64_t)(200 * TT_MSEC * tt_test_slow()));
+  return 0;
+}
+
+TEST(plain_thread_sleeps) { tt_test_run(plain_sleep_main, NULL, 1); }
