@@ -29,7 +29,7 @@ test: build
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTT_SANITIZE=address -DTT_BUILD_BENCH=OFF $(CMAKE_GEN) >/dev/null
 	@cmake --build build-asan -j $(JOBS)
-	@TT_TEST_SLOW=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@TT_TEST_SCALE=0.1 TT_TEST_SLOW=4 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(CTEST_J)
 
 # TSan supports at most ~8,000 live fibers: big tests scale down (TT_TEST_SCALE).

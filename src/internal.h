@@ -21,6 +21,8 @@
 #define TT_NOINLINE __attribute__((noinline))
 #define TT_NORETURN __attribute__((noreturn))
 #define TT_HIDDEN __attribute__((visibility("hidden")))
+/* For code that runs on a broken stack: no sanitizer calls (they resolve lazily, on the stack). */
+#define TT_NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_undefined, noinline))
 
 /* ---- Checks ------------------------------------------------------------------------------ */
 
@@ -362,7 +364,9 @@ typedef struct tt__runtime {
 
 extern tt__runtime tt__rt;
 extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inline check */
-extern __thread tt__worker *tt__tls_worker;
+/* initial-exec: one instruction per access even in the shared library (no __tls_get_addr), which
+ * matters on every switch; the library is never dlopen'ed late enough for that to fail. */
+extern __thread tt__worker *tt__tls_worker __attribute__((tls_model("initial-exec")));
 
 /* Scheduler hooks. */
 void tt__ready(tt__coro *co);                     /* WAITING -> RUNNABLE, queue on its worker */

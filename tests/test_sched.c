@@ -296,7 +296,9 @@ static int cycle_main(void *p) {
 
 TEST(run_restarts_without_leaking) {
   tt_run_opts o = {.procs = 2, .report_fd = -1};
-  ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0); /* warm libc's own one-time allocations */
+  /* Warm up: libc (and a sanitizer's allocator) make one-time allocations in the first runs. */
+  for (int i = 0; i < 10; i++)
+    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
   int threads = tt_test_proc_count("task"), fds = tt_test_proc_count("fd");
   int maps = tt_test_proc_count("maps");
   int cycles = (int)SCALED(100, 10);
@@ -304,8 +306,8 @@ TEST(run_restarts_without_leaking) {
     ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
   ASSERT_EQ(tt_test_proc_count("task"), threads);
   ASSERT_EQ(tt_test_proc_count("fd"), fds);
-  /* malloc may keep an arena or two; mappings must not grow with the number of runs. */
-  ASSERT_LE(tt_test_proc_count("maps"), maps + 4);
+  /* An allocator may still map a new size class or two; a leak per run would add hundreds. */
+  ASSERT_LE(tt_test_proc_count("maps"), maps + 8);
 }
 
 /* ---- Deterministic mode -------------------------------------------------------------------- */

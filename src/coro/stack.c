@@ -245,8 +245,9 @@ static const void *overflow_at;
 static void overflow_entry(void) { tt__stack_overflow(tt__tls_worker->cur, overflow_at); }
 
 /* The coroutine's stack is already past its end: report from the worker's alternate signal
- * stack, since even a lazy symbol binding on the broken stack would run off the red zone. */
-static TT_NORETURN void overflow_off_stack(tt__coro *co, const void *at) {
+ * stack, since even a lazy symbol binding on the broken stack would run off the red zone. Nothing
+ * on this path may call through the PLT or into a sanitizer before the switch. */
+TT_NO_SANITIZE static TT_NORETURN void overflow_off_stack(tt__coro *co, const void *at) {
   tt__worker *w = tt__tls_worker;
   overflow_at = at;
   if (w && w->altstack) {
@@ -256,7 +257,7 @@ static TT_NORETURN void overflow_off_stack(tt__coro *co, const void *at) {
   tt__stack_overflow(co, at);
 }
 
-void tt__stack_check_slow(tt__coro *co, const char *sp) {
+TT_NO_SANITIZE void tt__stack_check_slow(tt__coro *co, const char *sp) {
   if (sp < co->stack_lo)
     overflow_off_stack(co, sp);
   if (tt__rt_debug_canary && !co->stack_guarded) {

@@ -63,7 +63,7 @@
 #endif
 
 tt__runtime tt__rt;
-__thread tt__worker *tt__tls_worker;
+__thread tt__worker *tt__tls_worker __attribute__((tls_model("initial-exec")));
 
 enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
 
