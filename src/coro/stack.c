@@ -225,17 +225,43 @@ void tt__stack_unbind(tt__worker *w, tt__coro *co) {
   co->stack_lo = NULL;
 }
 
+static int by_address(const void *a, const void *b) {
+  const char *x = ((const tt__stack *)a)->lo, *y = ((const tt__stack *)b)->lo;
+  return (x > y) - (x < y);
+}
+
 void tt__stacks_trim(tt__worker *w) {
   if (w->nwarm <= WARM_KEEP)
     return;
-  /* The pool is a stack: the least recently freed warm stacks are lowest. */
-  for (uint32_t i = 0; i < w->nstacks && w->nwarm > WARM_KEEP; i++) {
-    tt__stack *s = &w->stacks[i];
-    if (!s->warm)
-      continue;
-    madvise(s->lo, s->size, MADV_DONTNEED);
-    s->warm = 0;
-    w->nwarm--;
+  /* Keep the WARM_KEEP most recently freed (the top of the pool) warm; give back the memory of
+   * everything below them. Sorted by address, the stacks of a chunk are adjacent (a red-zone page
+   * between neighbours, which holds nothing), so one madvise covers a run of them: a few thousand
+   * calls for a million stacks, not a million. */
+  uint32_t keep = 0, end = w->nstacks;
+  while (end > 0 && keep < WARM_KEEP) {
+    end--;
+    keep += w->stacks[end].warm;
+  }
+  qsort(w->stacks, end, sizeof *w->stacks, by_address);
+  size_t page = tt__rt.page;
+  for (uint32_t i = 0; i < end;) {
+    char *from = w->stacks[i].lo - page, *to = from;
+    bool any = false;
+    uint32_t j = i;
+    /* A run: each stack's red zone starts where the previous stack ends. The canary (debug) is
+     * rewritten when a stack is bound, so the red zones may be cleared too. */
+    while (j < end && w->stacks[j].lo - page == to) {
+      to = w->stacks[j].lo + w->stacks[j].size;
+      if (w->stacks[j].warm) {
+        any = true;
+        w->stacks[j].warm = 0;
+        w->nwarm--;
+      }
+      j++;
+    }
+    if (any)
+      madvise(from, (size_t)(to - from), MADV_DONTNEED);
+    i = j;
   }
 }
 
