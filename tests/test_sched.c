@@ -41,25 +41,33 @@ static void tls_checker(void *p) {
   tt_wg_done(a->wg);
 }
 
+struct load {
+  _Atomic int stop;
+  tt_wg done;
+};
+
 static void cpu_load(void *p) {
-  _Atomic int *stop = p;
-  while (!atomic_load(stop))
+  struct load *l = p;
+  while (!atomic_load(&l->stop))
     tt_yield();
+  tt_wg_done(&l->done);
 }
 
 static int tls_main(void *p) {
   int n = (int)SCALED(2000, 50);
   _Atomic int64_t failures = 0;
-  _Atomic int stop = 0;
+  struct load load = {0};
   tt_wg wg = TT_WG_INIT;
   struct tls_arg a = {&wg, &failures, 50};
+  tt_wg_add(&load.done, 4);
   for (int i = 0; i < 4; i++)
-    ASSERT_OK(tt_go(cpu_load, &stop));
+    ASSERT_OK(tt_go(cpu_load, &load));
   ASSERT_OK(tt_wg_add(&wg, n));
   for (int i = 0; i < n; i++)
     ASSERT_OK(tt_go(tls_checker, &a));
   ASSERT_OK(tt_wg_wait(&wg));
-  atomic_store(&stop, 1);
+  atomic_store(&load.stop, 1);
+  ASSERT_OK(tt_wg_wait(&load.done)); /* load lives on this stack */
   ASSERT_EQ(atomic_load(&failures), 0);
   return 0;
 }
@@ -396,7 +404,7 @@ TEST(counts_by_state_and_reason_are_exact) {
 /* ---- Cross-worker wake-ups under stress --------------------------------------------------- */
 
 struct relay {
-  tt_wg *in, *out;
+  tt_wg *in, *out, *all;
   int rounds;
 };
 
@@ -406,6 +414,7 @@ static void relay_fn(void *p) {
     tt_wg_wait(&r->in[i]);
     tt_wg_done(&r->out[i]);
   }
+  tt_wg_done(r->all);
 }
 
 static int stress_main(void *p) {
@@ -420,8 +429,9 @@ static int stress_main(void *p) {
     tt_wg_add(&b[i], 1);
   }
   tt_wg all = TT_WG_INIT;
+  tt_wg_add(&all, pairs);
   for (int p = 0; p < pairs; p++) {
-    rs[2 * p] = (struct relay){&a[p * rounds], &b[p * rounds], rounds};
+    rs[2 * p] = (struct relay){&a[p * rounds], &b[p * rounds], &all, rounds};
     ASSERT_OK(tt_go(relay_fn, &rs[2 * p]));
   }
   /* The other side of each pair: the main coroutine drives them all, round by round. */
@@ -431,7 +441,7 @@ static int stress_main(void *p) {
     for (int p = 0; p < pairs; p++)
       ASSERT_OK(tt_wg_wait(&b[p * rounds + i]));
   }
-  (void)all;
+  ASSERT_OK(tt_wg_wait(&all)); /* the relays still read rs until they return */
   free(a);
   free(b);
   free(rs);

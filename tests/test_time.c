@@ -49,15 +49,17 @@ struct order {
 };
 
 static struct order ord;
+static int64_t base;
 
 static void sleep_n(void *p) {
   intptr_t k = (intptr_t)p;
-  tt_sleep((int64_t)k * 3 * TT_MSEC);
+  ASSERT_OK(tt_sleep_until(base + (int64_t)k * 3 * TT_MSEC));
   ord.log[atomic_fetch_add(&ord.n, 1)] = (int)k;
 }
 
 static int order_main(void *p) {
   int ks[] = {5, 1, 4, 2, 3};
+  base = tt_now() + 20 * TT_MSEC; /* common base: deadlines, not start times, decide */
   for (int i = 0; i < 5; i++)
     ASSERT_OK(tt_go(sleep_n, (void *)(intptr_t)ks[i]));
   while (atomic_load(&ord.n) < 5)
