@@ -247,19 +247,27 @@ int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__
 
 /* ---- Counting --------------------------------------------------------------------------- */
 
-enum { TT__NSTAT = 2 + 2 * TT_STATE_COUNT + 2 * TT_WAIT_COUNT };
-/* Monotonic transition counters, written by one thread each (a worker) and read by anyone under
- * a sequence count (seqlock): created, exited, in/out per state, in/out per wait reason. */
+/* Transition counters. Every state change of a coroutine bumps exactly one counter, in the block
+ * of the thread that makes the change (a worker's own block, which only that worker writes, or the
+ * shared block of plain threads, under a lock). The counters only grow; the counts by state and
+ * wait reason are differences of their sums:
+ *   runnable = created + woken + yields - runs      running = runs - parks - yields - exited
+ *   waiting on r = parked on r - woken from r
+ * Because every transition is one increment of one monotonic counter, a reader that collects all
+ * blocks twice and finds them unchanged has the values of one instant (no sequence counts are
+ * needed, and no transition is ever seen half done). */
+enum {
+  TT__ST_CREATED,
+  TT__ST_RUNS,
+  TT__ST_YIELDS,
+  TT__ST_EXITED,
+  TT__ST_PARK0,                                /* + wait reason */
+  TT__ST_WAKE0 = TT__ST_PARK0 + TT_WAIT_COUNT, /* + wait reason */
+  TT__NSTAT = TT__ST_WAKE0 + TT_WAIT_COUNT,
+};
 typedef struct tt__stats {
-  _Atomic uint32_t seq;
   _Atomic uint64_t c[TT__NSTAT];
 } tt__stats;
-#define TT__ST_CREATED 0
-#define TT__ST_EXITED 1
-#define TT__ST_IN(s) (2 + (s))
-#define TT__ST_OUT(s) (2 + TT_STATE_COUNT + (s))
-#define TT__ST_RIN(r) (2 + 2 * TT_STATE_COUNT + (r))
-#define TT__ST_ROUT(r) (2 + 2 * TT_STATE_COUNT + TT_WAIT_COUNT + (r))
 
 /* ---- The runtime ------------------------------------------------------------------------ */
 
@@ -298,6 +306,10 @@ struct tt__worker {
   uint64_t id_next, id_end; /* a batch of ids */
   uint64_t rand;
   uint64_t nsteal, npark; /* scheduler figures */
+  struct {
+    uint32_t head; /* a victim's ring head when first seen non-empty */
+    int64_t since; /* when; -1 when not watching */
+  } * steal_obs;   /* per victim, for try_steal */
   pthread_t thread;
   void *altstack;
   size_t altstack_size;
@@ -368,11 +380,15 @@ extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inlin
  * matters on every switch; the library is never dlopen'ed late enough for that to fail. */
 extern __thread tt__worker *tt__tls_worker __attribute__((tls_model("initial-exec")));
 
+/* Counts one transition (see tt__stats). */
+static inline void tt__stats_bump(int idx);
+
 /* Scheduler hooks. */
-void tt__ready(tt__coro *co);                     /* WAITING -> RUNNABLE, queue on its worker */
-void tt__spawn_enqueue(tt__coro *co);             /* queue a fresh coroutine */
-TT_NORETURN void tt__coro_exit(void);             /* the running coroutine ends */
-void tt__stats_add(int idx1, int idx2, int idx3); /* counts one transition (up to 3 counters) */
+void tt__ready(tt__coro *co);         /* WAITING -> RUNNABLE, queue on its worker */
+void tt__spawn_enqueue(tt__coro *co); /* queue a fresh coroutine */
+TT_NORETURN void tt__coro_exit(void); /* the running coroutine ends */
+void tt__stats_bump_thread(int idx);  /* a plain thread's transition */
+
 uint64_t tt__rand(tt__worker *w);
 
 /* Registry and descriptors (src/coro). */
@@ -420,6 +436,19 @@ void tt__write_u64(int fd, uint64_t v);
 void tt__write_hex(int fd, uint64_t v);
 void tt__write_pc(int fd, const void *pc); /* symbol+off (module) */
 void tt__list_coroutines(int fd);
+
+static inline void tt__stats_bump(int idx) {
+  tt__worker *w = tt__tls_worker;
+  if (TT_LIKELY(w != NULL)) {
+    /* Relaxed load and store, no read-modify-write: this worker is the block's only writer;
+     * readers only need each counter's own value to be untorn. */
+    _Atomic uint64_t *c = &w->stats.c[idx];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    return;
+  }
+  tt__stats_bump_thread(idx);
+}
 
 /* Clock. */
 static inline int64_t tt__clock(void) {

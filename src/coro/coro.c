@@ -8,10 +8,10 @@
  * descriptors through its own free list and trades surplus with a global list in batches (Go's
  * gFree), so exits on one worker feed spawns on another without fresh page faults.
  *
- * Counts come from per-worker monotonic transition counters (created, exited, in/out of each
- * state and wait reason) under a per-block sequence count. A reader collects every block, then
- * checks that no block's sequence moved since: if none did, all the figures held at one instant
- * between the two passes, so the counts are exact, not a blur of different moments. */
+ * Counts come from per-worker monotonic transition counters, one increment per state change (see
+ * tt__stats in internal.h). A reader collects every block twice: if nothing moved, all the figures
+ * held at one instant between the two passes, so the counts are exact, not a blur of different
+ * moments. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,10 +72,9 @@ static tt__coro *refill(tt__worker *w) {
     tt__lock_release(&tt__rt.arena_lock);
     return NULL;
   }
-  /* Only the status words need to be free before the chunk is published; the rest is written at
-   * spawn. Leaving the other bytes untouched keeps the chunk's pages unfaulted until used. */
-  for (uint32_t i = 0; i < CHUNK; i++)
-    atomic_init(&chunk[i].status, TT__S_FREE);
+  /* A free descriptor is clean: every field zero (status free, no stack, no name, not
+   * cancelled...). tt__coro_free restores that, so allocation only unlinks one. */
+  memset(chunk, 0, sizeof(tt__coro) * CHUNK);
   tt__rt.chunks[n] = chunk;
   /* release: walkers that see the new count see the chunk pointer and its free status words. */
   atomic_store_explicit(&tt__rt.nchunks, n + 1, memory_order_release);
@@ -98,35 +97,19 @@ tt__coro *tt__coro_alloc(tt__worker *w) {
   if (w && (co = w->free_co) != NULL) {
     w->free_co = co->next;
     w->nfree_co--;
-  } else if ((co = refill(w)) == NULL) {
-    return NULL;
+    return co;
   }
-  /* Reset what spawn does not set. The status word stays FREE until spawn publishes it. */
-  co->sp = NULL;
-  co->w = NULL;
-  co->next = NULL;
-  co->wait_reason = TT_WAIT_NONE;
-  co->daemon = 0;
-  co->stack_guarded = 0;
-  co->stack_pooled = 0;
-  atomic_store_explicit(&co->cancelled, 0, memory_order_relaxed);
-  co->stack_lo = NULL;
-  co->stack_size = 0;
-  co->wait_obj = NULL;
-  co->waiter = NULL;
-  co->blocked_since = 0;
-  co->name = NULL;
-  co->labels = NULL;
-#if defined(TT_SANITIZE_THREAD)
-  co->tsan_fiber = NULL;
-#endif
-#if defined(TT_SANITIZE_ADDRESS)
-  co->asan_fake_stack = NULL;
-#endif
-  return co;
+  return refill(w);
 }
 
 void tt__coro_free(tt__worker *w, tt__coro *co) {
+  /* Back to clean (see refill); the exit path already cleared name, labels and stack. */
+  co->sp = NULL;
+  co->w = NULL;
+  atomic_store_explicit(&co->cancelled, 0, memory_order_relaxed);
+#if defined(TT_SANITIZE_ADDRESS)
+  co->asan_fake_stack = NULL;
+#endif
   /* release: a walker that sees FREE does not look further; pairs with its acquire load. */
   atomic_store_explicit(&co->status, TT__S_FREE, memory_order_release);
   if (w == NULL) {
@@ -161,6 +144,8 @@ void tt__labels_release(tt__labels *l) {
 }
 
 void tt__coro_release_fields(tt__coro *co) {
+  if (co->name == NULL && co->labels == NULL)
+    return;
   free(co->name);
   co->name = NULL;
   tt__labels_release(co->labels);
@@ -377,7 +362,7 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
     *idp = co->id;
   /* release: registry walkers that see the status see the fields above. */
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
-  tt__stats_add(TT__ST_CREATED, TT__ST_IN(TT_STATE_RUNNABLE), -1);
+  tt__stats_bump(TT__ST_CREATED);
   tt__spawn_enqueue(co);
   return 0;
 }
@@ -392,20 +377,13 @@ int tt_go_opt(void (*fn)(void *), void *arg, const tt_go_opts *opts, tt_id *id) 
 
 /* ---- Counting ---------------------------------------------------------------------------- */
 
-/* Reads one block under its sequence count; returns the (even) sequence it read at. */
-static uint32_t read_block(tt__stats *st, uint64_t *out) {
-  for (;;) {
-    /* acquire: pairs with the writer's final release store; the counters read after it are at
-     * least as new as that sequence. */
-    uint32_t s1 = atomic_load_explicit(&st->seq, memory_order_acquire);
-    if (s1 & 1)
-      continue;
+/* Sums every block's counters into sum. */
+static void collect(uint64_t *sum) {
+  memset(sum, 0, sizeof(uint64_t) * TT__NSTAT);
+  for (int b = 0; b <= tt__rt.procs; b++) {
+    tt__stats *st = b < tt__rt.procs ? &tt__rt.workers[b].stats : &tt__rt.tstats;
     for (int i = 0; i < TT__NSTAT; i++)
-      out[i] = atomic_load_explicit(&st->c[i], memory_order_relaxed);
-    /* acquire fence: the counter reads complete before the second sequence read. */
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&st->seq, memory_order_relaxed) == s1)
-      return s1;
+      sum[i] += atomic_load_explicit(&st->c[i], memory_order_relaxed);
   }
 }
 
@@ -413,36 +391,33 @@ int tt_counts_get(tt_counts *out) {
   memset(out, 0, sizeof *out);
   if (!tt_running())
     return TT_ENOTRUNNING;
-  int nb = tt__rt.procs + 1;
-  uint32_t seqs[1025];
-  uint64_t sum[TT__NSTAT], blk[TT__NSTAT];
-  for (int attempt = 0;; attempt++) {
-    memset(sum, 0, sizeof sum);
-    for (int b = 0; b < nb; b++) {
-      tt__stats *st = b < tt__rt.procs ? &tt__rt.workers[b].stats : &tt__rt.tstats;
-      seqs[b] = read_block(st, blk);
-      for (int i = 0; i < TT__NSTAT; i++)
-        sum[i] += blk[i];
-    }
-    /* If no block moved since we read it, every block held these values at the moment we
-     * finished the first pass: one consistent instant. Under relentless churn, give up after a
-     * while and return the last pass (each block still self-consistent). */
+  uint64_t a[TT__NSTAT], b[TT__NSTAT];
+  /* Two equal collections of monotonic counters: nothing moved in between, so the values are
+   * those of one instant between them (see tt__stats). Under relentless churn, give up after a
+   * while and use the last collection, whose figures are each exact but maybe not simultaneous. */
+  collect(a);
+  for (int attempt = 0; attempt < 1000; attempt++) {
+    /* acquire: order the two passes' loads. */
     atomic_thread_fence(memory_order_acquire);
-    bool stable = true;
-    for (int b = 0; b < nb && stable; b++) {
-      tt__stats *st = b < tt__rt.procs ? &tt__rt.workers[b].stats : &tt__rt.tstats;
-      stable = atomic_load_explicit(&st->seq, memory_order_relaxed) == seqs[b];
-    }
-    if (stable || attempt >= 1000)
+    collect(b);
+    if (memcmp(a, b, sizeof a) == 0)
       break;
+    memcpy(a, b, sizeof a);
   }
-  out->created = sum[TT__ST_CREATED];
-  out->exited = sum[TT__ST_EXITED];
+  out->created = a[TT__ST_CREATED];
+  out->exited = a[TT__ST_EXITED];
   out->total = (int64_t)(out->created - out->exited);
-  for (int s = 0; s < TT_STATE_COUNT; s++)
-    out->by_state[s] = (int64_t)(sum[TT__ST_IN(s)] - sum[TT__ST_OUT(s)]);
-  for (int r = 0; r < TT_WAIT_COUNT; r++)
-    out->by_reason[r] = (int64_t)(sum[TT__ST_RIN(r)] - sum[TT__ST_ROUT(r)]);
+  uint64_t parks = 0, wakes = 0;
+  for (int r = 0; r < TT_WAIT_COUNT; r++) {
+    out->by_reason[r] = (int64_t)(a[TT__ST_PARK0 + r] - a[TT__ST_WAKE0 + r]);
+    parks += a[TT__ST_PARK0 + r];
+    wakes += a[TT__ST_WAKE0 + r];
+  }
+  out->by_state[TT_STATE_RUNNABLE] =
+      (int64_t)(a[TT__ST_CREATED] + wakes + a[TT__ST_YIELDS] - a[TT__ST_RUNS]);
+  out->by_state[TT_STATE_RUNNING] =
+      (int64_t)(a[TT__ST_RUNS] - parks - a[TT__ST_YIELDS] - a[TT__ST_EXITED]);
+  out->by_state[TT_STATE_WAITING] = (int64_t)(parks - wakes);
   return 0;
 }
 

@@ -69,6 +69,7 @@ enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
 
 #define RUNNEXT_STREAK 64
 #define SPIN_NS (50 * TT_USEC)
+#define STEAL_AFTER (20 * TT_USEC)
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__)
@@ -90,34 +91,10 @@ uint64_t tt__rand(tt__worker *w) {
 
 /* ---- Counting ---------------------------------------------------------------------------- */
 
-/* Adds one to up to three counters (index -1: none) in one seqlock section of the caller's block:
- * a worker's own block needs no atomic read-modify-write, since the worker is its only writer;
- * plain threads share one block under a lock. */
-static inline void stats_bump(tt__stats *st, int a, int b, int c) {
-  uint32_t s = atomic_load_explicit(&st->seq, memory_order_relaxed);
-  /* The odd count goes out before the counters change (release fence after it), the even one
-   * after (release store), so a reader that sees the same even count twice read a stable block. */
-  atomic_store_explicit(&st->seq, s + 1, memory_order_relaxed);
-  atomic_thread_fence(memory_order_release);
-#define BUMP_(i)                                                                                   \
-  if ((i) >= 0)                                                                                    \
-  atomic_store_explicit(&st->c[i], atomic_load_explicit(&st->c[i], memory_order_relaxed) + 1,      \
-                        memory_order_relaxed)
-  BUMP_(a);
-  BUMP_(b);
-  BUMP_(c);
-#undef BUMP_
-  atomic_store_explicit(&st->seq, s + 2, memory_order_release);
-}
-
-void tt__stats_add(int a, int b, int c) {
-  tt__worker *w = tt__tls_worker;
-  if (TT_LIKELY(w != NULL)) {
-    stats_bump(&w->stats, a, b, c);
-    return;
-  }
+void tt__stats_bump_thread(int idx) {
   tt__lock_acquire(&tt__rt.tstats_lock);
-  stats_bump(&tt__rt.tstats, a, b, c);
+  _Atomic uint64_t *c = &tt__rt.tstats.c[idx];
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
   tt__lock_release(&tt__rt.tstats_lock);
 }
 
@@ -374,8 +351,7 @@ void tt__ready(tt__coro *co) {
                                               memory_order_acq_rel, memory_order_relaxed))
       break;
   }
-  tt__stats_add(TT__ST_OUT(TT_STATE_WAITING), TT__ST_ROUT(co->wait_reason),
-                TT__ST_IN(TT_STATE_RUNNABLE));
+  tt__stats_bump(TT__ST_WAKE0 + co->wait_reason);
   tt__worker *w = co->w, *me = tt__tls_worker;
   if (w == me) {
     runnext_put(w, co);
@@ -436,7 +412,7 @@ static void prepare_run(tt__worker *w, tt__coro *co) {
                                               memory_order_relaxed))
       break;
   }
-  tt__stats_add(TT__ST_OUT(TT_STATE_RUNNABLE), TT__ST_IN(TT_STATE_RUNNING), -1);
+  tt__stats_bump(TT__ST_RUNS);
 }
 
 /* Runs the action the previous context left for us once its context was saved. */
@@ -451,8 +427,7 @@ static void finish_switch(tt__worker *w) {
     TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_RUNNING);
     /* release: the context saved by the switch is visible to scanners that take the scan bit. */
     atomic_store_explicit(&co->status, TT__S_WAITING, memory_order_release);
-    tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_IN(TT_STATE_WAITING),
-                  TT__ST_RIN(co->wait_reason));
+    tt__stats_bump(TT__ST_PARK0 + co->wait_reason);
     tt__waiter *wt = co->waiter;
     if (w->pend_fn)
       w->pend_fn(w->pend_arg);
@@ -465,7 +440,7 @@ static void finish_switch(tt__worker *w) {
   }
   case TT__PEND_YIELD:
     atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
-    tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_IN(TT_STATE_RUNNABLE), -1);
+    tt__stats_bump(TT__ST_YIELDS);
     ready_push(w, co);
     return;
   case TT__PEND_EXIT:
@@ -474,7 +449,7 @@ static void finish_switch(tt__worker *w) {
     co->tsan_fiber = NULL;
 #endif
     tt__stack_unbind(w, co);
-    tt__stats_add(TT__ST_OUT(TT_STATE_RUNNING), TT__ST_EXITED, -1);
+    tt__stats_bump(TT__ST_EXITED);
     tt__coro_free(w, co);
     return;
   }
@@ -503,7 +478,10 @@ static tt__coro *pick_local(tt__worker *w) {
   if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
     drain_inbox(w);
   tt__coro *co;
-  if (tick % 61 == 0 && (co = gq_take(w)) != NULL) {
+  /* (tick & 63) == 32 rather than Go's tick % 61: a division costs more than the rest of the
+   * pick; offset from the timer poll so the two don't coincide. */
+  if ((tick & 63) == 32 && atomic_load_explicit(&tt__rt.gq_len, memory_order_relaxed) &&
+      (co = gq_take(w)) != NULL) {
     /* Now and then serve the global queue first, so it cannot starve. */
     return co;
   }
@@ -686,30 +664,46 @@ static void wake_threads(int result) {
 
 /* ---- Workers ------------------------------------------------------------------------------- */
 
+/* Work for w other than what it may steal from other workers' rings. */
 static bool has_work(tt__worker *w) {
-  if (atomic_load_explicit(&w->inbox, memory_order_seq_cst) ||
-      atomic_load_explicit(&tt__rt.gq_len, memory_order_seq_cst) ||
-      atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING)
-    return true;
-  for (int i = 0; i < tt__rt.procs; i++) {
-    tt__worker *v = &tt__rt.workers[i];
-    if (atomic_load_explicit(&v->rq_tail, memory_order_seq_cst) !=
-        atomic_load_explicit(&v->rq_head, memory_order_seq_cst))
-      return true;
-  }
-  return false;
+  return atomic_load_explicit(&w->inbox, memory_order_seq_cst) ||
+         atomic_load_explicit(&tt__rt.gq_len, memory_order_seq_cst) ||
+         atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING;
 }
 
-static tt__coro *try_steal(tt__worker *w) {
+/* Steals from another worker's ring, but only from one that has not moved for STEAL_AFTER: a
+ * ring its owner drains steadily is left alone, since moving short coroutines to another core
+ * costs more (cache misses on every descriptor, a wake-up) than waiting for the owner; a ring
+ * behind a coroutine that runs long is taken. Sets *pending when some ring holds coroutines that
+ * may become stealable. */
+static tt__coro *try_steal(tt__worker *w, int64_t now, bool *pending) {
   int n = tt__rt.procs;
+  *pending = false;
   if (n < 2)
     return NULL;
   int start = (int)(tt__rand(w) % (uint64_t)n);
   for (int i = 0; i < n; i++) {
-    tt__worker *v = &tt__rt.workers[(start + i) % n];
+    int vi = (start + i) % n;
+    tt__worker *v = &tt__rt.workers[vi];
     if (v == w)
       continue;
+    uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_relaxed);
+    if (atomic_load_explicit(&v->rq_tail, memory_order_relaxed) == h) {
+      w->steal_obs[vi].since = -1;
+      continue;
+    }
+    if (w->steal_obs[vi].since < 0 || w->steal_obs[vi].head != h) {
+      w->steal_obs[vi].head = h;
+      w->steal_obs[vi].since = now;
+      *pending = true;
+      continue;
+    }
+    if (now - w->steal_obs[vi].since < STEAL_AFTER) {
+      *pending = true;
+      continue;
+    }
     tt__coro *co = rq_steal(w, v);
+    w->steal_obs[vi].since = -1;
     if (co)
       return co;
   }
@@ -739,7 +733,8 @@ static tt__coro *find_runnable(tt__worker *w) {
       if ((co = pick_local(w)) != NULL)
         return co;
     }
-    if ((co = try_steal(w)) != NULL)
+    bool pending;
+    if ((co = try_steal(w, w->now, &pending)) != NULL)
       return co;
     /* Spin a little before sleeping (at most half the workers at once): work often arrives
      * within microseconds, and a futex wake costs ~10 us. */
@@ -750,16 +745,18 @@ static tt__coro *find_runnable(tt__worker *w) {
       int64_t until = w->now + SPIN_NS;
       if (next_timer >= 0 && next_timer < until)
         until = next_timer;
+      int64_t now;
       do {
         for (int i = 0; i < 50; i++)
           cpu_relax();
+        now = tt__clock();
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
           drain_inbox(w);
         if ((co = w->ready_head) != NULL || (co = gq_take(w)) != NULL ||
-            (co = try_steal(w)) != NULL)
+            (co = try_steal(w, now, &pending)) != NULL)
           break;
       } while (atomic_load_explicit(&tt__rt.state, memory_order_relaxed) < RT_STOPPING &&
-               tt__clock() < until);
+               now < until);
       atomic_fetch_sub_explicit(&tt__rt.nspinning, 1, memory_order_relaxed);
       if (co) {
         if (co == w->ready_head)
@@ -776,13 +773,20 @@ static tt__coro *find_runnable(tt__worker *w) {
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
     if (!has_work(w)) {
       w->now = tt__clock();
-      next_timer = tt__timers_next(&w->timers);
-      if (next_timer < 0 || next_timer > w->now)
-        tt__futex_wait(&w->sleeping, 1, next_timer);
+      int64_t until = tt__timers_next(&w->timers);
+      /* Coroutines waiting in a busy worker's ring: look again when they become stealable. */
+      if (pending && (until < 0 || until > w->now + STEAL_AFTER))
+        until = w->now + STEAL_AFTER;
+      /* Woken by another thread: work may be arriving, so spin again before the next sleep.
+       * Timed out: look once and sleep again — spinning on a ring that its owner drains would
+       * only bounce its cache line. */
+      if ((until < 0 || until > w->now) && tt__futex_wait(&w->sleeping, 1, until) == 0)
+        spun = false;
+    } else {
+      spun = false;
     }
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
-    spun = false;
   }
 }
 
@@ -909,8 +913,10 @@ static void runtime_free(void) {
   for (int i = 0; i < tt__rt.procs; i++)
     tt__timers_free(&tt__rt.workers[i].timers);
   tt__stacks_destroy();
-  for (int i = 0; i < tt__rt.procs; i++)
+  for (int i = 0; i < tt__rt.procs; i++) {
     free(tt__rt.workers[i].stacks);
+    free(tt__rt.workers[i].steal_obs);
+  }
   tt__registry_destroy();
   free(tt__rt.workers);
   tt__rt.workers = NULL;
@@ -947,6 +953,11 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__worker *w = &tt__rt.workers[i];
     w->index = i;
+    w->steal_obs = malloc(sizeof *w->steal_obs * (size_t)tt__rt.procs);
+    if (w->steal_obs == NULL)
+      goto out_workers;
+    for (int j = 0; j < tt__rt.procs; j++)
+      w->steal_obs[j].since = -1;
     w->rand = tt__rt.seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xBF58476D1CE4E5B9ULL + 1;
   }
   if (tt__registry_init() != 0)
@@ -970,7 +981,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   const char *name = opts && opts->name ? opts->name : "main";
   co->name = strdup(name);
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
-  tt__stats_add(TT__ST_CREATED, TT__ST_IN(TT_STATE_RUNNABLE), -1);
+  tt__stats_bump(TT__ST_CREATED);
   tt__rt.workers[0].runnext = co;
 
   atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
@@ -1000,6 +1011,8 @@ out_stacks:
 out_registry:
   tt__registry_destroy();
 out_workers:
+  for (int i = 0; i < tt__rt.procs; i++)
+    free(tt__rt.workers[i].steal_obs);
   free(tt__rt.workers);
   tt__rt.workers = NULL;
 out_unlock:

@@ -1,18 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /* Wait groups (Go's sync.WaitGroup), with a deadline wait that needs no helper coroutine.
  *
- * The counter and the FIFO of waiters sit under one internal lock. When the counter reaches zero
- * the waiters are claimed and taken off the queue under the lock and woken after it (tt__waiter
- * explains why): neither Done nor a woken Wait touches the wait group afterwards, so one on either
- * side's stack may die as soon as that side's call returns. */
+ * The counter is an atomic word, so Add and Done cost one compare-and-swap; the FIFO of waiters
+ * and its length sit under an internal lock that only waiters and the Add that reaches zero take.
+ * The two sides meet Dekker-style: a waiter counts itself in `nwaiters` and then reads the counter,
+ * an adder moves the counter and then reads `nwaiters` (both sequentially consistent), so either
+ * the waiter sees zero or the adder sees the waiter and takes the lock to wake it.
+ *
+ * Waking claims the waiters and takes them off the queue under the lock, and commits them after
+ * it (tt__waiter explains why): neither Done nor a woken Wait touches the wait group afterwards,
+ * so one on either side's stack may die as soon as that side's call returns. */
 #include <string.h>
 
 #include "internal.h"
 
 typedef struct wg_impl {
-  tt__lock lock; /* protects everything below */
+  _Atomic int64_t count;
+  _Atomic int64_t nwaiters; /* queued waiters; changed under lock, read without it */
+  tt__lock lock;            /* protects the queue */
   uint32_t pad;
-  int64_t count;
   tt__waiter *head, *tail;
 } wg_impl;
 
@@ -30,26 +36,20 @@ static void unlink(wg_impl *g, tt__waiter *wt) {
     wt->next->prev = wt->prev;
   else
     g->tail = wt->prev;
+  atomic_fetch_sub_explicit(&g->nwaiters, 1, memory_order_relaxed);
 }
 
 void tt_wg_init(tt_wg *wg) { memset(wg, 0, sizeof *wg); }
 
-int tt_wg_add(tt_wg *wg, int64_t delta) {
-  if (wg == NULL)
-    return TT_EINVAL;
-  wg_impl *g = IMPL(wg);
-  tt__lock_acquire(&g->lock);
-  if ((delta < 0 && g->count + delta < 0) || (delta > 0 && g->count > INT64_MAX - delta)) {
-    tt__lock_release(&g->lock);
-    return TT_EINVAL;
-  }
-  g->count += delta;
+/* The counter reached zero: wake whoever waits, if it still is zero once we hold the lock. */
+static void wake_all(wg_impl *g) {
   tt__waiter *woken = NULL;
-  if (g->count == 0) {
-    /* Claim every waiter under the lock, commit them after it (see tt__waiter). Those already
-     * claimed by a timer or a cancellation stay queued and remove themselves. */
+  tt__lock_acquire(&g->lock);
+  if (atomic_load_explicit(&g->count, memory_order_relaxed) == 0) {
     for (tt__waiter *wt = g->head, *nx; wt; wt = nx) {
       nx = wt->next;
+      /* Waiters already claimed by a timer or a cancellation stay queued: they remove
+       * themselves. */
       if (!tt__wake_claim(wt, 0))
         continue;
       unlink(g, wt);
@@ -63,29 +63,45 @@ int tt_wg_add(tt_wg *wg, int64_t delta) {
     tt__wake_commit(woken);
     woken = nx;
   }
+}
+
+int tt_wg_add(tt_wg *wg, int64_t delta) {
+  if (wg == NULL)
+    return TT_EINVAL;
+  wg_impl *g = IMPL(wg);
+  int64_t c = atomic_load_explicit(&g->count, memory_order_relaxed);
+  do {
+    if ((delta < 0 && c + delta < 0) || (delta > 0 && c > INT64_MAX - delta))
+      return TT_EINVAL; /* Go panics; the counter is left as it was */
+    /* seq_cst: pairs with the waiter's seq_cst increment of nwaiters and load of count. */
+  } while (!atomic_compare_exchange_weak_explicit(&g->count, &c, c + delta, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+  if (c + delta == 0 && delta != 0 && atomic_load_explicit(&g->nwaiters, memory_order_seq_cst) > 0)
+    wake_all(g);
   return 0;
 }
 
 int tt_wg_done(tt_wg *wg) { return tt_wg_add(wg, -1); }
 
 int64_t tt_wg_count(tt_wg *wg) {
-  wg_impl *g = IMPL(wg);
-  tt__lock_acquire(&g->lock);
-  int64_t c = g->count;
-  tt__lock_release(&g->lock);
-  return c;
+  return atomic_load_explicit(&IMPL(wg)->count, memory_order_acquire);
 }
 
 int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
   if (wg == NULL)
     return TT_EINVAL;
+  wg_impl *g = IMPL(wg);
+  /* acquire: the work of every Done happens before Wait returns. */
+  if (atomic_load_explicit(&g->count, memory_order_acquire) == 0)
+    return 0;
   tt__coro *co = tt__self();
   int r = tt__block_check(co);
   if (r != 0)
     return r;
-  wg_impl *g = IMPL(wg);
   tt__lock_acquire(&g->lock);
-  if (g->count == 0) {
+  atomic_fetch_add_explicit(&g->nwaiters, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&g->count, memory_order_seq_cst) == 0) {
+    atomic_fetch_sub_explicit(&g->nwaiters, 1, memory_order_relaxed);
     tt__lock_release(&g->lock);
     return 0;
   }
