@@ -20,8 +20,8 @@
 #define TT_END_DECLS
 #endif
 
-/* A coroutine's id. Ids start at 1 (the coroutine running tt_run's function) and are never reused
- * within a process; 0 means "no coroutine" (a plain thread). */
+/* A coroutine's id. Ids start at 1 (the coroutine running tt_run's function) in every run and are
+ * never reused within a run; 0 means "no coroutine" (a plain thread). */
 typedef uint64_t tt_id;
 
 /* Deadlines (the `_dl` variants) are absolute times on tt_now()'s monotonic clock, in ns. */

@@ -48,11 +48,17 @@ TT_EXTERN int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts);
  * except with TT_EINVAL or TT_EBUSY when the runtime cannot start. */
 TT_EXTERN int tt_main(int argc, char **argv, int (*main_fn)(int argc, char **argv));
 
-/* TT_MAIN(argc, argv) { ... return 0; } defines main() to run its body as coroutine 1. */
+/* TT_MAIN(argc, argv) { ... return 0; } defines main() to run its body as coroutine 1; the body
+ * need not use argc and argv. */
+#if defined(__GNUC__)
+#define TT_MAYBE_UNUSED_ __attribute__((unused))
+#else
+#define TT_MAYBE_UNUSED_
+#endif
 #define TT_MAIN(argc, argv)                                                                        \
   static int tt_main_body_(int argc, char **argv);                                                 \
   int main(int argc_, char **argv_) { return tt_main(argc_, argv_, tt_main_body_); }               \
-  static int tt_main_body_(int argc, char **argv)
+  static int tt_main_body_(int argc TT_MAYBE_UNUSED_, char **argv TT_MAYBE_UNUSED_)
 
 /* Whether the runtime is running (between tt_run's start-up and the end of its shut-down).
  * Calls: never blocks; any thread; signal-safe. */
@@ -81,8 +87,11 @@ typedef struct tt_go_opts {
  * stay valid. On success the coroutine owns nothing of the caller's: arg is passed through as is.
  * On failure (TT_EINVAL: NULL fn, bad options; TT_ENOTRUNNING; TT_ESHUTDOWN; TT_ENOMEM) fn never
  * runs and arg remains the caller's to free.
- * Calls: never blocks; not a cancel point; plain threads may call it while the runtime runs;
- * not from signal handlers. */
+ * When the spawner's local run queue is full (256 coroutines not yet started), tt_go lets them run
+ * first by yielding once (back-pressure: a loop spawning a million coroutines does not hold a
+ * million of them at once).
+ * Calls: never waits, may switch (the yield above); not a cancel point; plain threads may call it
+ * while the runtime runs (they never yield); not from signal handlers. */
 TT_EXTERN int tt_go(void (*fn)(void *arg), void *arg);
 
 /* tt_go with options; *id (if id is not NULL) receives the new coroutine's id on success. */
