@@ -407,8 +407,47 @@ void tt__labels_release(tt__labels *l);
 /* Stacks (src/coro/stack.c). */
 int tt__stacks_init(void);
 void tt__stacks_destroy(void);
-int tt__stack_bind(tt__worker *w, tt__coro *co);
-void tt__stack_unbind(tt__worker *w, tt__coro *co);
+int tt__stack_bind_slow(tt__worker *w, tt__coro *co);
+void tt__stack_unbind_slow(tt__worker *w, tt__coro *co);
+void tt__stack_bound(tt__coro *co); /* debug and sanitizer set-up of a freshly bound stack */
+
+/* Binds a stack to co, which is about to run for the first time on w: the most recently freed
+ * default-size stack of w's pool when there is one (the common case, inline), else the slow
+ * path. 0 or TT_ENOMEM. */
+static inline int tt__stack_bind(tt__worker *w, tt__coro *co) {
+  if (TT_UNLIKELY(co->stack_req != tt__rt.stack_size || w->nstacks == 0))
+    return tt__stack_bind_slow(w, co);
+  tt__stack *s = &w->stacks[--w->nstacks];
+  w->nwarm -= s->warm;
+  co->stack_lo = s->lo;
+  co->stack_size = s->size;
+  co->stack_guarded = s->guarded;
+  co->stack_pooled = 1;
+#if defined(TT_SANITIZE_THREAD) || defined(TT_VALGRIND)
+  tt__stack_bound(co);
+#else
+  if (TT_UNLIKELY(tt__rt_debug_canary))
+    tt__stack_bound(co);
+#endif
+  return 0;
+}
+
+/* Returns co's stack to w's pool (or unmaps a stack of another size). */
+static inline void tt__stack_unbind(tt__worker *w, tt__coro *co) {
+  if (co->stack_lo == NULL)
+    return;
+#if !defined(TT_VALGRIND)
+  if (TT_LIKELY(co->stack_pooled)) {
+    /* Room is reserved: a worker's pool can hold every stack it ever mapped. */
+    w->stacks[w->nstacks++] = (tt__stack){
+        .lo = co->stack_lo, .size = co->stack_size, .guarded = co->stack_guarded, .warm = 1};
+    w->nwarm++;
+    co->stack_lo = NULL;
+    return;
+  }
+#endif
+  tt__stack_unbind_slow(w, co);
+}
 void tt__stacks_trim(tt__worker *w);
 void tt__stack_check_slow(tt__coro *co, const char *sp);
 /* The switch-time overflow check for stacks without a guard page (and a cheap extra check for

@@ -167,48 +167,41 @@ static int refill(tt__worker *w) {
   return 0;
 }
 
-int tt__stack_bind(tt__worker *w, tt__coro *co) {
+int tt__stack_bind_slow(tt__worker *w, tt__coro *co) {
   size_t page = tt__rt.page;
   if (co->stack_req == tt__rt.stack_size) {
-    if (w->nstacks == 0) {
-      int r = refill(w);
-      if (r != 0)
-        return r;
-    }
-    tt__stack s = w->stacks[--w->nstacks];
-    if (s.warm)
-      w->nwarm--;
-    co->stack_lo = s.lo;
-    co->stack_size = s.size;
-    co->stack_guarded = s.guarded;
-    co->stack_pooled = 1;
-  } else {
-    size_t size = (co->stack_req + page - 1) & ~(page - 1);
-    char *base = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (base == MAP_FAILED)
-      return TT_ENOMEM;
-    co->stack_lo = base + page;
-    co->stack_size = size;
-    co->stack_pooled = 0;
-    /* Its own mapping is not counted (like a chunk's, it usually merges with a neighbour);
-     * the guard is. */
-    co->stack_guarded = guard(base);
+    int r = refill(w);
+    if (r != 0)
+      return r;
+    return tt__stack_bind(w, co);
   }
+  size_t size = (co->stack_req + page - 1) & ~(page - 1);
+  char *base = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (base == MAP_FAILED)
+    return TT_ENOMEM;
+  co->stack_lo = base + page;
+  co->stack_size = size;
+  co->stack_pooled = 0;
+  /* Its own mapping is not counted (like a chunk's, it usually merges with a neighbour); the
+   * guard is. */
+  co->stack_guarded = guard(base);
+  tt__stack_bound(co);
+  return 0;
+}
+
+void tt__stack_bound(tt__coro *co) {
   if (tt__rt_debug_canary && !co->stack_guarded)
-    memset(co->stack_lo - page, CANARY, page);
+    memset(co->stack_lo - tt__rt.page, CANARY, tt__rt.page);
 #if defined(TT_SANITIZE_THREAD)
   co->tsan_fiber = __tsan_create_fiber(0);
 #endif
 #if defined(TT_VALGRIND)
   co->valgrind_id = VALGRIND_STACK_REGISTER(co->stack_lo, co->stack_lo + co->stack_size);
 #endif
-  return 0;
 }
 
-void tt__stack_unbind(tt__worker *w, tt__coro *co) {
-  if (co->stack_lo == NULL)
-    return;
+void tt__stack_unbind_slow(tt__worker *w, tt__coro *co) {
 #if defined(TT_VALGRIND)
   VALGRIND_STACK_DEREGISTER(co->valgrind_id);
 #endif

@@ -135,6 +135,24 @@ static void gq_push_list(tt__coro *head, tt__coro *tail, uint32_t n) {
   tt__lock_release(&tt__rt.gq_lock);
 }
 
+/* The ring is full: move its older half and co to the global queue. Returns false if a stealer
+ * made room meanwhile (then push again). */
+static TT_NOINLINE bool rq_overflow(tt__worker *w, tt__coro *co, uint32_t h) {
+  uint32_t n = TT__RQ_SIZE / 2;
+  tt__coro *batch[TT__RQ_SIZE / 2];
+  for (uint32_t i = 0; i < n; i++)
+    batch[i] = atomic_load_explicit(&w->rq[(h + i) % TT__RQ_SIZE], memory_order_relaxed);
+  /* release on success: our slot reads happen before stealers/owner may overwrite them. */
+  if (!atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + n, memory_order_release,
+                                               memory_order_relaxed))
+    return false;
+  for (uint32_t i = 0; i + 1 < n; i++)
+    batch[i]->next = batch[i + 1];
+  batch[n - 1]->next = co;
+  gq_push_list(batch[0], co, n + 1);
+  return true;
+}
+
 /* Pushes a fresh coroutine on the owner's ring; on overflow moves half the ring and co to the
  * global queue. Owner only. */
 static void rq_push(tt__worker *w, tt__coro *co) {
@@ -143,7 +161,7 @@ static void rq_push(tt__worker *w, tt__coro *co) {
      * done before the owner reuses them. */
     uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
     uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
-    if (t - h < TT__RQ_SIZE) {
+    if (TT_LIKELY(t - h < TT__RQ_SIZE)) {
       /* relaxed: qseq is only a fairness hint, read racily by the owner's pick. */
       atomic_store_explicit(&co->qseq, w->qseq++, memory_order_relaxed);
       atomic_store_explicit(&w->rq[t % TT__RQ_SIZE], co, memory_order_relaxed);
@@ -151,20 +169,8 @@ static void rq_push(tt__worker *w, tt__coro *co) {
       atomic_store_explicit(&w->rq_tail, t + 1, memory_order_release);
       return;
     }
-    /* Full: take the older half for the global queue. */
-    uint32_t n = TT__RQ_SIZE / 2;
-    tt__coro *batch[TT__RQ_SIZE / 2];
-    for (uint32_t i = 0; i < n; i++)
-      batch[i] = atomic_load_explicit(&w->rq[(h + i) % TT__RQ_SIZE], memory_order_relaxed);
-    /* release on success: our slot reads happen before stealers/owner may overwrite them. */
-    if (!atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + n, memory_order_release,
-                                                 memory_order_relaxed))
-      continue; /* a stealer took some; the ring has room now */
-    for (uint32_t i = 0; i + 1 < n; i++)
-      batch[i]->next = batch[i + 1];
-    batch[n - 1]->next = co;
-    gq_push_list(batch[0], co, n + 1);
-    return;
+    if (rq_overflow(w, co, h))
+      return;
   }
 }
 
