@@ -93,6 +93,9 @@ static int bad_spawns(void *arg) {
   tt_label l = {NULL, "v"};
   o = (tt_go_opts){.nlabels = 1, .labels = &l};
   ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_EINVAL);
+  void *refs[1] = {NULL};
+  o = (tt_go_opts){.share = refs, .nshare = 1};
+  ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_ENOSYS);
   ASSERT_EQ(tt_num_coroutines(), 1);
   return 0;
 }
@@ -178,6 +181,8 @@ static int check_info(const tt_coro_info *ci, void *arg) {
   ASSERT_EQ(ci->wait_reason, TT_WAIT_WAITGROUP_WAIT);
   ASSERT_STR_EQ(tt_wait_reason_string(ci->wait_reason), "sync.WaitGroup.Wait");
   ASSERT(ci->wait_obj != NULL);
+  ASSERT_GT(ci->blocked_since, 0);
+  ASSERT_LE(ci->blocked_since, tt_now());
   ASSERT_EQ(ci->daemon, 1);
   ASSERT(ci->sp != NULL);
   ASSERT_EQ(ci->nlabels, 2);

@@ -43,9 +43,14 @@ typedef struct tt_run_opts {
  * a tether worker; not from signal handlers. */
 TT_EXTERN int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts);
 
-/* Runs main_fn(argc, argv) as coroutine 1 and exits the process with its result when it returns,
- * as a Go program exits when main returns (other coroutines are not waited for). Does not return,
- * except with TT_EINVAL or TT_EBUSY when the runtime cannot start. */
+/* Runs main_fn(argc, argv) as coroutine 1 and exits the process with its result (exit(3): atexit
+ * handlers run, stdio is flushed) when it returns, as a Go program exits when main returns: other
+ * coroutines are neither cancelled nor waited for. Does not return, except with TT_EINVAL or
+ * TT_EBUSY when the runtime cannot start.
+ * fork(): while the runtime runs, the child of a fork() has none of the worker threads; as in any
+ * multithreaded program it may only call async-signal-safe functions before exec or _exit.
+ * Before tt_run starts and after it returns, fork() is unrestricted.
+ * Calls: blocks until exit; the main thread; not from signal handlers. */
 TT_EXTERN int tt_main(int argc, char **argv, int (*main_fn)(int argc, char **argv));
 
 /* TT_MAIN(argc, argv) { ... return 0; } defines main() to run its body as coroutine 1; the body
@@ -80,6 +85,10 @@ typedef struct tt_go_opts {
   int daemon;             /* 1: intentionally long-lived, ignored by leak checks */
   const tt_label *labels; /* added to (or overriding) the labels inherited from the spawner */
   size_t nlabels;
+  /* References to share with the child (the channels issue): must be NULL / 0 for now. */
+  void *const *share;
+  size_t nshare;
+  int share_mode;
 } tt_go_opts;
 
 /* Spawns fn(arg) as a new coroutine, as `go fn(arg)` does. The coroutine is queued and starts on
@@ -94,7 +103,9 @@ typedef struct tt_go_opts {
  * while the runtime runs (they never yield); not from signal handlers. */
 TT_EXTERN int tt_go(void (*fn)(void *arg), void *arg);
 
-/* tt_go with options; *id (if id is not NULL) receives the new coroutine's id on success. */
+/* tt_go with options (NULL: the defaults); *id (if id is not NULL) receives the new coroutine's
+ * id on success. TT_ENOSYS if opts->share is set (the channel references it will carry are not
+ * implemented yet). Calls: as tt_go. */
 TT_EXTERN int tt_go_opt(void (*fn)(void *arg), void *arg, const tt_go_opts *opts, tt_id *id);
 
 /* The calling coroutine's id, or 0 on a plain thread. Calls: never blocks; any thread;
@@ -115,11 +126,13 @@ TT_EXTERN int64_t tt_num_coroutines(void);
  * Calls: never blocks; any thread; signal-safe. */
 TT_EXTERN int tt_worker_index(void);
 
-/* The number of worker threads, or 0 when the runtime is not running. */
+/* The number of worker threads, or 0 when the runtime is not running.
+ * Calls: never blocks; any thread; signal-safe. */
 TT_EXTERN int tt_procs(void);
 
-/* The scheduler's seed for this run (deterministic mode: TT_PROCS=1 and TT_SEED give a
- * reproducible schedule). */
+/* The scheduler's seed for this run, 0 when the runtime is not running (deterministic mode:
+ * TT_PROCS=1 and TT_SEED give a reproducible schedule). Calls: never blocks; any thread;
+ * signal-safe. */
 TT_EXTERN uint64_t tt_seed(void);
 
 /* Sets a label on the calling coroutine (replacing a label with the same key); a NULL value
@@ -127,11 +140,13 @@ TT_EXTERN uint64_t tt_seed(void);
  * TT_ENOTCORO or TT_ENOMEM. Calls: never blocks; coroutines only. */
 TT_EXTERN int tt_label_set(const char *key, const char *value);
 
-/* The value of the calling coroutine's label key, or NULL. The string stays valid until the
- * label is changed. */
+/* The value of the calling coroutine's label key, or NULL (also on a plain thread). The string
+ * stays valid until the coroutine changes its labels. Calls: never blocks; any thread; not from
+ * signal handlers. */
 TT_EXTERN const char *tt_label_get(const char *key);
 
-/* Names the calling coroutine (copied; NULL clears). Returns 0, TT_ENOTCORO or TT_ENOMEM. */
+/* Names the calling coroutine (copied; NULL clears). Returns 0, TT_ENOTCORO or TT_ENOMEM.
+ * Calls: never blocks; coroutines only; not from signal handlers. */
 TT_EXTERN int tt_name_set(const char *name);
 
 TT_END_DECLS

@@ -26,7 +26,7 @@ TT_EXTERN void tt_wg_init(tt_wg *wg);
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_wg_add(tt_wg *wg, int64_t delta);
 
-/* tt_wg_add(wg, -1). */
+/* tt_wg_add(wg, -1). Calls: as tt_wg_add. */
 TT_EXTERN int tt_wg_done(tt_wg *wg);
 
 /* Waits until the counter is zero (wait reason "sync.WaitGroup.Wait"). Returns 0, or
@@ -35,10 +35,10 @@ TT_EXTERN int tt_wg_done(tt_wg *wg);
 TT_EXTERN int tt_wg_wait(tt_wg *wg);
 
 /* tt_wg_wait with a deadline: TT_ETIMEDOUT when it passes first (the timed wait that Go builds
- * from a goroutine and a select, without the goroutine that leaks). */
+ * from a goroutine and a select, without the goroutine that leaks). Calls: as tt_wg_wait. */
 TT_EXTERN int tt_wg_wait_dl(tt_wg *wg, int64_t deadline);
 
-/* The counter's current value. */
+/* The counter's current value. Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int64_t tt_wg_count(tt_wg *wg);
 
 TT_END_DECLS

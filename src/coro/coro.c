@@ -313,6 +313,8 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
   }
   if (o && o->nlabels && o->labels == NULL)
     return TT_EINVAL;
+  if (o && (o->share || o->nshare || o->share_mode))
+    return TT_ENOSYS;
   tt__worker *w = tt__tls_worker;
   tt__coro *self = w ? w->cur : NULL;
 

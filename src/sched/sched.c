@@ -477,9 +477,12 @@ static tt__coro *pick_local(tt__worker *w) {
   if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
     return NULL;
   uint32_t tick = ++w->tick;
-  if ((tick & 63) == 0 && w->timers.n && !tt__rt.deterministic) {
+  if ((tick & 63) == 0) {
+    /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
+     * run even while the worker is busy. */
     w->now = tt__clock();
-    tt__timers_run(&w->timers, w->now, false);
+    if (w->timers.n && !tt__rt.deterministic)
+      tt__timers_run(&w->timers, w->now, false);
   }
   if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
     drain_inbox(w);
