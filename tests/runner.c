@@ -100,8 +100,23 @@ int tt_test_spawn(char *const argv[], char *const env[], char **out) {
     envp[i] = environ[i];
   for (size_t i = 0; i < m; i++)
     envp[n + i] = env[i];
+  /* Under an emulator (qemu-user without binfmt: the aarch64 run), the kernel cannot exec the
+   * child itself: TT_TEST_EMULATOR ("qemu-aarch64 -L /usr/aarch64-linux-gnu") goes in front. */
+  char *emu = getenv("TT_TEST_EMULATOR");
+  char *emu_copy = NULL, *full[64];
+  size_t k = 0;
+  if (emu && *emu) {
+    emu_copy = strdup(emu);
+    for (char *save = NULL, *tok = strtok_r(emu_copy, " ", &save); tok && k < 32;
+         tok = strtok_r(NULL, " ", &save))
+      full[k++] = tok;
+  }
+  for (size_t i = 0; argv[i] && k < 63; i++)
+    full[k++] = argv[i];
+  full[k] = NULL;
   pid_t pid;
-  int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+  int rc = posix_spawnp(&pid, full[0], &fa, NULL, full, envp);
+  free(emu_copy);
   posix_spawn_file_actions_destroy(&fa);
   free(envp);
   close(pipefd[1]);
