@@ -436,7 +436,7 @@ static inline int tt__stack_bind(tt__worker *w, tt__coro *co) {
 static inline void tt__stack_unbind(tt__worker *w, tt__coro *co) {
   if (co->stack_lo == NULL)
     return;
-#if !defined(TT_VALGRIND)
+#if !defined(TT_VALGRIND) && !defined(TT_SANITIZE_ADDRESS)
   if (TT_LIKELY(co->stack_pooled)) {
     /* Room is reserved: a worker's pool can hold every stack it ever mapped. */
     w->stacks[w->nstacks++] = (tt__stack){

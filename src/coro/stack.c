@@ -30,6 +30,20 @@
 #if defined(TT_SANITIZE_THREAD)
 #include <sanitizer/tsan_interface.h>
 #endif
+#if defined(TT_SANITIZE_ADDRESS)
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* ASan keeps shadow state for stack memory: the frames a coroutine leaves behind without returning
+ * (its exit path, or all of a coroutine discarded at shut-down) keep their poisoned red zones, and
+ * would trip the next coroutine on that stack, or whatever maps the address range next. Every
+ * frame below the saved stack pointer has returned and cleaned up after itself, so clearing
+ * [saved sp, top) when a stack is released is enough. */
+#if defined(TT_SANITIZE_ADDRESS)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 #if defined(TT_VALGRIND)
 #include <valgrind/valgrind.h>
 #endif
@@ -202,6 +216,11 @@ void tt__stack_bound(tt__coro *co) {
 }
 
 void tt__stack_unbind_slow(tt__worker *w, tt__coro *co) {
+  if (co->sp) {
+    char *sp = co->sp, *hi = co->stack_lo + co->stack_size;
+    if (sp >= co->stack_lo && sp < hi)
+      UNPOISON(sp, (size_t)(hi - sp));
+  }
 #if defined(TT_VALGRIND)
   VALGRIND_STACK_DEREGISTER(co->valgrind_id);
 #endif
