@@ -370,7 +370,30 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
 }
 
 int tt_go(void (*fn)(void *), void *arg) {
-  return spawn(fn, arg, NULL, NULL, __builtin_return_address(0));
+  void *pc = __builtin_return_address(0);
+  tt__worker *w = tt__tls_worker;
+  tt__coro *self, *co;
+  /* The common case inline: a coroutine without labels spawns, the runtime is running, and a
+   * clean descriptor waits on this worker's free list. Everything else takes spawn(). */
+  if (TT_LIKELY(w != NULL && (self = w->cur) != NULL && fn != NULL && self->labels == NULL &&
+                (co = w->free_co) != NULL && w->id_next != w->id_end &&
+                atomic_load_explicit(&tt__rt.state, memory_order_relaxed) == 1)) {
+    w->free_co = co->next;
+    w->nfree_co--;
+    co->fn = fn;
+    co->arg = arg;
+    co->stack_req = tt__rt.stack_size;
+    __atomic_store_n(&co->daemon, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&co->create_pc, pc, __ATOMIC_RELAXED);
+    __atomic_store_n(&co->parent, self->id, __ATOMIC_RELAXED);
+    __atomic_store_n(&co->id, w->id_next++, __ATOMIC_RELAXED);
+    /* release: registry walkers that see the status see the fields above. */
+    atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+    tt__stats_bump(TT__ST_CREATED);
+    tt__spawn_enqueue(co);
+    return 0;
+  }
+  return spawn(fn, arg, NULL, NULL, pc);
 }
 
 int tt_go_opt(void (*fn)(void *), void *arg, const tt_go_opts *opts, tt_id *id) {

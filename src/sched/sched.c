@@ -397,7 +397,7 @@ static void coro_entry(void);
 
 /* Marks co running on w, binding a stack first if it has never run. */
 static void prepare_run(tt__worker *w, tt__coro *co) {
-  TT_ASSERT(co->w == w || co->sp == NULL);
+  TT_DASSERT(co->w == w || co->sp == NULL);
   if (co->sp == NULL) {
     if (tt__stack_bind(w, co) != 0)
       tt__fatal("out of memory: cannot allocate a coroutine stack");
@@ -430,7 +430,7 @@ static void finish_switch(tt__worker *w) {
   case TT__PEND_NONE:
     return;
   case TT__PEND_PARK: {
-    TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_RUNNING);
+    TT_DASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_RUNNING);
     /* release: the context saved by the switch is visible to scanners that take the scan bit. */
     atomic_store_explicit(&co->status, TT__S_WAITING, memory_order_release);
     tt__stats_bump(TT__ST_PARK0 + co->wait_reason);
@@ -513,7 +513,7 @@ static tt__coro *pick_local(tt__worker *w) {
 /* Switches from the current context (co, or w's own when co is NULL) to next (or to w's own
  * context when next is NULL), and on return finishes whatever the previous context left. */
 static void switch_away(tt__worker *w, tt__coro *co, tt__coro *next, bool dying) {
-  TT_ASSERT(w == tt__tls_worker && w->cur == co && next != co);
+  TT_DASSERT(w == tt__tls_worker && w->cur == co && next != co);
   void **save = co ? &co->sp : &w->g0_sp;
   void *to;
   if (next) {
