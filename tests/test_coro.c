@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Coroutines: spawn, run, yield, exit, ids, options and errors. */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "test.h"
@@ -101,6 +102,24 @@ static int bad_spawns(void *arg) {
 }
 
 TEST(spawn_errors) { tt_test_run(bad_spawns, NULL, 2); }
+
+static _Atomic int second_result = 1;
+
+static void *second_run(void *arg) {
+  atomic_store(&second_result, tt_run(returns_value, NULL, NULL));
+  return NULL;
+}
+
+static int concurrent_main(void *arg) {
+  /* Another thread's tt_run while this one runs fails at once, without waiting for it. */
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, second_run, NULL), 0);
+  pthread_join(th, NULL);
+  ASSERT_ERR(atomic_load(&second_result), TT_EBUSY);
+  return 0;
+}
+
+TEST(second_run_while_running_is_busy) { tt_test_run(concurrent_main, NULL, 2); }
 
 static int env_main(void *arg) { return 0; }
 

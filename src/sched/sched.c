@@ -938,11 +938,12 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
     return TT_EINVAL;
   if (tt__tls_worker != NULL)
     return TT_EBUSY;
-  tt__lock_acquire(&run_lock);
-  if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) != RT_STOPPED) {
-    tt__lock_release(&run_lock);
+  /* One run at a time: a second caller gets TT_EBUSY at once rather than waiting for the first
+   * run to end. acquire: the previous run's clean-up is visible to this one. */
+  uint32_t unlocked = 0;
+  if (!atomic_compare_exchange_strong_explicit(&run_lock.v, &unlocked, 1, memory_order_acquire,
+                                               memory_order_relaxed))
     return TT_EBUSY;
-  }
   int r = tt__knobs_load(opts);
   if (r != 0)
     goto out_unlock;
