@@ -67,7 +67,7 @@ typedef struct tt_counts {
   uint64_t exited;  /* coroutines that finished in this run */
 } tt_counts;
 
-/* Fills *out. Returns 0, or TT_ENOTRUNNING (then *out is zeroed).
+/* Fills *out. Returns 0, TT_EINVAL (out is NULL), or TT_ENOTRUNNING (then *out is zeroed).
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_counts_get(tt_counts *out);
 

@@ -38,7 +38,8 @@ TT_EXTERN int tt_wg_wait(tt_wg *wg);
  * from a goroutine and a select, without the goroutine that leaks). Calls: as tt_wg_wait. */
 TT_EXTERN int tt_wg_wait_dl(tt_wg *wg, int64_t deadline);
 
-/* The counter's current value. Calls: never blocks; any thread; not from signal handlers. */
+/* The counter's current value (TT_EINVAL for a NULL wg). Calls: never blocks; any thread; not from
+ * signal handlers. */
 TT_EXTERN int64_t tt_wg_count(tt_wg *wg);
 
 TT_END_DECLS

@@ -413,6 +413,8 @@ static void collect(uint64_t *sum) {
 }
 
 int tt_counts_get(tt_counts *out) {
+  if (out == NULL)
+    return TT_EINVAL;
   memset(out, 0, sizeof *out);
   if (!tt_running())
     return TT_ENOTRUNNING;

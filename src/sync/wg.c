@@ -39,7 +39,10 @@ static void unlink(wg_impl *g, tt__waiter *wt) {
   atomic_fetch_sub_explicit(&g->nwaiters, 1, memory_order_relaxed);
 }
 
-void tt_wg_init(tt_wg *wg) { memset(wg, 0, sizeof *wg); }
+void tt_wg_init(tt_wg *wg) {
+  if (wg)
+    memset(wg, 0, sizeof *wg);
+}
 
 /* The counter reached zero: wake whoever waits, if it still is zero once we hold the lock. */
 static void wake_all(wg_impl *g) {
@@ -84,6 +87,8 @@ int tt_wg_add(tt_wg *wg, int64_t delta) {
 int tt_wg_done(tt_wg *wg) { return tt_wg_add(wg, -1); }
 
 int64_t tt_wg_count(tt_wg *wg) {
+  if (wg == NULL)
+    return TT_EINVAL;
   return atomic_load_explicit(&IMPL(wg)->count, memory_order_acquire);
 }
 
