@@ -7,7 +7,7 @@ CTEST_J   ?= 2
 WERROR    ?= $(if $(CI),ON,OFF)
 CMAKE_GEN := -DTT_WERROR=$(WERROR)
 
-.PHONY: all deps build demo test test-asan test-tsan test-aarch64 bench format check-format clean
+.PHONY: all deps build demo test test-asan test-tsan test-aarch64 test-valgrind bench format check-format clean
 
 all: build
 
@@ -43,6 +43,10 @@ test-tsan: deps
 test-aarch64: deps
 	@scripts/test-aarch64
 
+# Valgrind's memcheck, with every coroutine stack registered (-DTT_VALGRIND=ON).
+test-valgrind: deps
+	@scripts/test-valgrind
+
 bench: deps
 	@scripts/bench
 
@@ -53,4 +57,4 @@ check-format:
 	@scripts/check-format
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-aarch64 build-bench
+	rm -rf $(BUILD) build-asan build-tsan build-aarch64 build-bench build-valgrind

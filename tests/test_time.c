@@ -59,7 +59,9 @@ static void sleep_n(void *p) {
 
 static int order_main(void *p) {
   int ks[] = {5, 1, 4, 2, 3};
-  base = tt_now() + 20 * TT_MSEC; /* common base: deadlines, not start times, decide */
+  /* A common base far enough out that every sleeper is asleep before the first deadline:
+   * deadlines, not start times, decide. */
+  base = tt_now() + (int64_t)(20 * TT_MSEC * tt_test_slow());
   for (int i = 0; i < 5; i++)
     ASSERT_OK(tt_go(sleep_n, (void *)(intptr_t)ks[i]));
   while (atomic_load(&ord.n) < 5)
