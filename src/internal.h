@@ -43,6 +43,26 @@ TT_NORETURN void tt__assert_fail(const char *expr, const char *file, int line);
 /* Prints "fatal error: msg", the coroutine list, and exits with status 2. */
 TT_NORETURN void tt__fatal(const char *msg);
 
+/* ---- Fault injection (src/util/fault.c) --------------------------------------------------- */
+
+enum { TT__FAULT_ALLOC, TT__FAULT_MMAP, TT__FAULT_THREAD, TT__FAULT_COUNT };
+extern _Atomic int tt__faults_armed;
+bool tt__fault_slow(int site);
+/* Whether the next operation of this kind must fail (TT_FAULT, tt__fault_arm). */
+static inline bool tt__fault(int site) {
+  return TT_UNLIKELY(atomic_load_explicit(&tt__faults_armed, memory_order_relaxed)) &&
+         tt__fault_slow(site);
+}
+/* The nth next operation of the site fails (0: none). For tests. */
+void tt__fault_arm(int site, int64_t nth);
+int tt__fault_load(void); /* parses TT_FAULT; 0 or TT_EINVAL */
+/* The runtime's allocations, through the fault injector. */
+void *tt__malloc(size_t n);
+void *tt__calloc(size_t n, size_t size);
+void *tt__realloc(void *p, size_t n);
+void *tt__aligned_alloc(size_t align, size_t n);
+char *tt__strdup(const char *s);
+
 /* ---- Futexes and the internal lock -------------------------------------------------------- */
 
 /* Waits while *addr == val, until woken or (deadline >= 0) the monotonic deadline passes.

@@ -24,7 +24,7 @@
 #define ID_BATCH 64u
 
 int tt__registry_init(void) {
-  tt__rt.chunks = calloc(MAX_CHUNKS, sizeof(tt__coro *));
+  tt__rt.chunks = tt__calloc(MAX_CHUNKS, sizeof(tt__coro *));
   if (tt__rt.chunks == NULL)
     return TT_ENOMEM;
   atomic_store_explicit(&tt__rt.nchunks, 0, memory_order_relaxed);
@@ -67,7 +67,7 @@ static tt__coro *refill(tt__worker *w) {
   uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_relaxed);
   tt__coro *chunk = NULL;
   if (n < MAX_CHUNKS)
-    chunk = aligned_alloc(TT_CACHELINE, sizeof(tt__coro) * CHUNK);
+    chunk = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__coro) * CHUNK);
   if (chunk == NULL) {
     tt__lock_release(&tt__rt.arena_lock);
     return NULL;
@@ -212,7 +212,7 @@ static tt__labels *labels_merge(const tt__labels *base, const tt_label *add, siz
     bytes += strlen(base->v[i].key) + strlen(base->v[i].value) + 2;
   for (size_t i = 0; i < nadd; i++)
     bytes += strlen(add[i].key) + (add[i].value ? strlen(add[i].value) : 0) + 2;
-  tt__labels *l = malloc(sizeof(tt__labels) + max * sizeof(tt_label) + bytes);
+  tt__labels *l = tt__malloc(sizeof(tt__labels) + max * sizeof(tt_label) + bytes);
   if (l == NULL) {
     *err = TT_ENOMEM;
     return NULL;
@@ -288,7 +288,7 @@ int tt_name_set(const char *name) {
   if (co == NULL)
     return TT_ENOTCORO;
   char *copy = NULL;
-  if (name && (copy = strdup(name)) == NULL)
+  if (name && (copy = tt__strdup(name)) == NULL)
     return TT_ENOMEM;
   free(co->name);
   co->name = copy;
@@ -329,7 +329,7 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
     atomic_fetch_add_explicit(&labels->refs, 1, memory_order_relaxed);
   }
   char *name = NULL;
-  if (o && o->name && (name = strdup(o->name)) == NULL) {
+  if (o && o->name && (name = tt__strdup(o->name)) == NULL) {
     tt__labels_release(labels);
     return TT_ENOMEM;
   }

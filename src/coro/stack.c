@@ -142,7 +142,7 @@ static int refill(tt__worker *w) {
   /* Every stack this worker maps comes back to its pool, so the pool must hold them all. */
   if (w->cap_stacks < w->owned_stacks + CHUNK_STACKS) {
     uint32_t cap = w->cap_stacks ? w->cap_stacks * 2 : CHUNK_STACKS * 4;
-    tt__stack *v = realloc(w->stacks, cap * sizeof *v);
+    tt__stack *v = tt__realloc(w->stacks, cap * sizeof *v);
     if (v == NULL)
       return TT_ENOMEM;
     w->stacks = v;
@@ -151,7 +151,7 @@ static int refill(tt__worker *w) {
   tt__lock_acquire(&tt__rt.stack_lock);
   if (tt__rt.nstack_chunks == tt__rt.cap_stack_chunks) {
     size_t cap = tt__rt.cap_stack_chunks ? tt__rt.cap_stack_chunks * 2 : 64;
-    void **v = realloc(tt__rt.stack_chunks, cap * sizeof *v);
+    void **v = tt__realloc(tt__rt.stack_chunks, cap * sizeof *v);
     if (v == NULL) {
       tt__lock_release(&tt__rt.stack_lock);
       return TT_ENOMEM;
@@ -159,8 +159,10 @@ static int refill(tt__worker *w) {
     tt__rt.stack_chunks = v;
     tt__rt.cap_stack_chunks = cap;
   }
-  char *base = mmap(NULL, tt__rt.stack_chunk_bytes, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  char *base = tt__fault(TT__FAULT_MMAP)
+                   ? MAP_FAILED
+                   : mmap(NULL, tt__rt.stack_chunk_bytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (base == MAP_FAILED) {
     tt__lock_release(&tt__rt.stack_lock);
     return TT_ENOMEM;
@@ -190,8 +192,10 @@ int tt__stack_bind_slow(tt__worker *w, tt__coro *co) {
     return tt__stack_bind(w, co);
   }
   size_t size = (co->stack_req + page - 1) & ~(page - 1);
-  char *base = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  char *base = tt__fault(TT__FAULT_MMAP)
+                   ? MAP_FAILED
+                   : mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (base == MAP_FAILED)
     return TT_ENOMEM;
   co->stack_lo = base + page;

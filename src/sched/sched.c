@@ -945,6 +945,8 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
                                                memory_order_relaxed))
     return TT_EBUSY;
   int r = tt__knobs_load(opts);
+  if (r == 0)
+    r = tt__fault_load();
   if (r != 0)
     goto out_unlock;
   r = TT_ENOMEM;
@@ -956,14 +958,14 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store(&tt__rt.next_id, 1);
   atomic_store(&tt__rt.done, 0);
   memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
-  tt__rt.workers = aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
+  tt__rt.workers = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
   if (tt__rt.workers == NULL)
     goto out_unlock;
   memset(tt__rt.workers, 0, sizeof(tt__worker) * (size_t)tt__rt.procs);
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__worker *w = &tt__rt.workers[i];
     w->index = i;
-    w->steal_obs = malloc(sizeof *w->steal_obs * (size_t)tt__rt.procs);
+    w->steal_obs = tt__malloc(sizeof *w->steal_obs * (size_t)tt__rt.procs);
     if (w->steal_obs == NULL)
       goto out_workers;
     for (int j = 0; j < tt__rt.procs; j++)
@@ -989,16 +991,17 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   co->stack_req = tt__rt.stack_size;
   co->create_pc = __builtin_return_address(0);
   const char *name = opts && opts->name ? opts->name : "main";
-  co->name = strdup(name);
+  co->name = tt__strdup(name);
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
   tt__stats_bump(TT__ST_CREATED);
-  tt__rt.workers[0].runnext = co;
 
+  /* Start every worker before coroutine 1 is queued, so that a worker that cannot be started
+   * fails the run before any of fn runs. */
   atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
   int started = 0;
   for (; started < tt__rt.procs; started++) {
-    if (pthread_create(&tt__rt.workers[started].thread, NULL, worker_main,
-                       &tt__rt.workers[started]) != 0)
+    if (tt__fault(TT__FAULT_THREAD) || pthread_create(&tt__rt.workers[started].thread, NULL,
+                                                      worker_main, &tt__rt.workers[started]) != 0)
       break;
   }
   if (started < tt__rt.procs) {
@@ -1007,6 +1010,8 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
     for (int i = 0; i < started; i++)
       wake_worker(&tt__rt.workers[i]);
     tt__rt.result = TT_ENOMEM;
+  } else {
+    tt__spawn_enqueue(co); /* from this plain thread: the global queue, and a worker woken */
   }
   for (int i = 0; i < started; i++)
     pthread_join(tt__rt.workers[i].thread, NULL);

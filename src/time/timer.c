@@ -54,7 +54,7 @@ static int reserve(tt__timer_heap *h) {
   if (h->n < h->cap)
     return 0;
   uint32_t cap = h->cap ? h->cap * 2 : 64;
-  tt__timer **v = realloc(h->v, cap * sizeof *v);
+  tt__timer **v = tt__realloc(h->v, cap * sizeof *v);
   if (v == NULL)
     return TT_ENOMEM;
   h->v = v;
