@@ -18,7 +18,8 @@ static int body(void *arg) {
   int failures = 0;
   tt_label l = {"job", "fault"};
   for (intptr_t i = 0; i < 2000; i++) {
-    tt_go_opts o = {.name = i % 2 ? "odd" : NULL, .labels = i % 3 ? &l : NULL, .nlabels = i % 3 ? 1 : 0};
+    tt_go_opts o = {
+        .name = i % 2 ? "odd" : NULL, .labels = i % 3 ? &l : NULL, .nlabels = i % 3 ? 1 : 0};
     tt_wg_add(&wg, 1);
     int r = tt_go_opt(worker, (void *)i, &o, NULL);
     if (r != 0) {
