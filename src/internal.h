@@ -495,6 +495,8 @@ void tt__write_u64(int fd, uint64_t v);
 void tt__write_hex(int fd, uint64_t v);
 void tt__write_pc(int fd, const void *pc); /* symbol+off (module) */
 void tt__list_coroutines(int fd);
+/* Writes "goroutine N [state or wait reason]: name=..." and its creation site. */
+void tt__write_coro(int fd, tt__coro *co);
 
 static inline void tt__stats_bump(int idx) {
   tt__worker *w = tt__tls_worker;

@@ -274,7 +274,9 @@ TEST(shutdown_cancels_reports_and_discards) {
   ASSERT_ERR(pl.result, TT_ESHUTDOWN);
   ASSERT_EQ(atomic_load(&cancelled_seen), 30);
   ASSERT_CONTAINS(buf, "tether: 1 coroutine is still alive after the shut-down grace period");
-  ASSERT_CONTAINS(buf, "[runnable]: name=\"stubborn\"");
+  /* Runnable when the report reads it (it yields on the reporter's worker), with its name; on
+   * another worker it may be caught running, when only what never changes is shown. */
+  ASSERT(strstr(buf, "[runnable]: name=\"stubborn\"") || strstr(buf, "[running]:"));
   ASSERT_CONTAINS(buf, "created by shutdown_main+");
   ASSERT_CONTAINS(buf, "in goroutine 1");
   ASSERT_GE(took, 200 * TT_MSEC);

@@ -75,22 +75,39 @@ void tt__write_pc(int fd, const void *pc) {
   tt__write_hex(fd, (uint64_t)(uintptr_t)pc);
 }
 
-static void list_one(tt__coro *co, void *p) {
-  int fd = *(int *)p;
-  uint32_t s = atomic_load_explicit(&co->status, memory_order_acquire) & TT__S_STATE_MASK;
+void tt__write_coro(int fd, tt__coro *co) {
+  /* A suspended coroutine is held still (its scan bit) while its changing fields are read; the
+   * caller's own coroutine is still too; any other running one shows only what never changes
+   * while it lives (id, parent, creation site: written atomically at spawn). */
+  uint32_t st;
+  bool held = tt__scan_acquire(co, &st);
+  bool self = co == tt__self();
+  if (!held && !self &&
+      (atomic_load_explicit(&co->status, memory_order_acquire) & TT__S_STATE_MASK) == TT__S_FREE)
+    return; /* exited meanwhile */
   tt__write_str(fd, "goroutine ");
   tt__write_u64(fd, __atomic_load_n(&co->id, __ATOMIC_RELAXED));
   tt__write_str(fd, " [");
-  if (s == TT__S_WAITING)
+  if (held && st == TT__S_WAITING)
     tt__write_str(fd, tt_wait_reason_string(co->wait_reason));
   else
-    tt__write_str(fd, tt_state_string(tt__state_public(s)));
-  tt__write_str(fd, "]:\ncreated by ");
+    tt__write_str(fd, held ? tt_state_string(tt__state_public(st)) : "running");
+  tt__write_str(fd, "]:");
+  if ((held || self) && co->name) {
+    tt__write_str(fd, " name=\"");
+    tt__write_str(fd, co->name);
+    tt__write_str(fd, "\"");
+  }
+  tt__write_str(fd, "\ncreated by ");
   tt__write_pc(fd, __atomic_load_n(&co->create_pc, __ATOMIC_RELAXED));
   tt__write_str(fd, " in goroutine ");
   tt__write_u64(fd, __atomic_load_n(&co->parent, __ATOMIC_RELAXED));
   tt__write_str(fd, "\n\n");
+  if (held)
+    tt__scan_release(co);
 }
+
+static void list_one(tt__coro *co, void *p) { tt__write_coro(*(int *)p, co); }
 
 void tt__list_coroutines(int fd) {
   if (tt__rt.chunks == NULL)

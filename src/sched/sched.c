@@ -852,28 +852,8 @@ static void cancel_one(tt__coro *co, void *self) {
 }
 
 static void report_one(tt__coro *co, void *self) {
-  if (co == self)
-    return;
-  int fd = tt__rt.report_fd;
-  uint32_t s = atomic_load_explicit(&co->status, memory_order_acquire) & TT__S_STATE_MASK;
-  tt__write_str(fd, "goroutine ");
-  tt__write_u64(fd, co->id);
-  tt__write_str(fd, " [");
-  if (s == TT__S_WAITING)
-    tt__write_str(fd, tt_wait_reason_string(co->wait_reason));
-  else
-    tt__write_str(fd, tt_state_string(tt__state_public(s)));
-  tt__write_str(fd, "]:");
-  if (co->name) {
-    tt__write_str(fd, " name=\"");
-    tt__write_str(fd, co->name);
-    tt__write_str(fd, "\"");
-  }
-  tt__write_str(fd, "\ncreated by ");
-  tt__write_pc(fd, co->create_pc);
-  tt__write_str(fd, " in goroutine ");
-  tt__write_u64(fd, co->parent);
-  tt__write_str(fd, "\n\n");
+  if (co != self)
+    tt__write_coro(tt__rt.report_fd, co);
 }
 
 static void main_entry(void *p) {
