@@ -24,6 +24,15 @@
 /* For code that runs on a broken stack: no sanitizer calls (they resolve lazily, on the stack). */
 #define TT_NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_undefined, noinline))
 
+/* A spin-wait hint to the CPU. */
+static inline void tt__cpu_relax(void) {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
 /* ---- Checks ------------------------------------------------------------------------------ */
 
 /* TT_ASSERT stays on in release builds: a broken runtime invariant prints the expression, lists

@@ -160,9 +160,7 @@ bool tt__scan_acquire(tt__coro *co, uint32_t *state) {
       return false;
     if (s & TT__S_SCAN) {
       /* Another scanner holds it; it lets go within microseconds. */
-#if defined(__x86_64__)
-      __builtin_ia32_pause();
-#endif
+      tt__cpu_relax();
       s = atomic_load_explicit(&co->status, memory_order_relaxed);
       continue;
     }

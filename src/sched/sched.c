@@ -16,7 +16,10 @@
  *   inbox     lock-free LIFO of started coroutines made runnable by other threads; the owner
  *             takes it whole and appends it (reversed, so FIFO) to ready.
  *   rq        Go's runq: a 256-slot ring of fresh coroutines; the owner pushes and pops, idle
- *             workers steal half. Overflow goes to the global queue (locked, batched).
+ *             workers steal half, but only from a ring whose head has not moved for 20 us (a ring
+ *             drained steadily by its owner is cheaper left alone). Overflow goes to the global
+ *             queue (locked, batched). A spawner that fills its ring yields to the children
+ *             (back-pressure), so a spawning loop does not pile up descriptors.
  *
  * Switching is direct: a coroutine that parks, yields or exits picks the next coroutine from its
  * worker's local queues and switches straight to it; only when there is none does it switch to
@@ -27,8 +30,9 @@
  * on g0. That is what makes a park race-free: no waker can see the waiter before the context it
  * must resume is complete.
  *
- * Waking is decided by the waiter's token (see tt__waiter): several wakers may race (a signal, a
- * timer, a cancellation); the one that swaps the token wins and alone calls tt__ready.
+ * Waking is decided by the waiter's token (see tt__waiter): several wakers may race (the object, a
+ * timer, a cancellation); the one that claims the token wins and alone commits the wake (calls
+ * tt__ready), after letting go of the object.
  *
  * Sleeping workers: a worker with nothing to do spins briefly looking for work (at most half the
  * workers spin), then sets w->sleeping and, after re-checking every source of work, sleeps on it
@@ -70,14 +74,6 @@ enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
 #define RUNNEXT_STREAK 64
 #define SPIN_NS (50 * TT_USEC)
 #define STEAL_AFTER (20 * TT_USEC)
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ volatile("yield");
-#endif
-}
 
 uint64_t tt__rand(tt__worker *w) {
   /* xorshift64*: cheap, and seeded from the run's seed so TT_PROCS=1 runs repeat. */
@@ -408,7 +404,7 @@ static void prepare_run(tt__worker *w, tt__coro *co) {
   for (;;) {
     if (s & TT__S_SCAN) {
       /* A scanner is reading the stack: wait for it (microseconds at most). */
-      cpu_relax();
+      tt__cpu_relax();
       s = atomic_load_explicit(&co->status, memory_order_relaxed);
       continue;
     }
@@ -757,7 +753,7 @@ static tt__coro *find_runnable(tt__worker *w) {
       int64_t now;
       do {
         for (int i = 0; i < 50; i++)
-          cpu_relax();
+          tt__cpu_relax();
         now = tt__clock();
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
           drain_inbox(w);

@@ -36,11 +36,7 @@ void tt__lock_slow(tt__lock *l) {
         atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
                                               memory_order_relaxed))
       return;
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
+    tt__cpu_relax();
   }
   /* Mark the lock contended (2) and sleep until it is released; whoever takes it from here on
    * takes it as 2, since other sleepers may remain. acquire: as in tt__lock_acquire. */
