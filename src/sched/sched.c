@@ -832,7 +832,7 @@ struct main_arg {
 };
 
 static void cancel_one(tt__coro *co, void *self) {
-  if (co == self)
+  if (co == self || atomic_load_explicit(&co->cancelled, memory_order_relaxed))
     return;
   /* seq_cst: pairs with finish_switch's fence (Dekker): either we see co parked and wake it,
    * or its worker sees the flag after parking it. */
@@ -864,6 +864,9 @@ static void main_entry(void *p) {
   int64_t pause = 20 * TT_USEC;
   while (tt_num_coroutines() > 1 && tt__clock() < deadline) {
     tt_sleep(pause);
+    /* Again: a spawn that checked the state just before the grace period began may have been
+     * published after the walk went past it. */
+    tt__registry_walk(cancel_one, self);
     if (pause < 10 * TT_MSEC)
       pause *= 2;
   }
