@@ -46,6 +46,7 @@ TT_MAIN(argc, argv) {
     fprintf(stderr, "usage: %s [coroutines]\n", argv[0]);
     return 2;
   }
+  setvbuf(stdout, NULL, _IOLBF, 0); /* in order with the runtime's messages on stderr */
   printf("tether %s: %d workers\n", TT_VERSION_STRING, tt_procs());
   long rss0 = rss_mib();
   int64_t t0 = tt_now();
