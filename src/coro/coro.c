@@ -295,6 +295,24 @@ int tt_name_set(const char *name) {
 
 /* ---- Spawning ---------------------------------------------------------------------------- */
 
+/* Fills in a clean descriptor, publishes it to the registry and queues it. The four fields that
+ * the registry reads without the scan bit (a running coroutine's, possibly just reused) are
+ * written with relaxed atomic stores, and read with relaxed atomic loads. */
+static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t stack, int daemon,
+                           void *pc, tt_id parent, tt_id id) {
+  co->fn = fn;
+  co->arg = arg;
+  co->stack_req = stack;
+  __atomic_store_n(&co->daemon, (uint8_t)daemon, __ATOMIC_RELAXED);
+  __atomic_store_n(&co->create_pc, pc, __ATOMIC_RELAXED);
+  __atomic_store_n(&co->parent, parent, __ATOMIC_RELAXED);
+  __atomic_store_n(&co->id, id, __ATOMIC_RELAXED);
+  /* release: registry walkers that see the status see the fields above. */
+  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+  tt__stats_bump(TT__ST_CREATED);
+  tt__spawn_enqueue(co);
+}
+
 static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc) {
   if (fn == NULL)
     return TT_EINVAL;
@@ -337,33 +355,19 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
     tt__labels_release(labels);
     return TT_ENOMEM;
   }
-  co->fn = fn;
-  co->arg = arg;
-  co->stack_req = stack;
   co->name = name;
   co->labels = labels;
-  __atomic_store_n(&co->daemon, (uint8_t)(o && o->daemon), __ATOMIC_RELAXED);
-  __atomic_store_n(&co->create_pc, pc, __ATOMIC_RELAXED);
-  __atomic_store_n(&co->parent, self ? self->id : 0, __ATOMIC_RELAXED);
-  if (w) {
-    if (w->id_next == w->id_end) {
-      w->id_next = atomic_fetch_add_explicit(&tt__rt.next_id, ID_BATCH, memory_order_relaxed);
-      w->id_end = w->id_next + ID_BATCH;
-    }
-    __atomic_store_n(&co->id, w->id_next++, __ATOMIC_RELAXED);
-  } else {
-    __atomic_store_n(&co->id, atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed),
-                     __ATOMIC_RELAXED);
+  if (w && w->id_next == w->id_end) {
+    w->id_next = atomic_fetch_add_explicit(&tt__rt.next_id, ID_BATCH, memory_order_relaxed);
+    w->id_end = w->id_next + ID_BATCH;
   }
+  tt_id id = w ? w->id_next++ : atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   /* Born during shut-down's grace period: cancelled from the start. */
   if (state == 2)
     atomic_store_explicit(&co->cancelled, 1, memory_order_relaxed);
   if (idp)
-    *idp = co->id;
-  /* release: registry walkers that see the status see the fields above. */
-  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
-  tt__stats_bump(TT__ST_CREATED);
-  tt__spawn_enqueue(co);
+    *idp = id;
+  publish(co, fn, arg, stack, o && o->daemon, pc, self ? self->id : 0, id);
   return 0;
 }
 
@@ -378,17 +382,7 @@ int tt_go(void (*fn)(void *), void *arg) {
                 atomic_load_explicit(&tt__rt.state, memory_order_relaxed) == 1)) {
     w->free_co = co->next;
     w->nfree_co--;
-    co->fn = fn;
-    co->arg = arg;
-    co->stack_req = tt__rt.stack_size;
-    __atomic_store_n(&co->daemon, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&co->create_pc, pc, __ATOMIC_RELAXED);
-    __atomic_store_n(&co->parent, self->id, __ATOMIC_RELAXED);
-    __atomic_store_n(&co->id, w->id_next++, __ATOMIC_RELAXED);
-    /* release: registry walkers that see the status see the fields above. */
-    atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
-    tt__stats_bump(TT__ST_CREATED);
-    tt__spawn_enqueue(co);
+    publish(co, fn, arg, tt__rt.stack_size, 0, pc, self->id, w->id_next++);
     return 0;
   }
   return spawn(fn, arg, NULL, NULL, pc);

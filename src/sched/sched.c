@@ -931,11 +931,13 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   r = TT_ENOMEM;
   tt__rt.page = (size_t)sysconf(_SC_PAGESIZE);
   tt__rt.gq_head = tt__rt.gq_tail = NULL;
-  atomic_store(&tt__rt.gq_len, 0);
-  atomic_store(&tt__rt.nspinning, 0);
-  atomic_store(&tt__rt.nsleeping, 0);
-  atomic_store(&tt__rt.next_id, 1);
-  atomic_store(&tt__rt.done, 0);
+  /* relaxed: no other thread looks at the runtime until the workers start (pthread_create
+   * orders these stores before them). */
+  atomic_store_explicit(&tt__rt.gq_len, 0, memory_order_relaxed);
+  atomic_store_explicit(&tt__rt.nspinning, 0, memory_order_relaxed);
+  atomic_store_explicit(&tt__rt.nsleeping, 0, memory_order_relaxed);
+  atomic_store_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
+  atomic_store_explicit(&tt__rt.done, 0, memory_order_relaxed);
   memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
   tt__rt.workers = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
   if (tt__rt.workers == NULL)
