@@ -308,6 +308,7 @@ typedef struct tt__stack {
 } tt__stack;
 
 #define TT__RQ_SIZE 256
+#define TT__CLAIM 8
 
 enum { TT__PEND_NONE, TT__PEND_PARK, TT__PEND_YIELD, TT__PEND_EXIT };
 
@@ -319,6 +320,8 @@ struct tt__worker {
   tt__coro *runnext;
   uint32_t runnext_streak;
   tt__coro *ready_head, *ready_tail; /* started coroutines this worker readied */
+  tt__coro *claimed[TT__CLAIM];      /* fresh coroutines taken from the ring in one go */
+  uint32_t claimed_head, claimed_n;
   uint32_t tick;
   uint32_t qseq; /* next queueing sequence number */
   int64_t now;   /* coarse clock, refreshed by the scheduler */

@@ -74,6 +74,8 @@ enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
 #define RUNNEXT_STREAK 64
 #define SPIN_NS (50 * TT_USEC)
 #define STEAL_AFTER (20 * TT_USEC)
+#define CLAIM TT__CLAIM /* fresh coroutines claimed at once from a long ring */
+#define CLAIM_FROM 64   /* ... when it holds at least this many */
 
 uint64_t tt__rand(tt__worker *w) {
   /* xorshift64*: cheap, and seeded from the run's seed so TT_PROCS=1 runs repeat. */
@@ -170,17 +172,28 @@ static void rq_push(tt__worker *w, tt__coro *co) {
   }
 }
 
+/* Takes the oldest fresh coroutine of w's ring. From a long ring (a spawning loop's) it claims a
+ * few at once into an owner-only batch, one compare-and-swap for CLAIM of them: those few are no
+ * longer stealable, but plenty remain in the ring for idle workers. Owner only. */
 static tt__coro *rq_pop(tt__worker *w) {
+  if (w->claimed_head < w->claimed_n)
+    return w->claimed[w->claimed_head++];
   for (;;) {
     uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
     uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
-    if (t == h)
+    uint32_t n = t - h;
+    if (n == 0)
       return NULL;
-    tt__coro *co = atomic_load_explicit(&w->rq[h % TT__RQ_SIZE], memory_order_relaxed);
+    n = n >= CLAIM_FROM ? CLAIM : 1;
+    for (uint32_t i = 0; i < n; i++)
+      w->claimed[i] = atomic_load_explicit(&w->rq[(h + i) % TT__RQ_SIZE], memory_order_relaxed);
     /* release: as in rq_push; competes with stealers for the same slots. */
-    if (atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + 1, memory_order_release,
-                                                memory_order_relaxed))
-      return co;
+    if (atomic_compare_exchange_strong_explicit(&w->rq_head, &h, h + n, memory_order_release,
+                                                memory_order_relaxed)) {
+      w->claimed_n = n;
+      w->claimed_head = 1;
+      return w->claimed[0];
+    }
   }
 }
 
@@ -460,10 +473,15 @@ static void finish_switch(tt__worker *w) {
 /* Whether the head of w's ring was queued before co (the head of the ready list): the two queues
  * are served in the order their entries were queued, so neither starves the other. */
 static bool rq_older(tt__worker *w, tt__coro *co) {
-  uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
-  if (atomic_load_explicit(&w->rq_tail, memory_order_relaxed) == h)
-    return false;
-  tt__coro *c = atomic_load_explicit(&w->rq[h % TT__RQ_SIZE], memory_order_relaxed);
+  tt__coro *c;
+  if (w->claimed_head < w->claimed_n) {
+    c = w->claimed[w->claimed_head];
+  } else {
+    uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_acquire);
+    if (atomic_load_explicit(&w->rq_tail, memory_order_relaxed) == h)
+      return false;
+    c = atomic_load_explicit(&w->rq[h % TT__RQ_SIZE], memory_order_relaxed);
+  }
   uint32_t cs = atomic_load_explicit(&c->qseq, memory_order_relaxed);
   return (int32_t)(cs - atomic_load_explicit(&co->qseq, memory_order_relaxed)) < 0;
 }
