@@ -33,7 +33,10 @@ typedef struct tt_run_opts {
  * the runtime waits up to grace_ns for them to finish, reports any that remain (id, state, wait
  * reason, creation site) to report_fd, discards them without resuming them, wakes plain threads
  * still blocked on tether objects with TT_ESHUTDOWN, joins its workers and frees all it
- * allocated. A coroutine that never yields keeps its worker and so delays this return.
+ * allocated. A coroutine that never yields keeps its worker and so delays this return. Cancelled
+ * coroutines still touch the objects they were blocked on (to leave their wait queues), so those
+ * objects must outlive fn — not live in fn's own stack frame — unless fn makes sure first that
+ * nothing waits on them (as with any object: never destroy one that someone is blocked on).
  *
  * Returns fn's result (which should therefore be >= 0 or a TT_E* code), or TT_EBUSY if the
  * runtime is already running, TT_EINVAL for a NULL fn or invalid options or environment knobs

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/* A randomized stress of the scheduler: coroutines and plain threads yield, sleep, spawn, wait on
+ * and signal shared wait groups with and without deadlines, on several workers, and the run ends
+ * with some of them still blocked for the shut-down to cancel. Checks that nothing is lost or
+ * woken twice (every wait group reaches its expected state), that the counts stay consistent, and
+ * (under TSan and ASan) that nothing races or leaks. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "test.h"
+
+#define NWG 8
+
+struct world {
+  tt_wg wgs[NWG]; /* counters that only go up and down by matched pairs */
+  tt_wg finished; /* one per actor */
+  tt_wg stuck;    /* never reaches zero; must outlive the run (see tt_run) */
+  _Atomic int64_t ops;
+  _Atomic int64_t spawned;
+  uint64_t seed;
+  int64_t budget; /* coroutines that may still be spawned */
+  _Atomic int64_t budget_used;
+};
+
+struct actor {
+  struct world *w;
+  uint64_t rng;
+};
+
+static uint64_t next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void act(struct actor *a, int rounds, bool plain);
+
+static void coro_actor(void *p) {
+  struct actor *a = p;
+  act(a, 40, false);
+  tt_wg_done(&a->w->finished);
+  free(a);
+}
+
+static void spawn_actor(struct world *w, uint64_t seed) {
+  if (atomic_fetch_add(&w->budget_used, 1) >= w->budget)
+    return;
+  struct actor *c = malloc(sizeof *c);
+  c->w = w;
+  c->rng = seed | 1;
+  tt_wg_add(&w->finished, 1);
+  if (tt_go(coro_actor, c) != 0) {
+    tt_wg_done(&w->finished);
+    free(c);
+    return;
+  }
+  atomic_fetch_add(&w->spawned, 1);
+}
+
+static void act(struct actor *a, int rounds, bool plain) {
+  struct world *w = a->w;
+  for (int i = 0; i < rounds; i++) {
+    uint64_t r = next(&a->rng);
+    tt_wg *g = &w->wgs[r % NWG];
+    switch ((r >> 8) % 7) {
+    case 0:
+      tt_yield();
+      break;
+    case 1:
+      tt_sleep((int64_t)((r >> 16) % 50) * TT_USEC);
+      break;
+    case 2: /* a matched add/done pair around a yield: the counter returns to where it was */
+      tt_wg_add(g, 1);
+      tt_yield();
+      tt_wg_done(g);
+      break;
+    case 3: { /* a bounded wait: done, timed out, cancelled at shut-down — never anything else */
+      int rc = tt_wg_wait_dl(g, tt_now() + (int64_t)((r >> 16) % 200) * TT_USEC);
+      if (rc != 0 && rc != TT_ETIMEDOUT && rc != TT_ECANCELED && rc != TT_ESHUTDOWN)
+        abort();
+      break;
+    }
+    case 4:
+      if (!plain)
+        spawn_actor(w, r);
+      break;
+    case 5: { /* a short busy stretch, no yield */
+      int64_t end = tt_now() + (int64_t)((r >> 16) % 20) * TT_USEC;
+      while (tt_now() < end)
+        ;
+      break;
+    }
+    case 6:
+      if (plain)
+        spawn_actor(w, r); /* plain threads spawn too */
+      else
+        tt_yield();
+      break;
+    }
+    atomic_fetch_add(&w->ops, 1);
+  }
+}
+
+struct plain_arg {
+  struct world *w;
+  uint64_t seed;
+};
+
+static void *plain_actor(void *p) {
+  struct plain_arg *pa = p;
+  struct actor a = {pa->w, pa->seed | 1};
+  act(&a, 200, true);
+  return NULL;
+}
+
+static void never_returns(void *p) {
+  /* Blocked for good: the shut-down cancels it. */
+  tt_wg_wait(p);
+}
+
+static int stress_main(void *p) {
+  struct world *w = p;
+  tt_wg_add(&w->stuck, 1);
+  for (int i = 0; i < 5; i++)
+    ASSERT_OK(tt_go(never_returns, &w->stuck));
+  pthread_t th[2];
+  struct plain_arg pa[2];
+  for (int i = 0; i < 2; i++) {
+    pa[i] = (struct plain_arg){w, w->seed * 7 + (uint64_t)i};
+    ASSERT_EQ(pthread_create(&th[i], NULL, plain_actor, &pa[i]), 0);
+  }
+  for (int i = 0; i < 20; i++)
+    spawn_actor(w, w->seed * 31 + (uint64_t)i);
+  ASSERT_OK(tt_wg_wait(&w->finished));
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
+  /* Every add was matched by a done: each counter is back to zero. */
+  for (int i = 0; i < NWG; i++)
+    ASSERT_EQ(tt_wg_count(&w->wgs[i]), 0);
+  tt_counts c;
+  ASSERT_OK(tt_counts_get(&c));
+  ASSERT_EQ(c.total, c.by_state[0] + c.by_state[1] + c.by_state[2]);
+  ASSERT_GE(c.total, 1 + 5);
+  return 0;
+}
+
+static void stress(int procs, uint64_t seed) {
+  struct world *w = calloc(1, sizeof *w);
+  w->seed = seed;
+  w->budget = SCALED(3000, 200);
+  tt_run_opts o = {.procs = procs, .seed = seed, .grace_ns = 50 * TT_MSEC, .report_fd = -1};
+  ASSERT_EQ(tt_run(stress_main, w, &o), 0);
+  ASSERT_GT(atomic_load(&w->ops), 0);
+  free(w);
+}
+
+TEST(stress_random_two_workers) {
+  for (uint64_t seed = 1; seed <= 6; seed++)
+    stress(2, seed);
+}
+
+TEST(stress_random_four_workers) {
+  for (uint64_t seed = 11; seed <= 14; seed++)
+    stress(4, seed);
+}
+
+TEST(stress_random_one_worker) {
+  for (uint64_t seed = 21; seed <= 24; seed++)
+    stress(1, seed);
+}
