@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Coroutines: spawn, run, yield, exit, ids, options and errors. */
 #include <dlfcn.h>
+#include <fenv.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -256,3 +257,47 @@ int registry_main(void *arg) {
 }
 
 TEST(registry_records_spawn_facts) { tt_test_run(registry_main, NULL, 2); }
+
+/* A coroutine that exits hands its stack straight to the next fresh one (no switch): the new one
+ * must still start with the default floating-point control state, whatever the old one left. */
+static int round_seen[3];
+
+static void noop_done(void *wg) { tt_wg_done(wg); }
+
+static void leave_upward(void *wg) {
+  fesetround(FE_UPWARD);
+  round_seen[0] = fegetround();
+  tt_wg_done(wg);
+}
+
+static void check_round(void *wg) {
+  round_seen[1] = fegetround();
+  fesetround(FE_DOWNWARD);
+  tt_wg_done(wg);
+}
+
+static void check_round_again(void *wg) {
+  round_seen[2] = fegetround();
+  tt_wg_done(wg);
+}
+
+static int restart_main(void *arg) {
+  tt_wg wg = TT_WG_INIT;
+  tt_wg_add(&wg, 4);
+  /* Queued in this order, run as: noop (runnext), then leave_upward, check_round and
+   * check_round_again, each started on the stack of the one before as it exits. */
+  ASSERT_OK(tt_go(leave_upward, &wg));
+  ASSERT_OK(tt_go(check_round, &wg));
+  ASSERT_OK(tt_go(check_round_again, &wg));
+  ASSERT_OK(tt_go(noop_done, &wg));
+  ASSERT_OK(tt_wg_wait(&wg));
+  ASSERT_EQ(round_seen[0], FE_UPWARD);
+  ASSERT_EQ(round_seen[1], FE_TONEAREST);
+  ASSERT_EQ(round_seen[2], FE_TONEAREST);
+  ASSERT_EQ(fegetround(), FE_TONEAREST);
+  return 0;
+}
+
+TEST(exit_hands_stack_to_fresh_coroutine_with_default_fp_state) {
+  tt_test_run(restart_main, NULL, 1);
+}

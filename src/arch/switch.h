@@ -24,6 +24,12 @@ void tt__switch(void **save, void *to);
  * floating-point control state. entry must never return. */
 void *tt__ctx_make(void *hi, void (*entry)(void));
 
+/* Abandons the caller's frames and starts entry() on the same stack, from its top `hi` (rounded
+ * down to 16 bytes), as a fresh context would start: zero return address, default floating-point
+ * control state. For handing an exiting coroutine's stack straight to the next one. Never
+ * returns. */
+__attribute__((noreturn)) void tt__ctx_restart(void *hi, void (*entry)(void));
+
 #if defined(__x86_64__)
 /* x86_64 SysV: what lies at a saved stack pointer, lowest address first. */
 typedef struct tt__saved_regs {

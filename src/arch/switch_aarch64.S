@@ -177,6 +177,29 @@ tt__ctx_start:
 	.cfi_endproc
 	.size	tt__ctx_start, .-tt__ctx_start
 
+	.globl	tt__ctx_restart
+	.hidden	tt__ctx_restart
+	.type	tt__ctx_restart, %function
+	.p2align 4
+/* void tt__ctx_restart(void *hi, void (*entry)(void)): x0 = hi, x1 = entry. Abandons the current
+ * frames: sp becomes hi rounded down to 16, the frame record and return address are cleared as
+ * for a fresh context, FPCR goes back to its default (written only if it differs), and entry
+ * runs. Nothing of the old stack is read after sp moves. */
+tt__ctx_restart:
+	.cfi_startproc
+	BTI_C
+	and	x0, x0, #~15
+	mov	sp, x0
+	mov	x29, xzr
+	mov	x30, xzr
+	mrs	x9, fpcr
+	cbz	x9, 1f
+	msr	fpcr, xzr
+1:	mov	x16, x1
+	br	x16
+	.cfi_endproc
+	.size	tt__ctx_restart, .-tt__ctx_restart
+
 /* Under -mbranch-protection, mark the object BTI- and PAC-compatible so the linker does not turn
  * the feature off for the whole program because of this file. */
 #if defined(__ARM_FEATURE_BTI_DEFAULT) || defined(__ARM_FEATURE_PAC_DEFAULT)

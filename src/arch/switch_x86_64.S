@@ -71,4 +71,35 @@ tt__ctx_make:
 	.cfi_endproc
 	.size	tt__ctx_make, .-tt__ctx_make
 
+	.globl	tt__ctx_restart
+	.hidden	tt__ctx_restart
+	.type	tt__ctx_restart, @function
+	.p2align 4
+/* void tt__ctx_restart(void *hi, void (*entry)(void)): rdi = hi, rsi = entry. Abandons the current
+ * frames: rsp becomes hi rounded down to 16 with a zero return address pushed (so rsp is 8 mod 16,
+ * as at any function entry, and unwinding ends there), the FP control state goes back to the
+ * defaults (reloaded only if it differs: ldmxcsr and fldcw stall), and entry runs. Nothing of the
+ * old stack is read after rsp moves. */
+tt__ctx_restart:
+	.cfi_startproc
+	andq	$-16, %rdi
+	movq	%rdi, %rsp
+	pushq	$0
+	subq	$8, %rsp
+	stmxcsr	(%rsp)
+	fnstcw	4(%rsp)
+	cmpl	$0x1f80, (%rsp)
+	jne	1f
+	cmpw	$0x037f, 4(%rsp)
+	je	2f
+1:	movl	$0x1f80, (%rsp)
+	movw	$0x037f, 4(%rsp)
+	ldmxcsr	(%rsp)
+	fldcw	4(%rsp)
+2:	addq	$8, %rsp
+	xorl	%ebp, %ebp
+	jmpq	*%rsi
+	.cfi_endproc
+	.size	tt__ctx_restart, .-tt__ctx_restart
+
 	.section .note.GNU-stack,"",@progbits

@@ -405,14 +405,8 @@ bool tt__wake(tt__waiter *wt, int result) {
 static void coro_entry(void);
 
 /* Marks co running on w, binding a stack first if it has never run. */
-static void prepare_run(tt__worker *w, tt__coro *co) {
-  TT_DASSERT(co->w == w || co->sp == NULL);
-  if (co->sp == NULL) {
-    if (tt__stack_bind(w, co) != 0)
-      tt__fatal("out of memory: cannot allocate a coroutine stack");
-    co->w = w;
-    co->sp = tt__ctx_make(co->stack_lo + co->stack_size, coro_entry);
-  }
+/* RUNNABLE -> RUNNING, waiting out a scanner that holds the coroutine still. */
+static void mark_running(tt__coro *co) {
   uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
   for (;;) {
     if (s & TT__S_SCAN) {
@@ -428,6 +422,18 @@ static void prepare_run(tt__worker *w, tt__coro *co) {
       break;
   }
   tt__stats_bump(TT__ST_RUNS);
+}
+
+/* Marks co running on w, binding a stack first if it has never run. */
+static void prepare_run(tt__worker *w, tt__coro *co) {
+  TT_DASSERT(co->w == w || co->sp == NULL);
+  if (co->sp == NULL) {
+    if (tt__stack_bind(w, co) != 0)
+      tt__fatal("out of memory: cannot allocate a coroutine stack");
+    co->w = w;
+    co->sp = tt__ctx_make(co->stack_lo + co->stack_size, coro_entry);
+  }
+  mark_running(co);
 }
 
 /* Runs the action the previous context left for us once its context was saved. */
@@ -558,9 +564,31 @@ void tt__coro_exit(void) {
   tt__coro *co = w->cur;
   tt__stack_check(co);
   tt__coro_release_fields(co);
+  tt__coro *next = pick_local(w);
+#if !defined(TT_SANITIZE_ADDRESS) && !defined(TT_SANITIZE_THREAD) && !defined(TT_VALGRIND)
+  if (next && next->sp == NULL && co->stack_pooled && next->stack_req == co->stack_size &&
+      !tt__rt_debug_canary) {
+    /* The next coroutine has never run and needs a stack of this size: hand it this one in
+     * place. No registers to save (co is dead), no pool round trip, no context to build, and the
+     * stack's lines are the warmest there are. (Sanitizer and Valgrind builds keep to the
+     * general path: their fiber bookkeeping wants a switch.) */
+    next->stack_lo = co->stack_lo;
+    next->stack_size = co->stack_size;
+    next->stack_guarded = co->stack_guarded;
+    next->stack_pooled = 1;
+    co->stack_lo = NULL;
+    tt__stats_bump(TT__ST_EXITED);
+    tt__coro_free(w, co);
+    next->w = w;
+    next->sp = next->stack_lo + next->stack_size; /* started: never stolen, never rebound */
+    mark_running(next);
+    w->cur = next;
+    tt__ctx_restart(next->stack_lo + next->stack_size, coro_entry);
+  }
+#endif
   w->pend_kind = TT__PEND_EXIT;
   w->pend_co = co;
-  switch_away(w, co, pick_local(w), true);
+  switch_away(w, co, next, true);
   __builtin_unreachable();
 }
 
