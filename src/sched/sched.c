@@ -75,7 +75,6 @@ enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
 #define SPIN_NS (50 * TT_USEC)
 #define STEAL_AFTER (20 * TT_USEC)
 #define CLAIM TT__CLAIM /* fresh coroutines claimed at once from a long ring */
-#define CLAIM_FROM 64   /* ... when it holds at least this many */
 
 uint64_t tt__rand(tt__worker *w) {
   /* xorshift64*: cheap, and seeded from the run's seed so TT_PROCS=1 runs repeat. */
@@ -172,9 +171,10 @@ static void rq_push(tt__worker *w, tt__coro *co) {
   }
 }
 
-/* Takes the oldest fresh coroutine of w's ring. From a long ring (a spawning loop's) it claims a
- * few at once into an owner-only batch, one compare-and-swap for CLAIM of them: those few are no
- * longer stealable, but plenty remain in the ring for idle workers. Owner only. */
+/* Takes the oldest fresh coroutine of w's ring. It claims up to CLAIM at once (never more than
+ * half of what waits) into an owner-only batch, one compare-and-swap for all of them: those few
+ * are no longer stealable, but at least as many remain in the ring for idle workers. Owner
+ * only. */
 static tt__coro *rq_pop(tt__worker *w) {
   if (w->claimed_head < w->claimed_n)
     return w->claimed[w->claimed_head++];
@@ -184,7 +184,8 @@ static tt__coro *rq_pop(tt__worker *w) {
     uint32_t n = t - h;
     if (n == 0)
       return NULL;
-    n = n >= CLAIM_FROM ? CLAIM : 1;
+    /* Half of what waits, at most CLAIM: the rest stays stealable. */
+    n = n / 2 > CLAIM ? CLAIM : n / 2 > 0 ? n / 2 : 1;
     for (uint32_t i = 0; i < n; i++)
       w->claimed[i] = atomic_load_explicit(&w->rq[(h + i) % TT__RQ_SIZE], memory_order_relaxed);
     /* release: as in rq_push; competes with stealers for the same slots. */
