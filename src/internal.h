@@ -101,16 +101,28 @@ static inline void tt__lock_release(tt__lock *l) {
 
 /* ---- Coroutines ------------------------------------------------------------------------- */
 
-/* A coroutine's status word. The low bits are the state; TT__S_SCAN is Go's _Gscan: whoever sets
- * it (with compare-and-swap, only on a suspended coroutine) holds the coroutine still — no worker
- * may switch to it until the bit is cleared — so its stack and fields can be read. */
+/* A coroutine's state, and its scan bit (Go's _Gscan) in a word of its own.
+ *
+ * The state is written only by whoever moves the coroutine: its worker (to RUNNING, to WAITING,
+ * back to RUNNABLE on a yield, to FREE at exit), the waker that claimed it (WAITING to RUNNABLE),
+ * the spawner (FREE to RUNNABLE). A scanner (the diagnostics) that sets the scan bit of a
+ * suspended coroutine — RUNNABLE or WAITING — holds it still: no worker switches to it until the
+ * bit is cleared, so its stack and fields can be read.
+ *
+ * The two meet Dekker-style: the worker stores RUNNING and then reads the scan bit (and backs off
+ * if it is set); the scanner sets the bit and then reads the state (and backs off if it is
+ * RUNNING). The worker does this on every switch to a coroutine, the scanner rarely, so the
+ * barrier is asymmetric: the worker's side is a plain store and load, and the scanner pays for
+ * both with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which makes every other thread of the
+ * process execute a full barrier before it returns (the technique of liburcu and of Folly's
+ * asymmetric fences). Where membarrier is missing (old kernels, some emulators, TSan builds,
+ * whose model cannot see it), both sides use sequentially consistent operations instead. */
 enum {
   TT__S_FREE = 0,     /* descriptor unused */
   TT__S_RUNNABLE = 1, /* queued on a run queue or about to be */
   TT__S_RUNNING = 2,  /* on a worker; its stack belongs to that worker */
   TT__S_WAITING = 3,  /* parked, context saved; only a waiter's winner may make it runnable */
   TT__S_STATE_MASK = 0xff,
-  TT__S_SCAN = 0x100,
 };
 
 /* The tt__stats index of each public state. */
@@ -136,10 +148,11 @@ typedef struct tt__waiter tt__waiter;
 
 typedef struct tt__coro {
   /* Hot: the switch and the queues. */
-  void *sp;              /* saved stack pointer while suspended; NULL before the first run */
-  tt__worker *w;         /* bound worker from the first run on (never changes after) */
-  struct tt__coro *next; /* run queue, inbox or free-list link; owned by whoever holds it */
-  _Atomic uint32_t status;
+  void *sp;                /* saved stack pointer while suspended; NULL before the first run */
+  tt__worker *w;           /* bound worker from the first run on (never changes after) */
+  struct tt__coro *next;   /* run queue, inbox or free-list link; owned by whoever holds it */
+  _Atomic uint32_t status; /* TT__S_*: see above */
+  _Atomic uint32_t scan;   /* 1 while a scanner holds the coroutine still */
   uint8_t wait_reason;
   uint8_t daemon;
   uint8_t stack_guarded;
@@ -374,6 +387,7 @@ typedef struct tt__runtime {
   int guard_mode;     /* 1 auto (budget), 0 never, 2 always */
   bool seed_given;    /* the seed came from the options or TT_SEED */
   bool deterministic; /* one worker and a given seed: a reproducible schedule */
+  bool scan_asym;     /* the scan protocol's barrier is membarrier (see TT__S_*) */
   tt__worker *workers;
   _Atomic int nspinning;
   _Atomic int nsleeping;
@@ -429,9 +443,16 @@ void tt__coro_free(tt__worker *w, tt__coro *co);
 void tt__coro_release_fields(tt__coro *co);
 int tt__registry_init(void);
 void tt__registry_destroy(void);
-/* Takes the scan bit of a suspended coroutine; false if it is free or running. */
+/* Takes the scan bit of a suspended coroutine; false if it is free or running. One coroutine at
+ * a time (a barrier each): walks use tt__registry_walk_frozen. */
 bool tt__scan_acquire(tt__coro *co, uint32_t *state);
 void tt__scan_release(tt__coro *co);
+/* Calls fn on every non-free descriptor, a chunk at a time, each suspended one held still (held
+ * true; state is then RUNNABLE or WAITING) while fn runs; one barrier per chunk. */
+void tt__registry_walk_frozen(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
+                              void *arg);
+/* Sets up the scanners' barrier (membarrier registration) once per process. */
+void tt__scan_init(void);
 /* Calls fn on every non-free descriptor (no scan bit taken). */
 void tt__registry_walk(void (*fn)(tt__coro *co, void *arg), void *arg);
 void tt__labels_release(tt__labels *l);
@@ -507,8 +528,9 @@ void tt__write_u64(int fd, uint64_t v);
 void tt__write_hex(int fd, uint64_t v);
 void tt__write_pc(int fd, const void *pc); /* symbol+off (module) */
 void tt__list_coroutines(int fd);
-/* Writes "goroutine N [state or wait reason]: name=..." and its creation site. */
-void tt__write_coro(int fd, tt__coro *co);
+/* Writes "goroutine N [state or wait reason]: name=..." and its creation site, for a coroutine
+ * visited by tt__registry_walk_frozen. */
+void tt__write_coro(int fd, tt__coro *co, uint32_t state, bool held);
 
 static inline void tt__stats_bump(int idx) {
   tt__worker *w = tt__tls_worker;

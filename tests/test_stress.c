@@ -170,3 +170,80 @@ TEST(stress_random_one_worker) {
   for (uint64_t seed = 21; seed <= 24; seed++)
     stress(1, seed);
 }
+
+/* The scan protocol under fire: coroutines rename and relabel themselves (freeing the old
+ * strings) between yields and sleeps, while a plain thread and a coroutine walk the registry
+ * reading every name and label. A reader that looked at a coroutine while it ran would read
+ * freed memory (ASan) or race (TSan), and the states it reports must be the suspended ones. */
+struct churn {
+  _Atomic int stop;
+  _Atomic int64_t seen;
+  tt_wg done;
+};
+
+static void renamer(void *p) {
+  struct churn *c = p;
+  uint64_t r = (uint64_t)tt_self() * 0x9E3779B97F4A7C15ULL | 1;
+  char buf[32];
+  while (!atomic_load(&c->stop)) {
+    snprintf(buf, sizeof buf, "n%llu", (unsigned long long)(next(&r) % 1000));
+    tt_name_set(buf);
+    tt_label_set("k", buf + 1);
+    if (next(&r) % 3 == 0)
+      tt_sleep((int64_t)(next(&r) % 10) * TT_USEC);
+    else
+      tt_yield();
+  }
+  tt_wg_done(&c->done);
+}
+
+static int check_info(const tt_coro_info *ci, void *p) {
+  struct churn *c = p;
+  size_t n = ci->name ? strlen(ci->name) : 0;
+  for (size_t i = 0; i < ci->nlabels; i++)
+    n += strlen(ci->labels[i].key) + strlen(ci->labels[i].value);
+  if (ci->state != TT_STATE_RUNNING && ci->state != TT_STATE_RUNNABLE &&
+      ci->state != TT_STATE_WAITING)
+    abort();
+  atomic_fetch_add(&c->seen, (int64_t)(n > 0));
+  return 0;
+}
+
+static void *scanner_thread(void *p) {
+  struct churn *c = p;
+  while (!atomic_load(&c->stop))
+    if (tt_coro_foreach(check_info, c) != 0)
+      abort();
+  return NULL;
+}
+
+static void scanner_coro(void *p) {
+  struct churn *c = p;
+  while (!atomic_load(&c->stop)) {
+    ASSERT_OK(tt_coro_foreach(check_info, c));
+    tt_yield();
+  }
+  tt_wg_done(&c->done);
+}
+
+static int churn_main(void *p) {
+  struct churn *c = p;
+  int n = (int)SCALED(200, 20);
+  tt_wg_add(&c->done, n + 1);
+  for (int i = 0; i < n; i++)
+    ASSERT_OK(tt_go(renamer, c));
+  ASSERT_OK(tt_go(scanner_coro, c));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, scanner_thread, c), 0);
+  tt_sleep((int64_t)(300 * TT_MSEC));
+  atomic_store(&c->stop, 1);
+  pthread_join(th, NULL);
+  ASSERT_OK(tt_wg_wait(&c->done));
+  ASSERT_GT(atomic_load(&c->seen), 0);
+  return 0;
+}
+
+TEST(stress_scan_while_coroutines_change) {
+  struct churn c = {0};
+  tt_test_run(churn_main, &c, 2);
+}

@@ -50,20 +50,27 @@ struct order {
 
 static struct order ord;
 static int64_t base;
+static tt_wg started = TT_WG_INIT, go_on = TT_WG_INIT;
 
 static void sleep_n(void *p) {
   intptr_t k = (intptr_t)p;
+  tt_wg_done(&started);
+  tt_wg_wait(&go_on); /* base is set once every sleeper is here */
   ASSERT_OK(tt_sleep_until(base + (int64_t)k * 3 * TT_MSEC));
   ord.log[atomic_fetch_add(&ord.n, 1)] = (int)k;
 }
 
 static int order_main(void *p) {
   int ks[] = {5, 1, 4, 2, 3};
-  /* A common base far enough out that every sleeper is asleep before the first deadline:
-   * deadlines, not start times, decide. */
-  base = tt_now() + (int64_t)(20 * TT_MSEC * tt_test_slow());
+  tt_wg_add(&started, 5);
+  tt_wg_add(&go_on, 1);
   for (int i = 0; i < 5; i++)
     ASSERT_OK(tt_go(sleep_n, (void *)(intptr_t)ks[i]));
+  ASSERT_OK(tt_wg_wait(&started));
+  /* A common base, set when all are ready and far enough out that each is asleep before the
+   * first deadline: deadlines, not start times, decide the order. */
+  base = tt_now() + (int64_t)(20 * TT_MSEC * tt_test_slow());
+  tt_wg_done(&go_on);
   while (atomic_load(&ord.n) < 5)
     tt_sleep(TT_MSEC);
   for (int i = 0; i < 5; i++)

@@ -12,8 +12,11 @@
  * tt__stats in internal.h). A reader collects every block twice: if nothing moved, all the figures
  * held at one instant between the two passes, so the counts are exact, not a blur of different
  * moments. */
+#include <linux/membarrier.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -152,31 +155,100 @@ void tt__coro_release_fields(tt__coro *co) {
   co->labels = NULL;
 }
 
-bool tt__scan_acquire(tt__coro *co, uint32_t *state) {
-  uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
-  for (;;) {
-    uint32_t st = s & TT__S_STATE_MASK;
-    if (st == TT__S_FREE || st == TT__S_RUNNING)
-      return false;
-    if (s & TT__S_SCAN) {
-      /* Another scanner holds it; it lets go within microseconds. */
-      tt__cpu_relax();
-      s = atomic_load_explicit(&co->status, memory_order_relaxed);
-      continue;
-    }
-    /* acquire: the coroutine's fields and saved context, written before it was suspended
-     * (release in finish_switch / spawn), are visible. */
-    if (atomic_compare_exchange_weak_explicit(&co->status, &s, s | TT__S_SCAN, memory_order_acquire,
-                                              memory_order_relaxed)) {
-      *state = st;
-      return true;
-    }
+void tt__scan_init(void) {
+  static _Atomic int done = 0; /* 0 not tried, 1 available, 2 unavailable */
+  int d = atomic_load_explicit(&done, memory_order_acquire);
+  if (d == 0) {
+#if defined(TT_SANITIZE_THREAD)
+    d = 2; /* TSan cannot see membarrier's ordering: keep to the symmetric protocol */
+#else
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    d = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+            ? 1
+            : 2;
+#endif
+    /* release: a later run that reads `done` sees the registration. */
+    atomic_store_explicit(&done, d, memory_order_release);
+  }
+  tt__rt.scan_asym = d == 1;
+}
+
+/* The scanner's half of the barrier (see TT__S_*): after it, a worker that has not yet stored
+ * RUNNING will see the scan bits set before it, and one that has is seen RUNNING. */
+static void scan_barrier(void) {
+  if (tt__rt.scan_asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+    return;
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Sets co's scan bit, waiting out another scanner. */
+static void scan_set(tt__coro *co) {
+  uint32_t z = 0;
+  /* seq_cst: in the symmetric protocol this is the scanner's store of the Dekker pair. */
+  while (!atomic_compare_exchange_weak_explicit(&co->scan, &z, 1, memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+    z = 0;
+    tt__cpu_relax();
   }
 }
 
+/* After the barrier: whether co is suspended (then it is held, *state says how), or not (then
+ * the bit is dropped). */
+static bool scan_check(tt__coro *co, uint32_t *state) {
+  /* seq_cst: the scanner's load of the Dekker pair; it also acquires what the coroutine's worker
+   * released when it suspended it (fields, saved context). */
+  uint32_t st = atomic_load_explicit(&co->status, memory_order_seq_cst) & TT__S_STATE_MASK;
+  *state = st;
+  if (st == TT__S_RUNNABLE || st == TT__S_WAITING)
+    return true;
+  tt__scan_release(co);
+  return false;
+}
+
+bool tt__scan_acquire(tt__coro *co, uint32_t *state) {
+  uint32_t st = atomic_load_explicit(&co->status, memory_order_relaxed) & TT__S_STATE_MASK;
+  if (st == TT__S_FREE || st == TT__S_RUNNING)
+    return false;
+  scan_set(co);
+  scan_barrier();
+  return scan_check(co, state);
+}
+
 void tt__scan_release(tt__coro *co) {
-  /* release: our reads are done before a worker that waits for the bit runs the coroutine. */
-  atomic_fetch_and_explicit(&co->status, ~(uint32_t)TT__S_SCAN, memory_order_release);
+  /* release: our reads are done before a worker that sees the bit clear runs the coroutine. */
+  atomic_store_explicit(&co->scan, 0, memory_order_release);
+}
+
+void tt__registry_walk_frozen(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
+                              void *arg) {
+  uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++) {
+    tt__coro *chunk = tt__rt.chunks[i];
+    uint8_t took[CHUNK];
+    bool any = false;
+    for (uint32_t j = 0; j < CHUNK; j++) {
+      uint32_t st = atomic_load_explicit(&chunk[j].status, memory_order_relaxed) & TT__S_STATE_MASK;
+      took[j] = st == TT__S_RUNNABLE || st == TT__S_WAITING;
+      if (took[j]) {
+        scan_set(&chunk[j]);
+        any = true;
+      }
+    }
+    if (any)
+      scan_barrier();
+    for (uint32_t j = 0; j < CHUNK; j++) {
+      tt__coro *co = &chunk[j];
+      uint32_t st;
+      bool held = took[j] && scan_check(co, &st);
+      if (!held)
+        st = atomic_load_explicit(&co->status, memory_order_acquire) & TT__S_STATE_MASK;
+      if (st != TT__S_FREE)
+        fn(co, st, held, arg);
+      if (held)
+        tt__scan_release(co);
+    }
+  }
 }
 
 void tt__registry_walk(void (*fn)(tt__coro *co, void *arg), void *arg) {
@@ -473,40 +545,29 @@ static void fill_info(tt__coro *co, uint32_t st, tt_coro_info *ci) {
   ci->sp = co->sp;
 }
 
-static void foreach_one(tt__coro *co, void *p) {
+static void foreach_one(tt__coro *co, uint32_t st, bool held, void *p) {
   struct foreach_arg *fa = p;
   if (fa->result)
     return;
   tt_coro_info ci;
-  uint32_t st;
-  tt__coro *self = tt__self();
-  if (co == self) {
+  if (co == tt__self()) {
     /* The caller itself: running, and only it changes its own fields. */
     fill_info(co, TT__S_RUNNING, &ci);
     ci.sp = NULL;
-    fa->result = fa->fn(&ci, fa->arg);
-    return;
-  }
-  if (tt__scan_acquire(co, &st)) {
+  } else if (held) {
     fill_info(co, st, &ci);
-    fa->result = fa->fn(&ci, fa->arg);
-    tt__scan_release(co);
-    return;
+  } else {
+    /* Running on another worker (or changing state under us): report what is stable without
+     * the scan bit. Atomic reads: the descriptor may be freed and reused meanwhile; these four
+     * are written atomically at spawn, so at worst we report the coroutine that replaced it. */
+    memset(&ci, 0, sizeof ci);
+    ci.id = __atomic_load_n(&co->id, __ATOMIC_RELAXED);
+    ci.parent = __atomic_load_n(&co->parent, __ATOMIC_RELAXED);
+    ci.state = TT_STATE_RUNNING;
+    ci.create_pc = __atomic_load_n(&co->create_pc, __ATOMIC_RELAXED);
+    ci.daemon = __atomic_load_n(&co->daemon, __ATOMIC_RELAXED);
+    ci.worker = -1;
   }
-  /* Running on another worker (or just freed): report what is stable without the scan bit —
-   * the id and creation facts, written before the coroutine was published. */
-  uint32_t s = atomic_load_explicit(&co->status, memory_order_acquire);
-  if ((s & TT__S_STATE_MASK) != TT__S_RUNNING)
-    return;
-  memset(&ci, 0, sizeof ci);
-  /* Atomic reads: the descriptor may be freed and reused under us; these four are written
-   * atomically at spawn, so at worst we report a coroutine that just replaced it. */
-  ci.id = __atomic_load_n(&co->id, __ATOMIC_RELAXED);
-  ci.parent = __atomic_load_n(&co->parent, __ATOMIC_RELAXED);
-  ci.state = TT_STATE_RUNNING;
-  ci.create_pc = __atomic_load_n(&co->create_pc, __ATOMIC_RELAXED);
-  ci.daemon = __atomic_load_n(&co->daemon, __ATOMIC_RELAXED);
-  ci.worker = -1;
   fa->result = fa->fn(&ci, fa->arg);
 }
 
@@ -516,6 +577,6 @@ int tt_coro_foreach(int (*fn)(const tt_coro_info *, void *), void *arg) {
   if (!tt_running())
     return TT_ENOTRUNNING;
   struct foreach_arg fa = {fn, arg, 0};
-  tt__registry_walk(foreach_one, &fa);
+  tt__registry_walk_frozen(foreach_one, &fa);
   return fa.result;
 }

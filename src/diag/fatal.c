@@ -75,16 +75,11 @@ void tt__write_pc(int fd, const void *pc) {
   tt__write_hex(fd, (uint64_t)(uintptr_t)pc);
 }
 
-void tt__write_coro(int fd, tt__coro *co) {
+void tt__write_coro(int fd, tt__coro *co, uint32_t st, bool held) {
   /* A suspended coroutine is held still (its scan bit) while its changing fields are read; the
    * caller's own coroutine is still too; any other running one shows only what never changes
    * while it lives (id, parent, creation site: written atomically at spawn). */
-  uint32_t st;
-  bool held = tt__scan_acquire(co, &st);
   bool self = co == tt__self();
-  if (!held && !self &&
-      (atomic_load_explicit(&co->status, memory_order_acquire) & TT__S_STATE_MASK) == TT__S_FREE)
-    return; /* exited meanwhile */
   tt__write_str(fd, "goroutine ");
   tt__write_u64(fd, __atomic_load_n(&co->id, __ATOMIC_RELAXED));
   tt__write_str(fd, " [");
@@ -103,16 +98,16 @@ void tt__write_coro(int fd, tt__coro *co) {
   tt__write_str(fd, " in goroutine ");
   tt__write_u64(fd, __atomic_load_n(&co->parent, __ATOMIC_RELAXED));
   tt__write_str(fd, "\n\n");
-  if (held)
-    tt__scan_release(co);
 }
 
-static void list_one(tt__coro *co, void *p) { tt__write_coro(*(int *)p, co); }
+static void list_one(tt__coro *co, uint32_t st, bool held, void *p) {
+  tt__write_coro(*(int *)p, co, st, held);
+}
 
 void tt__list_coroutines(int fd) {
   if (tt__rt.chunks == NULL)
     return;
-  tt__registry_walk(list_one, &fd);
+  tt__registry_walk_frozen(list_one, &fd);
 }
 
 /* The first fatal error prints; any other thread that fails meanwhile waits for it to exit, so

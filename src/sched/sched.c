@@ -357,16 +357,12 @@ void tt__spawn_enqueue(tt__coro *co) {
 }
 
 void tt__ready(tt__coro *co) {
-  uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
-  for (;;) {
-    TT_ASSERT((s & TT__S_STATE_MASK) == TT__S_WAITING);
-    /* Keep the scan bit: a scanner may be reading the stack; the worker that picks co up waits
-     * for the bit to clear before switching to it. acq_rel: the waker's writes (the wait result)
-     * happen before the coroutine runs; the scanner's ordering is kept. */
-    if (atomic_compare_exchange_weak_explicit(&co->status, &s, (s & TT__S_SCAN) | TT__S_RUNNABLE,
-                                              memory_order_acq_rel, memory_order_relaxed))
-      break;
-  }
+  TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_WAITING);
+  /* The claimed waker alone moves co now, so a plain store does; a scanner holding co still is
+   * undisturbed (its bit is in another word), and the worker that picks co up waits for it.
+   * release: what the waker wrote before the wake (the wait's result) is visible to a scanner;
+   * the coroutine itself gets it through the queue it is put on. */
+  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
   tt__stats_bump(TT__ST_WAKE0 + co->wait_reason);
   tt__worker *w = co->w, *me = tt__tls_worker;
   if (w == me) {
@@ -405,22 +401,28 @@ bool tt__wake(tt__waiter *wt, int result) {
 
 static void coro_entry(void);
 
-/* Marks co running on w, binding a stack first if it has never run. */
-/* RUNNABLE -> RUNNING, waiting out a scanner that holds the coroutine still. */
+/* RUNNABLE -> RUNNING, waiting out a scanner that holds the coroutine still: the worker's half
+ * of the scan protocol (see TT__S_* in internal.h). */
 static void mark_running(tt__coro *co) {
-  uint32_t s = atomic_load_explicit(&co->status, memory_order_relaxed);
+  TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_RUNNABLE);
   for (;;) {
-    if (s & TT__S_SCAN) {
-      /* A scanner is reading the stack: wait for it (microseconds at most). */
-      tt__cpu_relax();
-      s = atomic_load_explicit(&co->status, memory_order_relaxed);
-      continue;
+    if (TT_LIKELY(tt__rt.scan_asym)) {
+      /* A plain store and load: the scanner's membarrier supplies the barrier between them.
+       * The signal fence keeps the compiler from swapping them. */
+      atomic_store_explicit(&co->status, TT__S_RUNNING, memory_order_relaxed);
+      atomic_signal_fence(memory_order_seq_cst);
+    } else {
+      atomic_store_explicit(&co->status, TT__S_RUNNING, memory_order_seq_cst);
     }
-    TT_ASSERT(s == TT__S_RUNNABLE);
-    /* acquire: the scanner's reads and the waker's writes happen before we run the coroutine. */
-    if (atomic_compare_exchange_weak_explicit(&co->status, &s, TT__S_RUNNING, memory_order_acquire,
-                                              memory_order_relaxed))
+    /* acquire (seq_cst in the symmetric protocol): a scanner's reads of the coroutine, released
+     * with the bit, happen before we run it. */
+    if (TT_LIKELY(atomic_load_explicit(&co->scan, tt__rt.scan_asym ? memory_order_acquire
+                                                                   : memory_order_seq_cst) == 0))
       break;
+    /* A scanner holds it (or is about to look): step back and wait for it, microseconds. */
+    atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+    while (atomic_load_explicit(&co->scan, memory_order_acquire))
+      tt__cpu_relax();
   }
   tt__stats_bump(TT__ST_RUNS);
 }
@@ -428,13 +430,15 @@ static void mark_running(tt__coro *co) {
 /* Marks co running on w, binding a stack first if it has never run. */
 static void prepare_run(tt__worker *w, tt__coro *co) {
   TT_DASSERT(co->w == w || co->sp == NULL);
+  /* Running first, then the stack: a scanner may be reading a fresh coroutine's fields until
+   * mark_running has waited it out. */
+  mark_running(co);
   if (co->sp == NULL) {
     if (tt__stack_bind(w, co) != 0)
       tt__fatal("out of memory: cannot allocate a coroutine stack");
     co->w = w;
     co->sp = tt__ctx_make(co->stack_lo + co->stack_size, coro_entry);
   }
-  mark_running(co);
 }
 
 /* Runs the action the previous context left for us once its context was saved. */
@@ -573,6 +577,7 @@ void tt__coro_exit(void) {
      * place. No registers to save (co is dead), no pool round trip, no context to build, and the
      * stack's lines are the warmest there are. (Sanitizer and Valgrind builds keep to the
      * general path: their fiber bookkeeping wants a switch.) */
+    mark_running(next); /* first: a scanner may be reading next's fields until then */
     next->stack_lo = co->stack_lo;
     next->stack_size = co->stack_size;
     next->stack_guarded = co->stack_guarded;
@@ -582,7 +587,6 @@ void tt__coro_exit(void) {
     tt__coro_free(w, co);
     next->w = w;
     next->sp = next->stack_lo + next->stack_size; /* started: never stolen, never rebound */
-    mark_running(next);
     w->cur = next;
     tt__ctx_restart(next->stack_lo + next->stack_size, coro_entry);
   }
@@ -878,25 +882,29 @@ struct main_arg {
   void *arg;
 };
 
-static void cancel_one(tt__coro *co, void *self) {
-  if (co == self || atomic_load_explicit(&co->cancelled, memory_order_relaxed))
-    return;
-  /* seq_cst: pairs with finish_switch's fence (Dekker): either we see co parked and wake it,
-   * or its worker sees the flag after parking it. */
-  atomic_store_explicit(&co->cancelled, 1, memory_order_seq_cst);
-  uint32_t state;
-  if (!tt__scan_acquire(co, &state))
-    return;
-  tt__waiter *wt = state == TT__S_WAITING ? co->waiter : NULL;
-  tt__scan_release(co);
-  /* The waiter lives on co's stack; co cannot run before one of us wins the token. */
-  if (wt)
-    tt__wake(wt, TT_ECANCELED);
+/* First pass of a cancellation: the flags. seq_cst: pairs with finish_switch's fence (Dekker):
+ * either the second pass sees co parked and wakes it, or its worker sees the flag after parking
+ * it. */
+static void cancel_flag(tt__coro *co, void *self) {
+  if (co != self && !atomic_load_explicit(&co->cancelled, memory_order_relaxed))
+    atomic_store_explicit(&co->cancelled, 1, memory_order_seq_cst);
 }
 
-static void report_one(tt__coro *co, void *self) {
+/* Second pass: wake the parked. The waiter lives on co's stack, which holds still (co is held,
+ * and cannot run before one of us wins the token anyway). */
+static void cancel_wake(tt__coro *co, uint32_t st, bool held, void *self) {
+  if (co != self && held && st == TT__S_WAITING && co->waiter)
+    tt__wake(co->waiter, TT_ECANCELED);
+}
+
+static void cancel_all(tt__coro *self) {
+  tt__registry_walk(cancel_flag, self);
+  tt__registry_walk_frozen(cancel_wake, self);
+}
+
+static void report_one(tt__coro *co, uint32_t st, bool held, void *self) {
   if (co != self)
-    tt__write_coro(tt__rt.report_fd, co);
+    tt__write_coro(tt__rt.report_fd, co, st, held);
 }
 
 static void main_entry(void *p) {
@@ -906,14 +914,14 @@ static void main_entry(void *p) {
 
   /* fn returned: cancel everything else, give it the grace period, report what remains. */
   atomic_store_explicit(&tt__rt.state, RT_GRACE, memory_order_seq_cst);
-  tt__registry_walk(cancel_one, self);
+  cancel_all(self);
   int64_t deadline = tt__clock() + tt__rt.grace_ns;
   int64_t pause = 20 * TT_USEC;
   while (tt_num_coroutines() > 1 && tt__clock() < deadline) {
     tt_sleep(pause);
     /* Again: a spawn that checked the state just before the grace period began may have been
      * published after the walk went past it. */
-    tt__registry_walk(cancel_one, self);
+    cancel_all(self);
     if (pause < 10 * TT_MSEC)
       pause *= 2;
   }
@@ -924,7 +932,7 @@ static void main_entry(void *p) {
     tt__write_str(tt__rt.report_fd, left == 1 ? " coroutine is" : " coroutines are");
     tt__write_str(tt__rt.report_fd,
                   " still alive after the shut-down grace period; discarding:\n\n");
-    tt__registry_walk(report_one, self);
+    tt__registry_walk_frozen(report_one, self);
   }
   atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);
   wake_threads(TT_ESHUTDOWN);
@@ -1006,6 +1014,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
     goto out_registry;
   if (tt__signals_install() != 0)
     goto out_stacks;
+  tt__scan_init();
 
   /* Coroutine 1. */
   struct main_arg ma = {fn, arg};
