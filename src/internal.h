@@ -33,6 +33,10 @@ static inline void tt__cpu_relax(void) {
 #endif
 }
 
+/* One step of a spin-wait for another thread that holds something briefly: a pause at first,
+ * then the CPU for whoever holds it, in case it was preempted (or runs on the same core). */
+void tt__spin_step(uint32_t *spins);
+
 /* ---- Checks ------------------------------------------------------------------------------ */
 
 /* TT_ASSERT stays on in release builds: a broken runtime invariant prints the expression, lists

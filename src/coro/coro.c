@@ -184,12 +184,12 @@ static void scan_barrier(void) {
 
 /* Sets co's scan bit, waiting out another scanner. */
 static void scan_set(tt__coro *co) {
-  uint32_t z = 0;
+  uint32_t z = 0, spins = 0;
   /* seq_cst: in the symmetric protocol this is the scanner's store of the Dekker pair. */
   while (!atomic_compare_exchange_weak_explicit(&co->scan, &z, 1, memory_order_seq_cst,
                                                 memory_order_relaxed)) {
     z = 0;
-    tt__cpu_relax();
+    tt__spin_step(&spins);
   }
 }
 

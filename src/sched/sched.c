@@ -421,8 +421,9 @@ static void mark_running(tt__coro *co) {
       break;
     /* A scanner holds it (or is about to look): step back and wait for it, microseconds. */
     atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+    uint32_t spins = 0;
     while (atomic_load_explicit(&co->scan, memory_order_acquire))
-      tt__cpu_relax();
+      tt__spin_step(&spins);
   }
   tt__stats_bump(TT__ST_RUNS);
 }

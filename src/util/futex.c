@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Futex waits and wakes, and the slow path of the internal lock. */
 #include <errno.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,6 +26,13 @@ int tt__futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline) {
 
 void tt__futex_wake(_Atomic uint32_t *addr, int n) {
   syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
+}
+
+void tt__spin_step(uint32_t *spins) {
+  if (++*spins < 64)
+    tt__cpu_relax();
+  else
+    sched_yield();
 }
 
 void tt__lock_slow(tt__lock *l) {
