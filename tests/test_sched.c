@@ -260,7 +260,8 @@ TEST(shutdown_cancels_reports_and_discards) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   struct plain pl = {.wg = &never, .result = 99};
-  tt_run_opts o = {.procs = 2, .grace_ns = 200 * TT_MSEC, .report_fd = fds[1]};
+  int64_t grace = (int64_t)(200 * TT_MSEC * tt_test_slow());
+  tt_run_opts o = {.procs = 2, .grace_ns = grace, .report_fd = fds[1]};
   int64_t t0 = tt_now();
   ASSERT_EQ(tt_run(shutdown_main, &pl, &o), 7);
   int64_t took = tt_now() - t0;
@@ -279,7 +280,7 @@ TEST(shutdown_cancels_reports_and_discards) {
   ASSERT(strstr(buf, "[runnable]: name=\"stubborn\"") || strstr(buf, "[running]:"));
   ASSERT_CONTAINS(buf, "created by shutdown_main+");
   ASSERT_CONTAINS(buf, "in goroutine 1");
-  ASSERT_GE(took, 200 * TT_MSEC);
+  ASSERT_GE(took, grace);
   ASSERT(!tt_running());
   /* Everything is usable again afterwards, the stuck object included. */
   tt_wg_init(&never);

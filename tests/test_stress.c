@@ -210,9 +210,8 @@ static int check_info(const tt_coro_info *ci, void *p) {
 }
 
 /* The scanners walk without pause, to give a broken protocol every chance to show. (A walk holds
- * each suspended coroutine still for a moment, so this is no way to run a profiler: under
- * Valgrind, which runs one thread at a time, it starves the coroutines, and scripts/test-valgrind
- * leaves this test out.) */
+ * each suspended coroutine still for a moment, so this is no way to run a profiler; under
+ * Valgrind it needs --fair-sched=yes, or the walking thread keeps the one CPU.) */
 static void *scanner_thread(void *p) {
   struct churn *c = p;
   while (!atomic_load(&c->stop))

@@ -900,6 +900,9 @@ static void cancel_wake(tt__coro *co, uint32_t st, bool held, void *self) {
 
 static void cancel_all(tt__coro *self) {
   tt__registry_walk(cancel_flag, self);
+  /* seq_cst: the flags are stored before any state is read below (including the walk's relaxed
+   * first look at each state), the other half of finish_switch's fence. */
+  atomic_thread_fence(memory_order_seq_cst);
   tt__registry_walk_frozen(cancel_wake, self);
 }
 
