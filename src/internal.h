@@ -20,7 +20,6 @@
 #define TT_CACHELINE 64
 #define TT_NOINLINE __attribute__((noinline))
 #define TT_NORETURN __attribute__((noreturn))
-#define TT_HIDDEN __attribute__((visibility("hidden")))
 /* For code that runs on a broken stack: no sanitizer calls (they resolve lazily, on the stack). */
 #define TT_NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_undefined, noinline))
 
@@ -354,7 +353,6 @@ struct tt__worker {
   uint32_t nstacks, cap_stacks, nwarm, owned_stacks;
   uint64_t id_next, id_end; /* a batch of ids */
   uint64_t rand;
-  uint64_t nsteal, npark; /* scheduler figures */
   struct {
     uint32_t head; /* a victim's ring head when first seen non-empty */
     int64_t since; /* when; -1 when not watching */
@@ -403,7 +401,6 @@ typedef struct tt__runtime {
   tt__lock arena_lock;
   tt__coro **_Atomic chunks;
   _Atomic uint32_t nchunks;
-  uint32_t cap_chunks;
   tt__coro *gfree; /* global descriptor free list (under arena_lock) */
   uint32_t ngfree;
   /* Stack memory. */
@@ -420,8 +417,6 @@ typedef struct tt__runtime {
   tt__stats tstats;
   /* The end of the run. */
   int result;
-  _Atomic uint32_t done; /* futex word tt_run's thread sleeps on */
-  _Atomic int nworkers_live;
 } tt__runtime;
 
 extern tt__runtime tt__rt;
@@ -447,9 +442,7 @@ void tt__coro_free(tt__worker *w, tt__coro *co);
 void tt__coro_release_fields(tt__coro *co);
 int tt__registry_init(void);
 void tt__registry_destroy(void);
-/* Takes the scan bit of a suspended coroutine; false if it is free or running. One coroutine at
- * a time (a barrier each): walks use tt__registry_walk_frozen. */
-bool tt__scan_acquire(tt__coro *co, uint32_t *state);
+/* Clears a coroutine's scan bit (see TT__S_*), letting its worker run it again. */
 void tt__scan_release(tt__coro *co);
 /* Calls fn on every non-free descriptor, a chunk at a time, each suspended one held still (held
  * true; state is then RUNNABLE or WAITING) while fn runs; one barrier per chunk. */

@@ -206,15 +206,6 @@ static bool scan_check(tt__coro *co, uint32_t *state) {
   return false;
 }
 
-bool tt__scan_acquire(tt__coro *co, uint32_t *state) {
-  uint32_t st = atomic_load_explicit(&co->status, memory_order_relaxed) & TT__S_STATE_MASK;
-  if (st == TT__S_FREE || st == TT__S_RUNNING)
-    return false;
-  scan_set(co);
-  scan_barrier();
-  return scan_check(co, state);
-}
-
 void tt__scan_release(tt__coro *co) {
   /* release: our reads are done before a worker that sees the bit clear runs the coroutine. */
   atomic_store_explicit(&co->scan, 0, memory_order_release);

@@ -218,7 +218,6 @@ static tt__coro *rq_steal(tt__worker *w, tt__worker *v) {
                                                 memory_order_relaxed))
       break;
   }
-  w->nsteal += n;
   for (uint32_t i = 1; i < n; i++)
     rq_push(w, batch[i]);
   return batch[0];
@@ -299,14 +298,18 @@ static void wake_worker(tt__worker *w) {
     tt__futex_wake(&w->sleeping, 1);
 }
 
-/* Fresh work appeared: wake one sleeping worker unless one is already spinning for work. */
-static void wake_idle(void) {
-  if (atomic_load_explicit(&tt__rt.nsleeping, memory_order_relaxed) == 0 ||
-      atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) != 0)
+/* Fresh work appeared: wake one sleeping worker. With must unset (the spawner's own worker will
+ * get to the work anyway, so a missed wake only delays it) nobody is woken while a worker spins
+ * or none sleeps, judged from relaxed counters. With must set (the work sits in the global queue,
+ * published with a seq_cst operation and a fence), the sleeping flags are read sequentially
+ * consistently, the other half of a sleeping worker's store and re-check. */
+static void wake_idle(bool must) {
+  if (!must && (atomic_load_explicit(&tt__rt.nsleeping, memory_order_relaxed) == 0 ||
+                atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) != 0))
     return;
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__worker *v = &tt__rt.workers[i];
-    if (atomic_load_explicit(&v->sleeping, memory_order_relaxed) &&
+    if (atomic_load_explicit(&v->sleeping, must ? memory_order_seq_cst : memory_order_relaxed) &&
         atomic_exchange_explicit(&v->sleeping, 0, memory_order_seq_cst) == 1) {
       tt__futex_wake(&v->sleeping, 1);
       return;
@@ -330,7 +333,7 @@ void tt__spawn_enqueue(tt__coro *co) {
   tt__worker *w = tt__tls_worker;
   if (w != NULL && w->cur != NULL) {
     runnext_put(w, co);
-    wake_idle();
+    wake_idle(false);
     /* Back-pressure: a coroutine that spawns faster than the workers run its children would pile
      * up descriptors (a page fault per ~20 of them) and overflow into the global queue. When the
      * ring is full, let the queued children run first (the spawner is requeued behind them;
@@ -345,15 +348,7 @@ void tt__spawn_enqueue(tt__coro *co) {
    * gq_push_list) pairs with a sleeping worker's seq_cst re-check of it. */
   gq_push_list(co, co, 1);
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) == 0) {
-    for (int i = 0; i < tt__rt.procs; i++) {
-      tt__worker *v = &tt__rt.workers[i];
-      if (atomic_load_explicit(&v->sleeping, memory_order_seq_cst)) {
-        wake_worker(v);
-        break;
-      }
-    }
-  }
+  wake_idle(true);
 }
 
 void tt__ready(tt__coro *co) {
@@ -610,7 +605,6 @@ int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *)
   w->pend_co = co;
   w->pend_fn = commit;
   w->pend_arg = arg;
-  w->npark++;
   switch_away(w, co, pick_local(w), false);
   co->waiter = NULL;
   co->wait_obj = NULL;
@@ -819,7 +813,7 @@ static tt__coro *find_runnable(tt__worker *w) {
         if (co == w->ready_head)
           ready_pop(w);
         /* We found work: another sleeper may be needed for the rest. */
-        wake_idle();
+        wake_idle(false);
         return co;
       }
       continue; /* timers may be due */
@@ -996,7 +990,6 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store_explicit(&tt__rt.nspinning, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.nsleeping, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
-  atomic_store_explicit(&tt__rt.done, 0, memory_order_relaxed);
   memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
   tt__rt.workers = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
   if (tt__rt.workers == NULL)

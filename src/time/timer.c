@@ -147,21 +147,13 @@ static int wait_abort(tt__waiter *wt, tt__lock *lk, int err) {
   return err;
 }
 
-int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk) {
-  tt__coro *co = wt->co;
-  if (deadline != TT_FOREVER && deadline <= tt__clock())
-    return wait_abort(wt, lk, TT_ETIMEDOUT);
-  if (co == NULL) {
-    if (lk)
-      tt__lock_release(lk);
-    return tt__thread_block(wt, deadline);
-  }
-  tt__worker *w = co->w;
-  tt__timer t = {.when = deadline,
-                 .key = timer_key(w, deadline, tt__clock()),
-                 .index = UINT32_MAX,
-                 .result = TT_ETIMEDOUT,
-                 .wt = wt};
+/* Parks the calling coroutine on wt with a timer (none for TT_FOREVER) keyed `key` that ends
+ * the wait with TT_ETIMEDOUT; lk as in tt__wait. */
+static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadline, int64_t key,
+                      tt__lock *lk) {
+  tt__worker *w = wt->co->w;
+  tt__timer t = {
+      .when = deadline, .key = key, .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
   struct wait_commit wc = {NULL, lk};
   if (deadline != TT_FOREVER) {
     if (reserve(&w->timers) != 0)
@@ -173,10 +165,22 @@ int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__
   return r;
 }
 
-/* Sleeps until deadline, or (rel >= 0) for rel ns from now. A relative sleep always parks, even
- * for a deadline already past, so that it goes through the timer heap (and the deterministic
- * schedule). */
-static int sleep_until(int64_t deadline, int64_t now, int64_t rel) {
+int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk) {
+  int64_t now = tt__clock();
+  if (deadline != TT_FOREVER && deadline <= now)
+    return wait_abort(wt, lk, TT_ETIMEDOUT);
+  if (wt->co == NULL) {
+    if (lk)
+      tt__lock_release(lk);
+    return tt__thread_block(wt, deadline);
+  }
+  return park_timed(wt, reason, obj, deadline, timer_key(wt->co->w, deadline, now), lk);
+}
+
+/* Sleeps until deadline, or (rel >= 0) for rel ns from now: a wait that only its timer (or a
+ * cancellation) ends. A relative sleep always parks, even for a deadline already past, so that it
+ * goes through the timer heap (and the deterministic schedule, keyed by the virtual clock). */
+static int sleep_until(int64_t deadline, int64_t rel) {
   tt__coro *co = tt__self();
   int r = tt__block_check(co);
   if (r != 0)
@@ -185,34 +189,20 @@ static int sleep_until(int64_t deadline, int64_t now, int64_t rel) {
     deadline = 0;
   tt__waiter wt;
   tt__waiter_init(&wt, co);
-  if (co == NULL) {
-    r = tt__thread_block(&wt, deadline);
-    return r == TT_ETIMEDOUT ? 0 : r;
+  if (co == NULL || rel < 0) {
+    r = tt__wait(&wt, TT_WAIT_SLEEP, NULL, deadline, NULL);
+  } else {
+    int64_t key = tt__rt.deterministic ? co->w->vnow + rel : deadline;
+    r = park_timed(&wt, TT_WAIT_SLEEP, NULL, deadline, key, NULL);
   }
-  if (deadline != TT_FOREVER && rel < 0 && deadline <= now)
-    return 0;
-  /* A sleep is a wait that only its timer (or a cancellation) ends. */
-  tt__worker *w = co->w;
-  tt__timer t = {.when = deadline, .index = UINT32_MAX, .result = 0, .wt = &wt};
-  t.key = rel >= 0 && tt__rt.deterministic ? w->vnow + rel : timer_key(w, deadline, now);
-  struct wait_commit wc = {NULL, NULL};
-  if (deadline != TT_FOREVER) {
-    if (reserve(&w->timers) != 0)
-      return TT_ENOMEM;
-    wc.t = &t;
-  }
-  r = tt__park(&wt, TT_WAIT_SLEEP, NULL, wait_commit, &wc);
-  tt__timer_del(&w->timers, &t);
-  return r;
+  return r == TT_ETIMEDOUT ? 0 : r;
 }
 
-int tt_sleep_until(int64_t deadline) { return sleep_until(deadline, tt__clock(), -1); }
+int tt_sleep_until(int64_t deadline) { return sleep_until(deadline, -1); }
 
 int tt_sleep(int64_t ns) {
   if (ns <= 0)
     return tt__block_check(tt__self());
   int64_t now = tt__clock();
-  if (ns > INT64_MAX - now)
-    return sleep_until(TT_FOREVER, now, -1);
-  return sleep_until(now + ns, now, ns);
+  return ns > INT64_MAX - now ? sleep_until(TT_FOREVER, -1) : sleep_until(now + ns, ns);
 }
