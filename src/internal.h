@@ -176,6 +176,7 @@ typedef struct tt__coro {
   void *create_pc;
   char *name;
   tt__labels *labels;
+  struct tt__holder *holder; /* references to channels it holds (src/chan/ref.c); NULL: none */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -289,6 +290,10 @@ void tt__timers_free(tt__timer_heap *h);
  * queued: the caller takes lk again and removes it. After any other result the waker has removed
  * wt and the caller must not touch the object again. */
 int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk);
+/* tt__wait for waits hidden by several locks (select): unlock(arg), if not NULL, releases them
+ * once the caller's context is saved (or before a plain thread blocks). */
+int tt__wait_fn(tt__waiter *wt, int reason, const void *obj, int64_t deadline,
+                void (*unlock)(void *), void *arg);
 
 /* ---- Counting --------------------------------------------------------------------------- */
 
@@ -440,6 +445,13 @@ uint64_t tt__rand(tt__worker *w);
 tt__coro *tt__coro_alloc(tt__worker *w);
 void tt__coro_free(tt__worker *w, tt__coro *co);
 void tt__coro_release_fields(tt__coro *co);
+/* Channel references (src/chan/ref.c): release an exited coroutine's; build (share) or undo
+ * (unshare) the ones a child gets at spawn; name the child as the holder. */
+void tt__coro_drop_refs(tt__coro *co);
+int tt__refs_share(struct tt__holder **out, struct tt_chan *const *share, size_t n, int mode);
+void tt__refs_unshare(struct tt__holder *h, const tt_go_opts *o);
+void tt__holder_set_owner(struct tt__holder *h, tt__coro *co);
+int64_t tt__chan_count_live(void); /* channels made and not yet freed, process-wide */
 int tt__registry_init(void);
 void tt__registry_destroy(void);
 /* Clears a coroutine's scan bit (see TT__S_*), letting its worker run it again. */

@@ -113,9 +113,13 @@ static int bad_spawns(void *arg) {
   tt_label l = {NULL, "v"};
   o = (tt_go_opts){.nlabels = 1, .labels = &l};
   ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_EINVAL);
-  void *refs[1] = {NULL};
+  tt_chan *refs[1] = {NULL};
   o = (tt_go_opts){.share = refs, .nshare = 1};
-  ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_ENOSYS);
+  ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_EINVAL); /* a NULL channel */
+  o = (tt_go_opts){.share = NULL, .nshare = 1};
+  ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_EINVAL);
+  o = (tt_go_opts){.share = refs, .nshare = 0, .share_mode = 7};
+  ASSERT_ERR(tt_go_opt(noop, NULL, &o, NULL), TT_EINVAL);
   ASSERT_EQ(tt_num_coroutines(), 1);
   return 0;
 }

@@ -81,6 +81,14 @@ typedef struct tt_label {
   const char *value;
 } tt_label;
 
+struct tt_chan;
+
+/* How tt_go_opts.share passes references (see tether/chan.h). */
+enum {
+  TT_SHARE_COPY = 0, /* the child gets a reference of its own; the spawner keeps its own */
+  TT_SHARE_MOVE = 1, /* the spawner's reference moves to the child */
+};
+
 /* Spawn options. Zero means "the default" for every field. */
 typedef struct tt_go_opts {
   const char *name;       /* shown in dumps; copied; default none (the function's name is shown) */
@@ -88,10 +96,12 @@ typedef struct tt_go_opts {
   int daemon;             /* 1: intentionally long-lived, ignored by leak checks */
   const tt_label *labels; /* added to (or overriding) the labels inherited from the spawner */
   size_t nlabels;
-  /* References to share with the child (the channels issue): must be NULL / 0 for now. */
-  void *const *share;
+  /* Channels the child gets references to, as share_mode says; the spawner must hold a reference
+   * to each tracked one (untracked and detached channels need no sharing and are skipped). A
+   * channel listed twice gives the child two references. */
+  struct tt_chan *const *share;
   size_t nshare;
-  int share_mode;
+  int share_mode; /* TT_SHARE_COPY (default) or TT_SHARE_MOVE */
 } tt_go_opts;
 
 /* Spawns fn(arg) as a new coroutine, as `go fn(arg)` does. The coroutine is queued and starts on
@@ -107,8 +117,10 @@ typedef struct tt_go_opts {
 TT_EXTERN int tt_go(void (*fn)(void *arg), void *arg);
 
 /* tt_go with options (NULL: the defaults); *id (if id is not NULL) receives the new coroutine's
- * id on success. TT_ENOSYS if opts->share is set (the channel references it will carry are not
- * implemented yet). Calls: as tt_go. */
+ * id on success. Besides tt_go's errors: TT_EPERM when a shared tracked channel is one the spawner
+ * holds no reference to (or, moving, fewer references than listed); TT_EINVAL for a NULL share
+ * with nshare > 0, a NULL channel in it or an unknown share_mode. On failure no reference moved.
+ * Calls: as tt_go. */
 TT_EXTERN int tt_go_opt(void (*fn)(void *arg), void *arg, const tt_go_opts *opts, tt_id *id);
 
 /* The calling coroutine's id, or 0 on a plain thread. Calls: never blocks; any thread;

@@ -147,8 +147,10 @@ void tt__labels_release(tt__labels *l) {
 }
 
 void tt__coro_release_fields(tt__coro *co) {
-  if (co->name == NULL && co->labels == NULL)
+  if (co->name == NULL && co->labels == NULL && co->holder == NULL)
     return;
+  if (co->holder)
+    tt__coro_drop_refs(co);
   free(co->name);
   co->name = NULL;
   tt__labels_release(co->labels);
@@ -392,17 +394,23 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
   }
   if (o && o->nlabels && o->labels == NULL)
     return TT_EINVAL;
-  if (o && (o->share || o->nshare || o->share_mode))
-    return TT_ENOSYS;
   tt__worker *w = tt__tls_worker;
   tt__coro *self = w ? w->cur : NULL;
+  struct tt__holder *refs = NULL;
+  if (o && (o->share || o->nshare || o->share_mode)) {
+    int err = tt__refs_share(&refs, o->share, o->nshare, o->share_mode);
+    if (err)
+      return err;
+  }
 
   tt__labels *labels = self ? self->labels : NULL;
   if (o && o->nlabels) {
     int err;
     labels = labels_merge(labels, o->labels, o->nlabels, &err);
-    if (err)
+    if (err) {
+      tt__refs_unshare(refs, o);
       return err;
+    }
   } else if (labels) {
     /* relaxed: the spawner holds a reference, so the count cannot reach zero meanwhile. */
     atomic_fetch_add_explicit(&labels->refs, 1, memory_order_relaxed);
@@ -410,16 +418,21 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
   char *name = NULL;
   if (o && o->name && (name = tt__strdup(o->name)) == NULL) {
     tt__labels_release(labels);
+    tt__refs_unshare(refs, o);
     return TT_ENOMEM;
   }
   tt__coro *co = tt__coro_alloc(w);
   if (co == NULL) {
     free(name);
     tt__labels_release(labels);
+    tt__refs_unshare(refs, o);
     return TT_ENOMEM;
   }
   co->name = name;
   co->labels = labels;
+  co->holder = refs;
+  if (refs)
+    tt__holder_set_owner(refs, co);
   if (w && w->id_next == w->id_end) {
     w->id_next = atomic_fetch_add_explicit(&tt__rt.next_id, ID_BATCH, memory_order_relaxed);
     w->id_end = w->id_next + ID_BATCH;

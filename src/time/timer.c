@@ -109,8 +109,9 @@ void tt__timers_free(tt__timer_heap *h) {
 int64_t tt_now(void) { return tt__clock(); }
 
 struct wait_commit {
-  tt__timer *t; /* NULL: no deadline */
-  tt__lock *lk; /* NULL: no lock */
+  tt__timer *t;              /* NULL: no deadline */
+  void (*unlock)(void *arg); /* NULL: nothing to release */
+  void *arg;
 };
 
 /* Runs once the parking coroutine's context is saved: arm its timer, then let wakers in. */
@@ -121,8 +122,8 @@ static void wait_commit(void *p) {
     int r = tt__timer_add(&tt__tls_worker->timers, wc->t);
     TT_ASSERT(r == 0);
   }
-  if (wc->lk)
-    tt__lock_release(wc->lk);
+  if (wc->unlock)
+    wc->unlock(wc->arg);
 }
 
 /* The heap key of a timer due at `when`, armed at real time now: in deterministic mode the
@@ -134,30 +135,30 @@ static int64_t timer_key(tt__worker *w, int64_t when, int64_t now) {
   return w->vnow + (when > now ? when - now : 0);
 }
 
-/* Ends a wait before it starts, with err. lk (if any) is still held, and has been since wt was
- * queued, so no waker can have seen wt, and a cancellation only wakes parked coroutines: the token
- * is ours to take. */
-static int wait_abort(tt__waiter *wt, tt__lock *lk, int err) {
+/* Ends a wait before it starts, with err. The caller's locks are still held, and have been since
+ * wt was queued, so no waker can have seen wt, and a cancellation only wakes parked coroutines:
+ * the token is ours to take. */
+static int wait_abort(tt__waiter *wt, void (*unlock)(void *), void *arg, int err) {
   uint32_t exp = TT__WAITING;
   bool won = atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)err,
                                                      memory_order_relaxed, memory_order_relaxed);
   TT_ASSERT(won);
-  if (lk)
-    tt__lock_release(lk);
+  if (unlock)
+    unlock(arg);
   return err;
 }
 
 /* Parks the calling coroutine on wt with a timer (none for TT_FOREVER) keyed `key` that ends
- * the wait with TT_ETIMEDOUT; lk as in tt__wait. */
+ * the wait with TT_ETIMEDOUT; unlock(arg) as in tt__wait_fn. */
 static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadline, int64_t key,
-                      tt__lock *lk) {
+                      void (*unlock)(void *), void *arg) {
   tt__worker *w = wt->co->w;
   tt__timer t = {
       .when = deadline, .key = key, .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
-  struct wait_commit wc = {NULL, lk};
+  struct wait_commit wc = {NULL, unlock, arg};
   if (deadline != TT_FOREVER) {
     if (reserve(&w->timers) != 0)
-      return wait_abort(wt, lk, TT_ENOMEM);
+      return wait_abort(wt, unlock, arg, TT_ENOMEM);
     wc.t = &t;
   }
   int r = tt__park(wt, reason, obj, wait_commit, &wc);
@@ -165,16 +166,23 @@ static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadl
   return r;
 }
 
-int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk) {
+int tt__wait_fn(tt__waiter *wt, int reason, const void *obj, int64_t deadline,
+                void (*unlock)(void *), void *arg) {
   int64_t now = tt__clock();
   if (deadline != TT_FOREVER && deadline <= now)
-    return wait_abort(wt, lk, TT_ETIMEDOUT);
+    return wait_abort(wt, unlock, arg, TT_ETIMEDOUT);
   if (wt->co == NULL) {
-    if (lk)
-      tt__lock_release(lk);
+    if (unlock)
+      unlock(arg);
     return tt__thread_block(wt, deadline);
   }
-  return park_timed(wt, reason, obj, deadline, timer_key(wt->co->w, deadline, now), lk);
+  return park_timed(wt, reason, obj, deadline, timer_key(wt->co->w, deadline, now), unlock, arg);
+}
+
+static void unlock_one(void *lk) { tt__lock_release(lk); }
+
+int tt__wait(tt__waiter *wt, int reason, const void *obj, int64_t deadline, tt__lock *lk) {
+  return tt__wait_fn(wt, reason, obj, deadline, lk ? unlock_one : NULL, lk);
 }
 
 /* Sleeps until deadline, or (rel >= 0) for rel ns from now: a wait that only its timer (or a
@@ -193,7 +201,7 @@ static int sleep_until(int64_t deadline, int64_t rel) {
     r = tt__wait(&wt, TT_WAIT_SLEEP, NULL, deadline, NULL);
   } else {
     int64_t key = tt__rt.deterministic ? co->w->vnow + rel : deadline;
-    r = park_timed(&wt, TT_WAIT_SLEEP, NULL, deadline, key, NULL);
+    r = park_timed(&wt, TT_WAIT_SLEEP, NULL, deadline, key, NULL, NULL);
   }
   return r == TT_ETIMEDOUT ? 0 : r;
 }

@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: MIT */
+/* Channels: making, sending, receiving, closing, and the references values carry.
+ *
+ * Design
+ * ------
+ * Go's hchan: a lock, a ring buffer, and two FIFO queues of waiting parties (tt__chan_wait, Go's
+ * sudog). A send that finds a waiting receiver copies its value straight into the receiver's
+ * buffer and wakes it; one that finds room in the ring copies it there; otherwise the sender
+ * queues itself and parks. A receive mirrors it, and a receive from a full ring with a waiting
+ * sender takes the oldest value and moves the sender's into the freed slot, so FIFO order holds
+ * across the ring and the queue.
+ *
+ * Invariants (c->lock held):
+ *   - count > 0 implies recvq holds no waiter that can still be claimed; count < cap implies
+ *     sendq holds none (for an unbuffered channel, cap == 0: at most one queue is non-empty);
+ *   - once closed, sendq is empty and recvq empties as close wakes everyone.
+ * A queued waiter whose token someone else already won (its timer, a cancellation, another case
+ * of its select) is stale: whoever meets it first unlinks it and clears its `linked`, and the
+ * party itself unlinks it only if still linked, both under the lock.
+ *
+ * Waking follows tt__waiter's two steps: waiters are claimed, their data copied and their queue
+ * links cleared under the lock; they are committed (made runnable) after it is released, since a
+ * woken party may return and free its stack at once.
+ *
+ * Lock order: a channel's lock, then (leaf) any channel's rlock (references). select takes the
+ * locks of all its channels in address order. No lock is held across a switch.
+ *
+ * Rejected (for now): lock-free fast paths. Go's own channel is a lock per operation; the targets
+ * in DESIGN.md section 7 want worker-biased hand-offs, which will sit in front of this path. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan/chan_int.h"
+
+#define MAX_BYTES ((size_t)1 << 40)
+
+/* Channels made and not yet freed, in this process (for tests and diagnostics). */
+static _Atomic int64_t nlive;
+int64_t tt__chan_count_live(void) { return atomic_load_explicit(&nlive, memory_order_relaxed); }
+
+static inline void copy_elem(void *dst, const void *src, size_t n) {
+  switch (n) {
+  case 0:
+    return;
+  case 4:
+    memcpy(dst, src, 4);
+    return;
+  case 8:
+    memcpy(dst, src, 8);
+    return;
+  default:
+    memcpy(dst, src, n);
+  }
+}
+
+/* ---- Making and freeing ------------------------------------------------------------------- */
+
+int tt_chan_make_opt(tt_chan **out, size_t esize, size_t cap, const tt_chan_opts *o) {
+  if (out == NULL)
+    return TT_EINVAL;
+  *out = NULL;
+  int mode = o ? o->mode : TT_CHAN_TRACKED;
+  if (mode != TT_CHAN_TRACKED && mode != TT_CHAN_UNTRACKED && mode != TT_CHAN_DETACHED)
+    return TT_EINVAL;
+  if (cap > MAX_BYTES || esize > MAX_BYTES || (esize && cap > MAX_BYTES / esize))
+    return TT_EINVAL; /* Go: "makechan: size out of range" */
+  tt__holder *h = tt__holder_self(true);
+  if (h == NULL)
+    return TT_ENOMEM;
+  tt__chan *c = tt__calloc(1, sizeof *c);
+  if (c == NULL)
+    return TT_ENOMEM;
+  _Static_assert(_Alignof(max_align_t) > TT__MODE_MASK, "handles need free low bits");
+  c->mode = (uint8_t)mode;
+  c->esize = esize;
+  c->cap = cap;
+  c->carrier.kind = TT__HOLDER_CARRIER;
+  c->carrier.owner = c;
+  if (esize && cap && (c->buf = tt__malloc(esize * cap)) == NULL)
+    goto nomem;
+  if (o && o->name && (c->name = tt__strdup(o->name)) == NULL)
+    goto nomem;
+  if (mode == TT_CHAN_TRACKED) {
+    if (tt__ref_add(h, c, 1) != 0)
+      goto nomem;
+  } else {
+    atomic_init(&c->nrefs, 1);
+  }
+  atomic_fetch_add_explicit(&nlive, 1, memory_order_relaxed);
+  *out = tt__chan_handle(c);
+  return 0;
+nomem:
+  free(c->name);
+  free(c->buf);
+  free(c);
+  return TT_ENOMEM;
+}
+
+tt_chan *tt_chan_make(size_t esize, size_t cap) {
+  tt_chan *ch;
+  return tt_chan_make_opt(&ch, esize, cap, NULL) == 0 ? ch : NULL;
+}
+
+void tt__chan_free(tt__chan *c) {
+  TT_ASSERT(c->recvq.head == NULL && c->sendq.head == NULL);
+  free(c->buf);
+  free(c->carried);
+  free(c->name);
+  free(c);
+  atomic_fetch_sub_explicit(&nlive, 1, memory_order_relaxed);
+}
+
+const char *tt_chan_name(tt_chan *handle) {
+  if (handle == NULL)
+    return NULL;
+  tt__holder *h;
+  int err;
+  tt__chan *c = tt__chan_check(handle, "tt_chan_name", &h, &err);
+  return c ? c->name : NULL;
+}
+
+/* ---- Queues ------------------------------------------------------------------------------- */
+
+void tt__chan_enqueue(tt__chan_waitq *q, tt__chan_wait *n) {
+  n->next = NULL;
+  n->prev = q->tail;
+  if (q->tail)
+    q->tail->next = n;
+  else
+    q->head = n;
+  q->tail = n;
+  n->linked = 1;
+}
+
+void tt__chan_unlink(tt__chan_waitq *q, tt__chan_wait *n) {
+  if (n->prev)
+    n->prev->next = n->next;
+  else
+    q->head = n->next;
+  if (n->next)
+    n->next->prev = n->prev;
+  else
+    q->tail = n->prev;
+  n->next = n->prev = NULL;
+  n->linked = 0;
+}
+
+/* Takes the first waiter of q that can still be claimed, claiming it with the result of its case
+ * firing (closed or not); stale waiters met on the way are unlinked. NULL if none. */
+static tt__chan_wait *take_waiter(tt__chan_waitq *q, bool closed) {
+  tt__chan_wait *n;
+  while ((n = q->head) != NULL) {
+    tt__chan_unlink(q, n);
+    if (tt__wake_claim(n->wt, TT__FIRED(n->idx, closed)))
+      return n;
+  }
+  return NULL;
+}
+
+/* ---- The data path ------------------------------------------------------------------------ */
+
+/* The channel whose handle the carrying value at p holds. */
+static inline tt__chan *carried_chan(const void *p) {
+  tt_chan *h;
+  memcpy(&h, p, sizeof h);
+  return tt__chan_of(h);
+}
+
+/* Moves a carried reference, or dies: the allocation of a holder's table entry is the only way
+ * this fails, and the value has already moved. */
+static void carry_move(tt__holder *from, tt__holder *to, tt__chan *x) {
+  if (tt__ref_move(from, to, x) != 0)
+    tt__fatal("out of memory moving a channel reference");
+}
+
+int tt__chan_send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
+                         tt__chan_wait **woken) {
+  *woken = NULL;
+  if (atomic_load_explicit(&c->closed, memory_order_relaxed))
+    return TT_ECLOSED;
+  tt__chan_wait *r = take_waiter(&c->recvq, false);
+  if (r != NULL) {
+    if (r->elem)
+      copy_elem(r->elem, v, c->esize);
+    if (carry)
+      carry_move(self, r->holder, carry);
+    *woken = r;
+    return 1;
+  }
+  if (c->count < c->cap) {
+    size_t i = c->sendx;
+    copy_elem(c->buf + i * c->esize, v, c->esize);
+    if (c->carried)
+      c->carried[i] = carry != NULL;
+    if (carry)
+      carry_move(self, &c->carrier, carry);
+    c->sendx = i + 1 == c->cap ? 0 : i + 1;
+    c->count++;
+    return 1;
+  }
+  return 0;
+}
+
+int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken) {
+  *woken = NULL;
+  tt__chan_wait *s = take_waiter(&c->sendq, false);
+  if (s != NULL) {
+    if (c->cap == 0) {
+      /* Unbuffered: straight from the sender. */
+      if (v)
+        copy_elem(v, s->elem, c->esize);
+      if (s->carry)
+        carry_move(s->holder, self, carried_chan(s->elem));
+    } else {
+      /* The ring is full: take its oldest value, and put the sender's at its tail (the slot just
+       * freed), so the order is ring first, then queue. */
+      size_t i = c->recvx;
+      char *slot = c->buf + i * c->esize;
+      if (v)
+        copy_elem(v, slot, c->esize);
+      if (c->carried && c->carried[i])
+        carry_move(&c->carrier, self, carried_chan(slot));
+      copy_elem(slot, s->elem, c->esize);
+      if (c->carried)
+        c->carried[i] = s->carry;
+      if (s->carry)
+        carry_move(s->holder, &c->carrier, carried_chan(s->elem));
+      c->recvx = i + 1 == c->cap ? 0 : i + 1;
+      c->sendx = c->recvx;
+    }
+    *woken = s;
+    return 1;
+  }
+  if (c->count > 0) {
+    size_t i = c->recvx;
+    char *slot = c->buf + i * c->esize;
+    if (v)
+      copy_elem(v, slot, c->esize);
+    if (c->carried && c->carried[i]) {
+      carry_move(&c->carrier, self, carried_chan(slot));
+      c->carried[i] = 0;
+    }
+    c->recvx = i + 1 == c->cap ? 0 : i + 1;
+    c->count--;
+    return 1;
+  }
+  if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
+    if (v && c->esize)
+      memset(v, 0, c->esize);
+    return TT_ECLOSED;
+  }
+  return 0;
+}
+
+/* ---- Blocking ----------------------------------------------------------------------------- */
+
+/* An operation on a NULL channel: waits until the deadline, a cancellation or shut-down. */
+static int nil_wait(int reason, int64_t deadline) {
+  tt__coro *co = tt__self();
+  int r = tt__block_check(co);
+  if (r != 0)
+    return r;
+  tt__waiter wt;
+  tt__waiter_init(&wt, co);
+  return tt__wait(&wt, reason, NULL, deadline, NULL);
+}
+
+/* Queues the caller on q and waits; c->lock held, and released on return. Returns 0 or
+ * TT_ECLOSED when the operation completed (a waker did it), or the wait's own error. */
+static int wait_on(tt__chan *c, tt__chan_waitq *q, tt__chan_wait *node, int reason, const void *obj,
+                   int64_t deadline) {
+  tt__coro *co = tt__self();
+  int r = tt__block_check(co);
+  if (r != 0) {
+    tt__lock_release(&c->lock);
+    return r;
+  }
+  tt__waiter wt;
+  tt__waiter_init(&wt, co);
+  node->wt = &wt;
+  node->idx = 0;
+  tt__chan_enqueue(q, node);
+  r = tt__wait(&wt, reason, obj, deadline, &c->lock);
+  if (r >= 2)
+    return TT__FIRED_CLOSED(r) ? TT_ECLOSED : 0;
+  /* Timed out, cancelled or shut down: unlink ourselves, unless a waker met us stale first. */
+  tt__lock_acquire(&c->lock);
+  if (node->linked)
+    tt__chan_unlink(q, node);
+  tt__lock_release(&c->lock);
+  return r;
+}
+
+static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt_chan *ref,
+                const char *op) {
+  if (handle == NULL)
+    return block ? nil_wait(TT_WAIT_CHAN_SEND_NIL, deadline) : TT_EAGAIN;
+  tt__holder *self;
+  int err;
+  tt__chan *c = tt__chan_check(handle, op, &self, &err);
+  if (c == NULL)
+    return err;
+  if (v == NULL && c->esize)
+    return TT_EINVAL;
+  tt__chan *carry = NULL;
+  if (ref && tt__chan_mode(ref) == TT_CHAN_TRACKED) {
+    tt__holder *h2;
+    if ((carry = tt__chan_check(ref, op, &h2, &err)) == NULL)
+      return err;
+  }
+  tt__lock_acquire(&c->lock);
+  if (carry && c->cap && c->carried == NULL &&
+      (c->carried = tt__calloc(c->cap, sizeof *c->carried)) == NULL) {
+    tt__lock_release(&c->lock);
+    return TT_ENOMEM;
+  }
+  tt__chan_wait *woken;
+  int r = tt__chan_send_locked(c, v, carry, self, &woken);
+  if (r != 0) {
+    tt__lock_release(&c->lock);
+    if (woken)
+      tt__wake_commit(woken->wt);
+    return r == 1 ? 0 : r;
+  }
+  if (!block) {
+    tt__lock_release(&c->lock);
+    return TT_EAGAIN;
+  }
+  tt__chan_wait node = {.elem = (void *)v, .holder = self, .carry = carry != NULL};
+  return wait_on(c, &c->sendq, &node, TT_WAIT_CHAN_SEND, handle, deadline);
+}
+
+static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block) {
+  if (handle == NULL) {
+    if (!block)
+      return TT_EAGAIN;
+    return nil_wait(TT_WAIT_CHAN_RECV_NIL, deadline);
+  }
+  tt__holder *self;
+  int err;
+  tt__chan *c = tt__chan_check(handle, "tt_chan_recv", &self, &err);
+  if (c == NULL)
+    return err;
+  if (v == NULL && c->esize)
+    return TT_EINVAL;
+  /* A value may carry a reference, which needs a holder to land in. */
+  if (self == NULL && c->esize == sizeof(tt_chan *) && (self = tt__holder_self(true)) == NULL)
+    return TT_ENOMEM;
+  tt__lock_acquire(&c->lock);
+  tt__chan_wait *woken;
+  int r = tt__chan_recv_locked(c, v, self, &woken);
+  if (r == 0 && !block) {
+    tt__lock_release(&c->lock);
+    return TT_EAGAIN;
+  }
+  if (r == 0) {
+    tt__chan_wait node = {.elem = v, .holder = self};
+    r = wait_on(c, &c->recvq, &node, TT_WAIT_CHAN_RECV, handle, deadline);
+  } else {
+    tt__lock_release(&c->lock);
+    if (woken)
+      tt__wake_commit(woken->wt);
+    r = r == 1 ? 0 : r;
+  }
+  if (ok)
+    *ok = r == 0;
+  return r;
+}
+
+int tt_chan_send(tt_chan *ch, const void *v) {
+  return send(ch, v, TT_FOREVER, true, NULL, "tt_chan_send");
+}
+int tt_chan_send_dl(tt_chan *ch, const void *v, int64_t deadline) {
+  return send(ch, v, deadline, true, NULL, "tt_chan_send_dl");
+}
+int tt_chan_try_send(tt_chan *ch, const void *v) {
+  return send(ch, v, TT_FOREVER, false, NULL, "tt_chan_try_send");
+}
+int tt_chan_recv(tt_chan *ch, void *v, bool *ok) { return recv(ch, v, ok, TT_FOREVER, true); }
+int tt_chan_recv_dl(tt_chan *ch, void *v, bool *ok, int64_t deadline) {
+  return recv(ch, v, ok, deadline, true);
+}
+int tt_chan_try_recv(tt_chan *ch, void *v, bool *ok) { return recv(ch, v, ok, TT_FOREVER, false); }
+
+int tt_chan_send_ref_dl(tt_chan *via, tt_chan *ref, int64_t deadline) {
+  if (ref == NULL)
+    return TT_EINVAL;
+  if (via != NULL) {
+    tt__holder *h;
+    int err;
+    tt__chan *c = tt__chan_check(via, "tt_chan_send_ref", &h, &err);
+    if (c == NULL)
+      return err;
+    if (c->esize != sizeof(tt_chan *))
+      return TT_EINVAL;
+  }
+  return send(via, &ref, deadline, true, ref, "tt_chan_send_ref");
+}
+
+int tt_chan_send_ref(tt_chan *via, tt_chan *ref) {
+  return tt_chan_send_ref_dl(via, ref, TT_FOREVER);
+}
+
+/* ---- Closing and inspecting --------------------------------------------------------------- */
+
+int tt_chan_close(tt_chan *handle) {
+  if (handle == NULL)
+    return TT_EINVAL;
+  tt__holder *self;
+  int err;
+  tt__chan *c = tt__chan_check(handle, "tt_chan_close", &self, &err);
+  if (c == NULL)
+    return err;
+  tt__lock_acquire(&c->lock);
+  if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
+    tt__lock_release(&c->lock);
+    return TT_ECLOSED;
+  }
+  /* relaxed: readers that need the buffer's state take the lock; len/diagnostics read a hint. */
+  atomic_store_explicit(&c->closed, 1, memory_order_relaxed);
+  /* Everyone waiting wakes: receivers with the zero value (the buffer is empty, or they would not
+   * wait), senders with TT_ECLOSED. Their values never moved, so carried references stay put. */
+  tt__chan_wait *woken = NULL, *n;
+  while ((n = take_waiter(&c->recvq, true)) != NULL) {
+    if (n->elem && c->esize)
+      memset(n->elem, 0, c->esize);
+    n->next = woken;
+    woken = n;
+  }
+  while ((n = take_waiter(&c->sendq, true)) != NULL) {
+    n->next = woken;
+    woken = n;
+  }
+  tt__lock_release(&c->lock);
+  while (woken) {
+    n = woken->next; /* before the commit, after which the node may be gone */
+    tt__wake_commit(woken->wt);
+    woken = n;
+  }
+  return 0;
+}
+
+int64_t tt_chan_len(tt_chan *handle) {
+  if (handle == NULL)
+    return 0;
+  tt__holder *self;
+  int err;
+  tt__chan *c = tt__chan_check(handle, "tt_chan_len", &self, &err);
+  if (c == NULL)
+    return err;
+  tt__lock_acquire(&c->lock);
+  int64_t n = (int64_t)c->count;
+  tt__lock_release(&c->lock);
+  return n;
+}
+
+int64_t tt_chan_cap(tt_chan *handle) {
+  if (handle == NULL)
+    return 0;
+  tt__holder *self;
+  int err;
+  tt__chan *c = tt__chan_check(handle, "tt_chan_cap", &self, &err);
+  return c ? (int64_t)c->cap : err;
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/* Channels' internal definitions, shared by references (ref.c), channel operations (chan.c),
+ * select (select.c) and the timers that own channels (src/time). Never installed. */
+#ifndef TT_CHAN_INT_H
+#define TT_CHAN_INT_H
+
+#include "internal.h"
+
+typedef struct tt__chan tt__chan;
+typedef struct tt__ref tt__ref;
+typedef struct tt__holder tt__holder;
+
+/* ---- References -------------------------------------------------------------------------------
+ *
+ * A reference to a tracked channel is counted in a tt__ref: one per (holder, channel) pair, with a
+ * count. Each ref is on two indexes: its holder's table (a hash map keyed by channel, which the
+ * ownership check on every operation reads) and its channel's list of holders (what the leak proof
+ * and the diagnostics read). A channel's nrefs is the sum of its refs' counts; the channel is freed
+ * when it reaches zero.
+ *
+ * Who may change what:
+ *   - a channel's holder list and nrefs: under the channel's rlock (a leaf lock);
+ *   - a coroutine's or plain thread's table: the holder itself while it runs, or a party that holds
+ *     the lock of the channel the holder is blocked on (a receiver taking a carried reference from
+ *     a blocked sender, a sender handing one to a blocked receiver); the blocked holder sees the
+ *     change once woken (the wake's claim and commit order it);
+ *   - a channel's carrier table (references carried by values in its buffer): under its lock.
+ * Untracked and detached channels have no refs: their nrefs is a plain atomic count. */
+enum {
+  TT__HOLDER_CORO = 1,    /* owner: the tt__coro */
+  TT__HOLDER_THREAD = 2,  /* owner: NULL; tid: the thread's id */
+  TT__HOLDER_CARRIER = 3, /* owner: the tt__chan whose buffered values carry the references */
+  TT__HOLDER_TIMER = 4,   /* owner: the timer that will send on the channel */
+};
+
+struct tt__ref {
+  tt__chan *ch;
+  tt__holder *h;
+  uint64_t count;
+  tt__ref *cnext, *cprev; /* the channel's holder list */
+};
+
+struct tt__holder {
+  uint8_t kind;
+  void *owner;
+  int64_t tid;
+  uint32_t n, mask; /* entries, and table size - 1 (0 while tab is NULL) */
+  tt__ref **tab;    /* open addressing with tombstones-free deletion (backward shift) */
+  tt__ref *last;    /* the last ref found: most code uses one channel many times */
+};
+
+/* The calling party's holder (the running coroutine's, or the plain thread's), created if create
+ * is set; NULL if it has none (or could not allocate one). */
+tt__holder *tt__holder_self(bool create);
+/* The holder's reference to c, or NULL. */
+tt__ref *tt__holder_find(tt__holder *h, tt__chan *c);
+/* Releases every reference h holds (its owner is gone: an exited coroutine or thread, a freed
+ * channel's carrier, a stopped timer), freeing channels whose last reference that was, and h's
+ * table. h itself is not freed. */
+void tt__holder_drop_all(tt__holder *h);
+/* Adds n references to c held by h (c tracked). TT_ENOMEM or 0. */
+int tt__ref_add(tt__holder *h, tt__chan *c, uint64_t n);
+/* Moves one reference to c from `from` (which must hold one) to `to`; TT_ENOMEM or 0 (on
+ * failure nothing moved). */
+int tt__ref_move(tt__holder *from, tt__holder *to, tt__chan *c);
+/* Drops one reference to c held by h (which must hold one); frees c if it was the last. */
+void tt__ref_drop(tt__holder *h, tt__chan *c);
+/* (tt__refs_share, tt__refs_unshare, tt__holder_set_owner, tt__coro_drop_refs: internal.h.) */
+/* Prints the TT_EPERM explanation for op on handle (rate-limited); returns TT_EPERM. */
+int tt__chan_eperm(const char *op, const void *handle);
+
+/* ---- Channels ----------------------------------------------------------------------------- */
+
+/* A party waiting on a channel: one per blocked operation, one per case of a blocked select.
+ * Lives on the waiting party's stack; queued on the channel's sendq or recvq under its lock. */
+typedef struct tt__chan_wait {
+  struct tt__chan_wait *next, *prev;
+  tt__waiter *wt;     /* shared by every case of one select */
+  void *elem;         /* send: the value; receive: where it goes */
+  tt__holder *holder; /* the waiting party's holder (NULL: none), for carried references */
+  uint32_t idx;       /* the select case (0 for a plain operation) */
+  uint8_t linked;     /* on a queue; cleared by whoever unlinks it, under the channel's lock */
+  uint8_t carry;      /* send: the value carries a reference to *(tt__chan **)elem's channel */
+} tt__chan_wait;
+
+/* Token results of channel waits: the case that fired, and whether it found the channel closed. */
+#define TT__FIRED(idx, closed) (2 + 2 * (int)(idx) + ((closed) ? 1 : 0))
+#define TT__FIRED_IDX(r) (((r)-2) / 2)
+#define TT__FIRED_CLOSED(r) (((r)-2) & 1)
+
+typedef struct tt__chan_waitq {
+  tt__chan_wait *head, *tail;
+} tt__chan_waitq;
+
+enum { TT__MODE_MASK = 3 };
+
+struct tt__chan {
+  tt__lock lock;          /* protects everything down to `carrier`; never held across a switch */
+  uint8_t mode;           /* TT_CHAN_TRACKED, _UNTRACKED, _DETACHED; fixed */
+  _Atomic uint8_t closed; /* set under lock; read without it by len and the diagnostics */
+  size_t esize;           /* element size; fixed */
+  size_t cap;             /* buffer slots; fixed */
+  size_t count;           /* buffered values */
+  size_t recvx, sendx;    /* ring indexes */
+  char *buf;              /* cap * esize bytes (NULL when either is 0) */
+  uint8_t *carried;       /* per slot: the value carries a reference (allocated on first use) */
+  tt__chan_waitq recvq, sendq;
+  tt__holder carrier; /* references carried by buffered values */
+  tt__lock rlock;     /* leaf: protects holders and (tracked) nrefs */
+  _Atomic int64_t nrefs;
+  tt__ref *holders;
+  tt__chan *free_next; /* the freeing cascade's work list (see ref.c) */
+  char *name;
+};
+
+/* Handles carry the mode in their low bits, so that the ownership check never reads a channel
+ * the caller holds no reference to (it may be freed): a tracked channel's handle is its address. */
+static inline tt__chan *tt__chan_of(const tt_chan *h) {
+  return (tt__chan *)((uintptr_t)h & ~(uintptr_t)TT__MODE_MASK);
+}
+static inline int tt__chan_mode(const tt_chan *h) { return (int)((uintptr_t)h & TT__MODE_MASK); }
+static inline tt_chan *tt__chan_handle(tt__chan *c) {
+  return (tt_chan *)((uintptr_t)c | (uintptr_t)c->mode);
+}
+
+/* Checks that the caller may use handle for op (any channel it holds a reference to, and any
+ * untracked or detached one). Returns the channel, or NULL with *err = TT_EPERM (message
+ * printed). *self receives the caller's holder (NULL when it has none). */
+static inline tt__chan *tt__chan_check(const tt_chan *handle, const char *op, tt__holder **self,
+                                       int *err) {
+  tt__chan *c = tt__chan_of(handle);
+  tt__holder *h = tt__holder_self(false);
+  *self = h;
+  *err = 0;
+  if (TT_LIKELY(tt__chan_mode(handle) != TT_CHAN_TRACKED))
+    return c;
+  if (TT_LIKELY(h != NULL)) {
+    if (TT_LIKELY(h->last != NULL && h->last->ch == c))
+      return c;
+    if (tt__holder_find(h, c) != NULL)
+      return c;
+  }
+  *err = tt__chan_eperm(op, handle);
+  return NULL;
+}
+
+/* Frees a channel whose last reference went: its buffer (releasing references buffered values
+ * carried) and itself. No one waits on it (waiters hold references). */
+void tt__chan_free(tt__chan *c);
+
+/* The data path, with c->lock held (select.c shares it). Each returns 1 when the operation
+ * completed without waiting — *woken is then a waiter it claimed, to be committed with
+ * tt__wake_commit once every lock is released, or NULL — 0 when it would wait, or TT_ECLOSED
+ * (send: the channel is closed; receive: closed and drained, v zeroed). carry: the tracked channel
+ * whose reference the sent value carries (tt_chan_send_ref), else NULL. self: the caller's holder,
+ * which must exist when a carried reference may move to or from it. */
+int tt__chan_send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
+                         tt__chan_wait **woken);
+int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken);
+/* Queue handling, c->lock held. */
+void tt__chan_enqueue(tt__chan_waitq *q, tt__chan_wait *n);
+void tt__chan_unlink(tt__chan_waitq *q, tt__chan_wait *n);
+
+/* A random number for select's choice: the worker's generator (the run's seed), or a per-thread
+ * one on plain threads. */
+uint64_t tt__chan_rand(void);
+
+#endif
