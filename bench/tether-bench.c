@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,310 @@ static int bench_parked(long n) {
   return 0;
 }
 
+/* ---- the channel workloads: what they share -------------------------------------------------
+ * Each makes its channels (tracked, the default) before the clock starts, gives every coroutine
+ * its references at spawn (tt_go_opts.share; the spawner keeps its own), releases its own once all
+ * are spawned and waits for them on a wait group. A coroutine whose channel operation fails records
+ * the first error and closes the channels it holds, so that its partners end with TT_ECLOSED
+ * instead of waiting forever; the spawner reports the error once all have finished. The receiving
+ * side sums what it gets and the spawner checks the sum, as the Go twin does. */
+
+struct chanrun {
+  tt_chan *ch[4];
+  size_t nch;
+  long n;      /* round trips, values or messages */
+  int64_t sum; /* of what the receiving side got */
+  tt_wg done;
+  _Atomic int err;  /* the first error a coroutine hit */
+  const char *what; /* and where: written by the one that set err, read after the wait */
+};
+
+static void chanrun_error(struct chanrun *r, const char *what, int err, tt_chan *const *chs,
+                          size_t k) {
+  int none = 0;
+  if (atomic_compare_exchange_strong(&r->err, &none, err))
+    r->what = what;
+  for (size_t i = 0; i < k; i++)
+    tt_chan_close(chs[i]); /* TT_ECLOSED if a partner closed it first: fine */
+}
+
+/* Makes r->nch channels of int64_t with room for cap; on failure releases those made. */
+static int chanrun_make(struct chanrun *r, size_t cap) {
+  for (size_t i = 0; i < r->nch; i++) {
+    int err = tt_chan_make_opt(&r->ch[i], sizeof(int64_t), cap, NULL);
+    if (err < 0) {
+      while (i-- > 0)
+        tt_chan_release(r->ch[i]);
+      return fail("tt_chan_make_opt", err);
+    }
+  }
+  return 0;
+}
+
+/* The spawner's part once it has spawned what it could (spawn_err < 0: the spawn that failed;
+ * `unspawned` coroutines never started): on a failure close the channels, so that those started
+ * end; release its own references; wait for the coroutines; stop the clock into *t1; report the
+ * first error. */
+static int chanrun_finish(struct chanrun *r, int spawn_err, long unspawned, int64_t *t1) {
+  int rerr = 0;
+  if (spawn_err < 0) {
+    for (size_t i = 0; i < r->nch; i++)
+      tt_chan_close(r->ch[i]);
+    tt_wg_add(&r->done, -unspawned);
+  }
+  for (size_t i = 0; i < r->nch; i++) {
+    int err = tt_chan_release(r->ch[i]);
+    if (err < 0 && rerr == 0)
+      rerr = err;
+  }
+  int werr = tt_wg_wait(&r->done);
+  *t1 = tt_now();
+  if (spawn_err < 0)
+    return fail("tt_go_opt", spawn_err);
+  if (werr < 0)
+    return fail("tt_wg_wait", werr);
+  if (rerr < 0)
+    return fail("tt_chan_release", rerr);
+  int err = atomic_load(&r->err);
+  if (err < 0)
+    return fail(r->what, err);
+  return 0;
+}
+
+/* A wrong result: say so; run_job's caller exits 1. */
+static int wrong_sum(const char *name, int64_t got, int64_t want) {
+  fprintf(stderr, "tether-bench: %s: received values sum to %lld, expected %lld\n", name,
+          (long long)got, (long long)want);
+  return 1;
+}
+
+/* 0 + 1 + ... + (m - 1) */
+static int64_t sum_below(long m) { return (int64_t)m * (m - 1) / 2; }
+
+/* ---- pingpong: two coroutines, two unbuffered channels, n round trips ------------------------ */
+
+static void ping_fn(void *arg) { /* A: sends i on ch[0], receives it back on ch[1] */
+  struct chanrun *r = arg;
+  int64_t sum = 0;
+  int err;
+  for (long i = 0; i < r->n; i++) {
+    int64_t v = i;
+    if ((err = tt_chan_send(r->ch[0], &v)) < 0) {
+      chanrun_error(r, "pingpong: A: tt_chan_send", err, r->ch, 2);
+      break;
+    }
+    if ((err = tt_chan_recv(r->ch[1], &v, NULL)) < 0) {
+      chanrun_error(r, "pingpong: A: tt_chan_recv", err, r->ch, 2);
+      break;
+    }
+    sum += v;
+  }
+  r->sum = sum;
+  tt_wg_done(&r->done);
+}
+
+static void pong_fn(void *arg) { /* B: receives on ch[0], sends it back on ch[1] */
+  struct chanrun *r = arg;
+  int err;
+  for (long i = 0; i < r->n; i++) {
+    int64_t v;
+    if ((err = tt_chan_recv(r->ch[0], &v, NULL)) < 0) {
+      chanrun_error(r, "pingpong: B: tt_chan_recv", err, r->ch, 2);
+      break;
+    }
+    if ((err = tt_chan_send(r->ch[1], &v)) < 0) {
+      chanrun_error(r, "pingpong: B: tt_chan_send", err, r->ch, 2);
+      break;
+    }
+  }
+  tt_wg_done(&r->done);
+}
+
+static int bench_pingpong(long n) {
+  struct chanrun r = {.nch = 2, .n = n, .done = TT_WG_INIT};
+  void (*const fns[2])(void *) = {ping_fn, pong_fn};
+  int err = 0;
+  long i;
+
+  if ((err = chanrun_make(&r, 0)) < 0)
+    return err;
+  tt_wg_add(&r.done, 2);
+  int64_t t0 = tt_now(), t1;
+  for (i = 0; i < 2; i++)
+    if ((err = tt_go_opt(fns[i], &r, &(tt_go_opts){.share = r.ch, .nshare = 2}, NULL)) < 0)
+      break;
+  if ((err = chanrun_finish(&r, err, 2 - i, &t1)) < 0)
+    return err;
+  if (r.sum != sum_below(n))
+    return wrong_sum("pingpong", r.sum, sum_below(n));
+  report("pingpong", (double)(t1 - t0) / (double)n, "ns/op");
+  return 0;
+}
+
+/* ---- buffered: one producer, one consumer, a channel with room for 1024, n values ----------- */
+
+static void produce_fn(void *arg) { /* sends 0..n-1, then closes */
+  struct chanrun *r = arg;
+  int err;
+  for (long i = 0; i < r->n; i++) {
+    int64_t v = i;
+    if ((err = tt_chan_send(r->ch[0], &v)) < 0) {
+      chanrun_error(r, "buffered: producer: tt_chan_send", err, r->ch, 1);
+      tt_wg_done(&r->done);
+      return;
+    }
+  }
+  if ((err = tt_chan_close(r->ch[0])) < 0)
+    chanrun_error(r, "buffered: producer: tt_chan_close", err, r->ch, 0);
+  tt_wg_done(&r->done);
+}
+
+static void consume_fn(void *arg) { /* receives until the channel is closed and drained */
+  struct chanrun *r = arg;
+  int64_t sum = 0, v;
+  int err;
+  while ((err = tt_chan_recv(r->ch[0], &v, NULL)) == 0)
+    sum += v;
+  if (err != TT_ECLOSED)
+    chanrun_error(r, "buffered: consumer: tt_chan_recv", err, r->ch, 1);
+  r->sum = sum;
+  tt_wg_done(&r->done);
+}
+
+static int bench_buffered(long n) {
+  struct chanrun r = {.nch = 1, .n = n, .done = TT_WG_INIT};
+  void (*const fns[2])(void *) = {produce_fn, consume_fn};
+  int err = 0;
+  long i;
+
+  if ((err = chanrun_make(&r, 1024)) < 0)
+    return err;
+  tt_wg_add(&r.done, 2);
+  int64_t t0 = tt_now(), t1;
+  for (i = 0; i < 2; i++)
+    if ((err = tt_go_opt(fns[i], &r, &(tt_go_opts){.share = r.ch, .nshare = 1}, NULL)) < 0)
+      break;
+  if ((err = chanrun_finish(&r, err, 2 - i, &t1)) < 0)
+    return err;
+  if (r.sum != sum_below(n))
+    return wrong_sum("buffered", r.sum, sum_below(n));
+  report("buffered", (double)(t1 - t0) / (double)n, "ns/op");
+  return 0;
+}
+
+/* ---- select: four producers on unbuffered channels, one consumer selecting, n messages ------ */
+
+struct sel_producer {
+  struct chanrun *r;
+  int k;  /* its channel: r->ch[k] */
+  long m; /* it sends 0..m-1 */
+};
+
+static void sel_produce_fn(void *arg) {
+  struct sel_producer *p = arg;
+  tt_chan *ch = p->r->ch[p->k];
+  int err;
+  for (long i = 0; i < p->m; i++) {
+    int64_t v = i;
+    if ((err = tt_chan_send(ch, &v)) < 0) {
+      chanrun_error(p->r, "select: producer: tt_chan_send", err, &ch, 1);
+      break;
+    }
+  }
+  tt_wg_done(&p->r->done);
+}
+
+static void sel_consume_fn(void *arg) { /* n selects over the four receives */
+  struct chanrun *r = arg;
+  int64_t sum = 0, v;
+  tt_select_case cases[4] = {TT_CASE_RECV(r->ch[0], &v), TT_CASE_RECV(r->ch[1], &v),
+                             TT_CASE_RECV(r->ch[2], &v), TT_CASE_RECV(r->ch[3], &v)};
+  for (long i = 0; i < r->n; i++) {
+    int idx = tt_select(cases, 4);
+    if (idx < 0 || cases[idx].err < 0) {
+      chanrun_error(r, "select: consumer: tt_select", idx < 0 ? idx : cases[idx].err, r->ch, 4);
+      break;
+    }
+    sum += v;
+  }
+  r->sum = sum;
+  tt_wg_done(&r->done);
+}
+
+static int bench_select(long n) {
+  struct chanrun r = {.nch = 4, .n = n, .done = TT_WG_INIT};
+  struct sel_producer prod[4];
+  int64_t want = 0;
+  int err = 0;
+  long i;
+
+  for (int k = 0; k < 4; k++) { /* n / 4 each, the remainder to the first ones */
+    prod[k] = (struct sel_producer){&r, k, n / 4 + (k < n % 4)};
+    want += sum_below(prod[k].m);
+  }
+  if ((err = chanrun_make(&r, 0)) < 0)
+    return err;
+  tt_wg_add(&r.done, 5);
+  int64_t t0 = tt_now(), t1;
+  for (i = 0; i < 4; i++)
+    if ((err = tt_go_opt(sel_produce_fn, &prod[i], &(tt_go_opts){.share = &r.ch[i], .nshare = 1},
+                         NULL)) < 0)
+      break;
+  if (err == 0 &&
+      (err = tt_go_opt(sel_consume_fn, &r, &(tt_go_opts){.share = r.ch, .nshare = 4}, NULL)) == 0)
+    i++;
+  if ((err = chanrun_finish(&r, err, 5 - i, &t1)) < 0)
+    return err;
+  if (r.sum != want)
+    return wrong_sum("select", r.sum, want);
+  report("select", (double)(t1 - t0) / (double)n, "ns/op");
+  return 0;
+}
+
+/* ---- timers: n coroutines each sleeping 1 ms ten times --------------------------------------- */
+
+enum { TIMER_SLEEPS = 10 };
+
+struct timers {
+  tt_wg done;
+  _Atomic int err; /* the first error a tt_sleep returned */
+};
+
+static void timers_fn(void *arg) {
+  struct timers *t = arg;
+  for (int j = 0; j < TIMER_SLEEPS; j++) {
+    int err = tt_sleep(TT_MSEC);
+    if (err < 0) {
+      int none = 0;
+      atomic_compare_exchange_strong(&t->err, &none, err);
+      break;
+    }
+  }
+  tt_wg_done(&t->done);
+}
+
+static int bench_timers(long n) {
+  struct timers t = {.done = TT_WG_INIT};
+  int err;
+
+  tt_wg_add(&t.done, n);
+  int64_t t0 = tt_now();
+  for (long i = 0; i < n; i++) {
+    if ((err = tt_go(timers_fn, &t)) < 0) {
+      tt_wg_add(&t.done, -(n - i)); /* the ones never spawned; then wait for the rest */
+      tt_wg_wait(&t.done);
+      return fail("tt_go", err);
+    }
+  }
+  if ((err = tt_wg_wait(&t.done)) < 0)
+    return fail("tt_wg_wait", err);
+  int64_t t1 = tt_now();
+  if ((err = atomic_load(&t.err)) < 0)
+    return fail("timers: tt_sleep", err);
+  report("timers", (double)(t1 - t0) / ((double)n * TIMER_SLEEPS), "ns/op");
+  return 0;
+}
+
 /* ---- driver ---------------------------------------------------------------------------------- */
 
 static const struct workload {
@@ -128,8 +433,14 @@ static const struct workload {
   long count; /* the default COUNT */
   int (*run)(long n);
 } workloads[] = {
+    /* clang-format off */
     {"spawn", 1000000, bench_spawn},
     {"parked", 1000000, bench_parked},
+    {"pingpong", 1000000, bench_pingpong},
+    {"buffered", 10000000, bench_buffered},
+    {"select", 4000000, bench_select},
+    {"timers", 100000, bench_timers},
+    /* clang-format on */
 };
 
 struct job {
@@ -137,7 +448,8 @@ struct job {
   long n;
 };
 
-/* Coroutine 1: the workload runs here, as the Go twin's runs in main. */
+/* Coroutine 1: the workload runs here, as the Go twin's runs in main. A workload returns 0, a
+ * TT_E* code, or 1 once it has said on stderr what went wrong (a wrong sum). */
 static int run_job(void *arg) {
   struct job *job = arg;
   return job->w->run(job->n);
@@ -177,5 +489,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-bench: %s: %s\n", job.w->name, tt_strerror(err));
     return 1;
   }
-  return 0;
+  return err > 0 ? 1 : 0;
 }

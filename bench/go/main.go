@@ -29,6 +29,10 @@ type workload struct {
 var workloads = []workload{
 	{"spawn", 1000000, benchSpawn},
 	{"parked", 1000000, benchParked},
+	{"pingpong", 1000000, benchPingpong},
+	{"buffered", 10000000, benchBuffered},
+	{"select", 4000000, benchSelect},
+	{"timers", 100000, benchTimers},
 }
 
 func report(name string, value float64, unit string) {
@@ -93,6 +97,153 @@ func benchParked(n int) {
 	finished.Wait()
 	report("parked", float64(after-before)/float64(n), "bytes/coroutine")
 	report("parked_time", float64(dt.Nanoseconds())/float64(n), "ns/op")
+}
+
+// sumBelow is 0 + 1 + ... + (m - 1): what the receiving side of a channel workload must get.
+func sumBelow(m int) int { return m * (m - 1) / 2 }
+
+// wrongSum reports a wrong result and exits 1, as the C twin does.
+func wrongSum(name string, got, want int) {
+	fmt.Fprintf(os.Stderr, "tetherbench-go: %s: received values sum to %d, expected %d\n", name, got, want)
+	os.Exit(1)
+}
+
+// pingpong: two goroutines and two unbuffered channels; A sends i on c1, B receives it and sends
+// it back on c2, A receives it; n round trips, the time per round trip.
+func benchPingpong(n int) {
+	c1, c2 := make(chan int), make(chan int)
+	var wg sync.WaitGroup
+	var sum int
+	wg.Add(2)
+	t0 := time.Now()
+	go func() { // A
+		s := 0
+		for i := 0; i < n; i++ {
+			c1 <- i
+			s += <-c2
+		}
+		sum = s
+		wg.Done()
+	}()
+	go func() { // B
+		for i := 0; i < n; i++ {
+			c2 <- <-c1
+		}
+		wg.Done()
+	}()
+	wg.Wait()
+	dt := time.Since(t0)
+	if sum != sumBelow(n) {
+		wrongSum("pingpong", sum, sumBelow(n))
+	}
+	report("pingpong", float64(dt.Nanoseconds())/float64(n), "ns/op")
+}
+
+// buffered: one producer and one consumer on a channel with room for 1024; the producer sends n
+// values and closes, the consumer ranges until closed; the time per value.
+func benchBuffered(n int) {
+	c := make(chan int, 1024)
+	var wg sync.WaitGroup
+	var sum int
+	wg.Add(2)
+	t0 := time.Now()
+	go func() { // producer
+		for i := 0; i < n; i++ {
+			c <- i
+		}
+		close(c)
+		wg.Done()
+	}()
+	go func() { // consumer
+		s := 0
+		for v := range c {
+			s += v
+		}
+		sum = s
+		wg.Done()
+	}()
+	wg.Wait()
+	dt := time.Since(t0)
+	if sum != sumBelow(n) {
+		wrongSum("buffered", sum, sumBelow(n))
+	}
+	report("buffered", float64(dt.Nanoseconds())/float64(n), "ns/op")
+}
+
+// select: four producers, each sending on its own unbuffered channel (n/4 each, the remainder to
+// the first ones), and one consumer selecting over the four receives n times; the time per
+// message.
+func benchSelect(n int) {
+	var c [4]chan int
+	var m [4]int
+	want := 0
+	for k := range c {
+		m[k] = n / 4
+		if k < n%4 {
+			m[k]++
+		}
+		want += sumBelow(m[k])
+	}
+	for k := range c {
+		c[k] = make(chan int)
+	}
+	var wg sync.WaitGroup
+	var sum int
+	wg.Add(5)
+	t0 := time.Now()
+	for k := 0; k < 4; k++ {
+		go func(ch chan int, m int) { // producer
+			for i := 0; i < m; i++ {
+				ch <- i
+			}
+			wg.Done()
+		}(c[k], m[k])
+	}
+	go func() { // consumer
+		s := 0
+		for i := 0; i < n; i++ {
+			select {
+			case v := <-c[0]:
+				s += v
+			case v := <-c[1]:
+				s += v
+			case v := <-c[2]:
+				s += v
+			case v := <-c[3]:
+				s += v
+			}
+		}
+		sum = s
+		wg.Done()
+	}()
+	wg.Wait()
+	dt := time.Since(t0)
+	if sum != want {
+		wrongSum("select", sum, want)
+	}
+	report("select", float64(dt.Nanoseconds())/float64(n), "ns/op")
+}
+
+// timerSleeps is how many times each timers goroutine sleeps.
+const timerSleeps = 10
+
+// timers: n goroutines each sleeping 1 ms ten times, waited for with a wait group; the time per
+// sleep (total / (n * 10)).
+func benchTimers(n int) {
+	var wg sync.WaitGroup
+	wg.Add(n)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		go func() {
+			for j := 0; j < timerSleeps; j++ {
+				time.Sleep(time.Millisecond)
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	dt := time.Since(t0)
+	report("timers", float64(dt.Nanoseconds())/(float64(n)*timerSleeps), "ns/op")
 }
 
 func usage() {
