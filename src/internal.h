@@ -260,28 +260,57 @@ int tt__block_check(tt__coro *co);
 
 /* ---- Timers (src/time) -------------------------------------------------------------------- */
 
-typedef struct tt__timer {
+typedef struct tt__timer tt__timer;
+struct tt__timer {
   int64_t when;   /* real deadline (tt_now() clock) */
   int64_t key;    /* heap order: when, or in deterministic mode the virtual deadline */
   uint32_t index; /* position in the heap; UINT32_MAX when not in one */
   int result;     /* what the waiter gets: 0 for a sleep, TT_ETIMEDOUT for a deadline */
   uint64_t seq;   /* arming order: equal deadlines fire in the order they were armed */
-  tt__waiter *wt; /* whom to wake */
-} tt__timer;
+  tt__waiter *wt; /* whom to wake (fire == NULL) */
+  /* Or, when set, what to run once the timer is due: called on the heap's worker with no lock
+   * held, after the timer left the heap; `firing` is set (under the heap's lock) until it
+   * returns, so that whoever frees the timer can wait for it. */
+  void (*fire)(tt__timer *t, int64_t now);
+  _Atomic uint32_t firing;
+  uint64_t gen;     /* callback timers: the owner's arming generation, set before each add */
+  uint64_t fgen;    /* gen when it last left the heap due (under the heap's lock) */
+  tt__timer *fnext; /* due callbacks collected under the lock */
+};
 
+/* A worker's timer heap. Its worker runs and arms most of its timers, but timers the program
+ * stops and re-arms (tt_timer_reset) may be touched from any thread, so the heap has a lock: a
+ * leaf, never held while a timer's callback runs or across a switch. */
 typedef struct tt__timer_heap {
+  tt__lock lock;
   tt__timer **v;
   uint32_t n, cap;
+  uint32_t reserved;     /* slots promised by tt__timer_reserve */
+  _Atomic uint32_t hint; /* n, readable without the lock (a hint for the busy loop) */
   uint64_t seq;
 } tt__timer_heap;
 
+/* Adds t. Returns 1 if it is now the earliest timer (a sleeping owner must be woken to re-arm its
+ * sleep), 0 otherwise, or TT_ENOMEM. Any thread. */
 int tt__timer_add(tt__timer_heap *h, tt__timer *t);
-void tt__timer_del(tt__timer_heap *h, tt__timer *t);
-/* Wakes every timer due at now (only the earliest one, if single is set); returns the earliest
- * deadline left, or -1. */
+/* Promises one later tt__timer_add_reserved that cannot fail: 0 or TT_ENOMEM. */
+int tt__timer_reserve(tt__timer_heap *h);
+void tt__timer_add_reserved(tt__timer_heap *h, tt__timer *t);
+/* Removes t if it is still in h; returns whether it was. Any thread. */
+bool tt__timer_del(tt__timer_heap *h, tt__timer *t);
+/* Fires every timer due at now (only the earliest one, if single is set); returns the earliest
+ * deadline left, or -1. The heap's worker only. */
 int64_t tt__timers_run(tt__timer_heap *h, int64_t now, bool single);
-static inline int64_t tt__timers_next(const tt__timer_heap *h) { return h->n ? h->v[0]->when : -1; }
+/* The earliest deadline, or -1. */
+int64_t tt__timers_next(tt__timer_heap *h);
+/* The heap key for a timer due at `when` armed on w now (the virtual deadline in deterministic
+ * mode). */
+int64_t tt__timer_key(tt__worker *w, int64_t when, int64_t now);
+/* At shut-down: detaches the timers left in the heap (callback timers are told through
+ * tt__atimer_orphan) and frees it. */
 void tt__timers_free(tt__timer_heap *h);
+/* src/time/atimer.c: a program timer left armed when the runtime stops. */
+void tt__atimer_orphan(tt__timer *t);
 
 /* Blocks the caller (coroutine or plain thread) on wt until it is woken or the deadline
  * (TT_FOREVER: none) passes, for the wait reason and object given. Precondition: lk is held and
@@ -422,6 +451,7 @@ typedef struct tt__runtime {
   tt__stats tstats;
   /* The end of the run. */
   int result;
+  uint64_t run_id; /* counts the runs of this process, from 1 */
 } tt__runtime;
 
 extern tt__runtime tt__rt;
@@ -434,8 +464,13 @@ extern __thread tt__worker *tt__tls_worker __attribute__((tls_model("initial-exe
 static inline void tt__stats_bump(int idx);
 
 /* Scheduler hooks. */
-void tt__ready(tt__coro *co);         /* WAITING -> RUNNABLE, queue on its worker */
-void tt__spawn_enqueue(tt__coro *co); /* queue a fresh coroutine */
+void tt__ready(tt__coro *co);                /* WAITING -> RUNNABLE, queue on its worker */
+void tt__spawn_enqueue(tt__coro *co);        /* queue a fresh coroutine */
+void tt__spawn_enqueue_global(tt__coro *co); /* on the global queue (never yields) */
+void tt__worker_wake(tt__worker *w);         /* wakes w if it sleeps */
+/* Spawns fn(arg) from scheduler code (a timer's callback): parent as given, nothing inherited,
+ * queued globally. 0 or tt_go's errors. */
+int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc);
 TT_NORETURN void tt__coro_exit(void); /* the running coroutine ends */
 void tt__stats_bump_thread(int idx);  /* a plain thread's transition */
 

@@ -109,7 +109,8 @@ struct tt__chan {
   tt__lock rlock;     /* leaf: protects holders and (tracked) nrefs */
   _Atomic int64_t nrefs;
   tt__ref *holders;
-  tt__chan *free_next; /* the freeing cascade's work list (see ref.c) */
+  tt__chan *free_next;      /* the freeing cascade's work list (see ref.c) */
+  struct tt__atimer *timer; /* a timer channel's timer (src/time/atimer.c); fixed */
   char *name;
 };
 
@@ -143,6 +144,9 @@ static inline tt__chan *tt__chan_check(const tt_chan *handle, const char *op, tt
   *err = tt__chan_eperm(op, handle);
   return NULL;
 }
+
+/* Stops and frees a timer channel's timer, waiting out a callback under way (atimer.c). */
+void tt__atimer_destroy(struct tt__atimer *a);
 
 /* Frees a channel whose last reference went: its buffer (releasing references buffered values
  * carried) and itself. No one waits on it (waiters hold references). */

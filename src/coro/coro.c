@@ -364,7 +364,7 @@ int tt_name_set(const char *name) {
  * the registry reads without the scan bit (a running coroutine's, possibly just reused) are
  * written with relaxed atomic stores, and read with relaxed atomic loads. */
 static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t stack, int daemon,
-                           void *pc, tt_id parent, tt_id id) {
+                           void *pc, tt_id parent, tt_id id, bool global) {
   co->fn = fn;
   co->arg = arg;
   co->stack_req = stack;
@@ -375,10 +375,17 @@ static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t s
   /* release: registry walkers that see the status see the fields above. */
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
   tt__stats_bump(TT__ST_CREATED);
-  tt__spawn_enqueue(co);
+  if (TT_UNLIKELY(global))
+    tt__spawn_enqueue_global(co);
+  else
+    tt__spawn_enqueue(co);
 }
 
-static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc) {
+/* Spawns fn(arg). from_sched: called from the scheduler's own code (a timer's callback) rather
+ * than by the running coroutine: the child has the given parent, inherits nothing, and is queued
+ * on the global queue (the running coroutine, if any, is mid-switch: no runnext, no yield). */
+static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc,
+                    bool from_sched, tt_id parent) {
   if (fn == NULL)
     return TT_EINVAL;
   int state = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
@@ -395,7 +402,7 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
   if (o && o->nlabels && o->labels == NULL)
     return TT_EINVAL;
   tt__worker *w = tt__tls_worker;
-  tt__coro *self = w ? w->cur : NULL;
+  tt__coro *self = w && !from_sched ? w->cur : NULL;
   struct tt__holder *refs = NULL;
   if (o && (o->share || o->nshare || o->share_mode)) {
     int err = tt__refs_share(&refs, o->share, o->nshare, o->share_mode);
@@ -443,8 +450,16 @@ static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp,
     atomic_store_explicit(&co->cancelled, 1, memory_order_relaxed);
   if (idp)
     *idp = id;
-  publish(co, fn, arg, stack, o && o->daemon, pc, self ? self->id : 0, id);
+  publish(co, fn, arg, stack, o && o->daemon, pc, self ? self->id : parent, id, from_sched);
   return 0;
+}
+
+static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc) {
+  return spawn_ex(fn, arg, o, idp, pc, false, 0);
+}
+
+int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc) {
+  return spawn_ex(fn, arg, NULL, NULL, pc, true, parent);
 }
 
 int tt_go(void (*fn)(void *), void *arg) {
@@ -458,7 +473,7 @@ int tt_go(void (*fn)(void *), void *arg) {
                 atomic_load_explicit(&tt__rt.state, memory_order_relaxed) == 1)) {
     w->free_co = co->next;
     w->nfree_co--;
-    publish(co, fn, arg, tt__rt.stack_size, 0, pc, self->id, w->id_next++);
+    publish(co, fn, arg, tt__rt.stack_size, 0, pc, self->id, w->id_next++, false);
     return 0;
   }
   return spawn(fn, arg, NULL, NULL, pc);

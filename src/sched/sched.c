@@ -344,12 +344,18 @@ void tt__spawn_enqueue(tt__coro *co) {
       tt_yield();
     return;
   }
-  /* A plain thread (or a worker's own context): the global queue. seq_cst on gq_len (in
-   * gq_push_list) pairs with a sleeping worker's seq_cst re-check of it. */
+  tt__spawn_enqueue_global(co);
+}
+
+void tt__spawn_enqueue_global(tt__coro *co) {
+  /* A plain thread, a worker's own context or a timer's callback: the global queue. seq_cst on
+   * gq_len (in gq_push_list) pairs with a sleeping worker's seq_cst re-check of it. */
   gq_push_list(co, co, 1);
   atomic_thread_fence(memory_order_seq_cst);
   wake_idle(true);
 }
+
+void tt__worker_wake(tt__worker *w) { wake_worker(w); }
 
 void tt__ready(tt__coro *co) {
   TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_WAITING);
@@ -502,7 +508,7 @@ static tt__coro *pick_local(tt__worker *w) {
     /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
      * run even while the worker is busy. */
     w->now = tt__clock();
-    if (w->timers.n && !tt__rt.deterministic)
+    if (atomic_load_explicit(&w->timers.hint, memory_order_relaxed) && !tt__rt.deterministic)
       tt__timers_run(&w->timers, w->now, false);
   }
   if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
@@ -991,6 +997,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store_explicit(&tt__rt.nsleeping, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
+  tt__rt.run_id++; /* objects that outlive a run (timer channels) tell runs apart by it */
   tt__rt.workers = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
   if (tt__rt.workers == NULL)
     goto out_unlock;

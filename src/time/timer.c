@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-worker timer heaps and sleeping.
  *
- * Each worker owns a binary min-heap of timers, touched only by that worker (a coroutine arms its
- * timers on its own worker, from the park commit, and disarms them when it resumes there), so the
- * heap needs no lock. Workers run due timers whenever they look for work and every 64 switches
- * while busy, and sleep on their futex no longer than the earliest deadline: expiry is as precise
- * as the futex timeout (tens of microseconds), and ten thousand sleepers cost a heap of ten
- * thousand pointers.
+ * Each worker owns a binary min-heap of timers. A coroutine arms its waits' timers on its own
+ * worker, from the park commit, and disarms them when it resumes there; program timers (tt_after,
+ * tt_ticker, ...) may be stopped and re-armed from any thread, so each heap has a lock, which its
+ * worker takes uncontended almost always. Workers run due timers whenever they look for work and
+ * every 64 switches while busy, and sleep on their futex no longer than the earliest deadline:
+ * expiry is as precise as the futex timeout (tens of microseconds), and ten thousand sleepers cost
+ * a heap of ten thousand pointers.
  *
  * A timer only wins its waiter's token; a sleep cut short by cancellation leaves its timer in the
  * heap until the sleeper, running again on the same worker, removes it. */
@@ -50,8 +51,9 @@ static void sift_down(tt__timer_heap *h, uint32_t i) {
   }
 }
 
-static int reserve(tt__timer_heap *h) {
-  if (h->n < h->cap)
+/* Room for one more timer beyond those promised; h->lock held. */
+static int grow(tt__timer_heap *h) {
+  if (h->n + h->reserved < h->cap)
     return 0;
   uint32_t cap = h->cap ? h->cap * 2 : 64;
   tt__timer **v = tt__realloc(h->v, cap * sizeof *v);
@@ -62,23 +64,22 @@ static int reserve(tt__timer_heap *h) {
   return 0;
 }
 
-int tt__timer_add(tt__timer_heap *h, tt__timer *t) {
-  if (reserve(h) != 0)
-    return TT_ENOMEM;
+/* h->lock held. */
+static void add_locked(tt__timer_heap *h, tt__timer *t) {
   t->index = h->n;
   t->seq = h->seq++;
   h->v[h->n++] = t;
   sift_up(h, t->index);
-  return 0;
+  atomic_store_explicit(&h->hint, h->n, memory_order_relaxed);
 }
 
-void tt__timer_del(tt__timer_heap *h, tt__timer *t) {
+/* h->lock held. */
+static void del_locked(tt__timer_heap *h, tt__timer *t) {
   uint32_t i = t->index;
-  if (i == UINT32_MAX)
-    return;
   TT_ASSERT(i < h->n && h->v[i] == t);
   t->index = UINT32_MAX;
   h->n--;
+  atomic_store_explicit(&h->hint, h->n, memory_order_relaxed);
   if (i == h->n)
     return;
   h->v[i] = h->v[h->n];
@@ -87,23 +88,104 @@ void tt__timer_del(tt__timer_heap *h, tt__timer *t) {
   sift_down(h, h->v[i]->index);
 }
 
+int tt__timer_reserve(tt__timer_heap *h) {
+  tt__lock_acquire(&h->lock);
+  int err = grow(h);
+  if (err == 0)
+    h->reserved++;
+  tt__lock_release(&h->lock);
+  return err;
+}
+
+void tt__timer_add_reserved(tt__timer_heap *h, tt__timer *t) {
+  tt__lock_acquire(&h->lock);
+  TT_ASSERT(h->reserved > 0);
+  h->reserved--;
+  add_locked(h, t);
+  tt__lock_release(&h->lock);
+}
+
+int tt__timer_add(tt__timer_heap *h, tt__timer *t) {
+  tt__lock_acquire(&h->lock);
+  int err = grow(h);
+  if (err == 0)
+    add_locked(h, t);
+  bool first = err == 0 && h->v[0] == t;
+  tt__lock_release(&h->lock);
+  return err ? err : first;
+}
+
+bool tt__timer_del(tt__timer_heap *h, tt__timer *t) {
+  /* A timer out of every heap is never put back by anyone but its owner, who is here. */
+  if (t->index == UINT32_MAX)
+    return false;
+  tt__lock_acquire(&h->lock);
+  bool in = t->index != UINT32_MAX;
+  if (in)
+    del_locked(h, t);
+  tt__lock_release(&h->lock);
+  return in;
+}
+
+int64_t tt__timers_next(tt__timer_heap *h) {
+  tt__lock_acquire(&h->lock);
+  int64_t next = h->n ? h->v[0]->when : -1;
+  tt__lock_release(&h->lock);
+  return next;
+}
+
 int64_t tt__timers_run(tt__timer_heap *h, int64_t now, bool single) {
+  tt__timer *due = NULL, **tail = &due;
+  tt__lock_acquire(&h->lock);
   while (h->n && h->v[0]->when <= now) {
     tt__timer *t = h->v[0];
-    tt__timer_del(h, t);
+    del_locked(h, t);
     if (single)
       tt__tls_worker->vnow = t->key; /* deterministic mode: virtual time moves to this timer */
-    tt__wake(t->wt, t->result);
+    if (t->fire) {
+      /* relaxed: the heap's lock orders it for whoever stops the timer next. */
+      atomic_store_explicit(&t->firing, 1, memory_order_relaxed);
+      t->fgen = t->gen;
+      t->fnext = NULL;
+      *tail = t;
+      tail = &t->fnext;
+    } else {
+      tt__wake(t->wt, t->result);
+    }
     if (single)
       break;
+  }
+  tt__lock_release(&h->lock);
+  while (due) {
+    tt__timer *t = due;
+    due = t->fnext; /* before the callback, which may free t */
+    t->fire(t, now);
   }
   return tt__timers_next(h);
 }
 
 void tt__timers_free(tt__timer_heap *h) {
+  tt__timer *orphans = NULL;
+  tt__lock_acquire(&h->lock);
+  while (h->n) {
+    tt__timer *t = h->v[h->n - 1];
+    del_locked(h, t);
+    if (t->fire) {
+      t->fnext = orphans;
+      orphans = t;
+    }
+  }
+  tt__lock_release(&h->lock);
+  /* Outside the heap's lock: a program timer's own lock comes first in the lock order. */
+  while (orphans) {
+    tt__timer *t = orphans;
+    orphans = t->fnext;
+    tt__atimer_orphan(t);
+  }
   free(h->v);
   h->v = NULL;
-  h->n = h->cap = 0;
+  h->n = h->cap = h->reserved = 0;
+  atomic_store_explicit(&h->hint, 0, memory_order_relaxed);
 }
 
 int64_t tt_now(void) { return tt__clock(); }
@@ -117,11 +199,8 @@ struct wait_commit {
 /* Runs once the parking coroutine's context is saved: arm its timer, then let wakers in. */
 static void wait_commit(void *p) {
   struct wait_commit *wc = p;
-  if (wc->t) {
-    /* Room was reserved before parking, so this cannot fail. */
-    int r = tt__timer_add(&tt__tls_worker->timers, wc->t);
-    TT_ASSERT(r == 0);
-  }
+  if (wc->t) /* room was reserved before parking */
+    tt__timer_add_reserved(&tt__tls_worker->timers, wc->t);
   if (wc->unlock)
     wc->unlock(wc->arg);
 }
@@ -129,7 +208,7 @@ static void wait_commit(void *p) {
 /* The heap key of a timer due at `when`, armed at real time now: in deterministic mode the
  * virtual deadline, so that timers fire in an order that depends on the program alone (for
  * relative sleeps; deadlines computed from tt_now() carry the real clock's jitter). */
-static int64_t timer_key(tt__worker *w, int64_t when, int64_t now) {
+int64_t tt__timer_key(tt__worker *w, int64_t when, int64_t now) {
   if (!tt__rt.deterministic)
     return when;
   return w->vnow + (when > now ? when - now : 0);
@@ -157,7 +236,7 @@ static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadl
       .when = deadline, .key = key, .index = UINT32_MAX, .result = TT_ETIMEDOUT, .wt = wt};
   struct wait_commit wc = {NULL, unlock, arg};
   if (deadline != TT_FOREVER) {
-    if (reserve(&w->timers) != 0)
+    if (tt__timer_reserve(&w->timers) != 0)
       return wait_abort(wt, unlock, arg, TT_ENOMEM);
     wc.t = &t;
   }
@@ -176,7 +255,8 @@ int tt__wait_fn(tt__waiter *wt, int reason, const void *obj, int64_t deadline,
       unlock(arg);
     return tt__thread_block(wt, deadline);
   }
-  return park_timed(wt, reason, obj, deadline, timer_key(wt->co->w, deadline, now), unlock, arg);
+  return park_timed(wt, reason, obj, deadline, tt__timer_key(wt->co->w, deadline, now), unlock,
+                    arg);
 }
 
 static void unlock_one(void *lk) { tt__lock_release(lk); }
