@@ -131,7 +131,7 @@ static int share_move_main(void *p) {
   tt_chan *twice[3] = {m.done, m.ch, m.ch};
   tt_go_opts bad = {.share = twice, .nshare = 3, .share_mode = TT_SHARE_MOVE};
   ASSERT_ERR(tt_go_opt(owns_moved, &m, &bad, NULL), TT_EPERM);
-  ASSERT_EQ(tt_chan_cap(m.ch), 1);  /* still ours */
+  ASSERT_EQ(tt_chan_cap(m.ch), 1); /* still ours */
   ASSERT_EQ(tt_chan_cap(m.done), 1);
   tt_go_opts o = {.share = both, .nshare = 2, .share_mode = TT_SHARE_MOVE};
   ASSERT_OK(tt_go_opt(owns_moved, &m, &o, NULL));
@@ -160,8 +160,8 @@ static int retain_main(void *p) {
   ASSERT_EQ(tt__chan_count_live(), live);
   /* Untracked: anyone may retain and release; freed with the last. */
   tt_chan *u;
-  ASSERT_OK(tt_chan_make_opt(&u, sizeof(int), 1, &(tt_chan_opts){.mode = TT_CHAN_UNTRACKED,
-                                                                  .name = "untracked"}));
+  ASSERT_OK(tt_chan_make_opt(&u, sizeof(int), 1,
+                             &(tt_chan_opts){.mode = TT_CHAN_UNTRACKED, .name = "untracked"}));
   ASSERT_STR_EQ(tt_chan_name(u), "untracked");
   ASSERT_OK(tt_chan_retain(u));
   ASSERT_OK(tt_chan_release(u));
@@ -359,8 +359,8 @@ static void global_user(void *p) { ASSERT_OK(tt_chan_send_val(global_ch, int, 9)
 
 static int detached_main(void *p) {
   int64_t live = tt__chan_count_live();
-  ASSERT_OK(tt_chan_make_opt(&global_ch, sizeof(int), 1,
-                             &(tt_chan_opts){.mode = TT_CHAN_DETACHED}));
+  ASSERT_OK(
+      tt_chan_make_opt(&global_ch, sizeof(int), 1, &(tt_chan_opts){.mode = TT_CHAN_DETACHED}));
   ASSERT_OK(tt_go(global_user, NULL));
   int v;
   ASSERT_OK(tt_chan_recv(global_ch, &v, NULL));
