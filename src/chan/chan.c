@@ -267,6 +267,8 @@ static int nil_wait(int reason, int64_t deadline) {
   return tt__wait(&wt, reason, NULL, deadline, NULL);
 }
 
+static void unlock_chan(void *lk) { tt__lock_release(lk); }
+
 /* Queues the caller on q and waits; c->lock held, and released on return. Returns 0 or
  * TT_ECLOSED when the operation completed (a waker did it), or the wait's own error. */
 static int wait_on(tt__chan *c, tt__chan_waitq *q, tt__chan_wait *node, int reason, const void *obj,
@@ -282,7 +284,10 @@ static int wait_on(tt__chan *c, tt__chan_waitq *q, tt__chan_wait *node, int reas
   node->wt = &wt;
   node->idx = 0;
   tt__chan_enqueue(q, node);
-  r = tt__wait(&wt, reason, obj, deadline, &c->lock);
+  if (TT_LIKELY(co != NULL && deadline == TT_FOREVER))
+    r = tt__park(&wt, reason, obj, unlock_chan, &c->lock); /* the common case, without layers */
+  else
+    r = tt__wait(&wt, reason, obj, deadline, &c->lock);
   if (r >= 2)
     return TT__FIRED_CLOSED(r) ? TT_ECLOSED : 0;
   /* Timed out, cancelled or shut down: unlink ourselves, unless a waker met us stale first. */

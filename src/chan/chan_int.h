@@ -44,9 +44,9 @@ struct tt__holder {
   uint8_t kind;
   void *owner;
   int64_t tid;
-  uint32_t n, mask; /* entries, and table size - 1 (0 while tab is NULL) */
-  tt__ref **tab;    /* open addressing with tombstones-free deletion (backward shift) */
-  tt__ref *last;    /* the last ref found: most code uses one channel many times */
+  uint32_t n, mask;     /* entries, and table size - 1 (0 while tab is NULL) */
+  tt__ref **tab;        /* open addressing with tombstones-free deletion (backward shift) */
+  tt__ref *last, *prev; /* the two refs found last: most code uses one or two channels often */
 };
 
 /* The calling party's holder (the running coroutine's, or the plain thread's), created if create
@@ -138,6 +138,12 @@ static inline tt__chan *tt__chan_check(const tt_chan *handle, const char *op, tt
   if (TT_LIKELY(h != NULL)) {
     if (TT_LIKELY(h->last != NULL && h->last->ch == c))
       return c;
+    if (TT_LIKELY(h->prev != NULL && h->prev->ch == c)) {
+      tt__ref *r = h->prev; /* swap: the most recent first */
+      h->prev = h->last;
+      h->last = r;
+      return c;
+    }
     if (tt__holder_find(h, c) != NULL)
       return c;
   }

@@ -33,9 +33,20 @@ static inline uint32_t slot_of(tt__chan *c, uint32_t mask) {
   return (uint32_t)((x * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
+/* Makes r the most recently found. */
+static inline tt__ref *mru(tt__holder *h, tt__ref *r) {
+  if (h->last != r) {
+    h->prev = h->last;
+    h->last = r;
+  }
+  return r;
+}
+
 tt__ref *tt__holder_find(tt__holder *h, tt__chan *c) {
   if (h->last && h->last->ch == c)
     return h->last;
+  if (h->prev && h->prev->ch == c)
+    return mru(h, h->prev);
   if (h->tab == NULL)
     return NULL;
   for (uint32_t i = slot_of(c, h->mask);; i = (i + 1) & h->mask) {
@@ -43,7 +54,7 @@ tt__ref *tt__holder_find(tt__holder *h, tt__chan *c) {
     if (r == NULL)
       return NULL;
     if (r->ch == c)
-      return h->last = r;
+      return mru(h, r);
   }
 }
 
@@ -76,7 +87,7 @@ static int table_insert(tt__holder *h, tt__ref *r) {
     i = (i + 1) & h->mask;
   h->tab[i] = r;
   h->n++;
-  h->last = r;
+  mru(h, r);
   return 0;
 }
 
@@ -102,8 +113,12 @@ static void table_remove(tt__holder *h, tt__ref *r) {
   }
 done:
   h->n--;
-  if (h->last == r)
-    h->last = NULL;
+  if (h->last == r) {
+    h->last = h->prev;
+    h->prev = NULL;
+  } else if (h->prev == r) {
+    h->prev = NULL;
+  }
 }
 
 /* ---- The calling party's holder ----------------------------------------------------------- */
@@ -261,7 +276,7 @@ static void drop_table(tt__holder *h, free_list *fl) {
   free(h->tab);
   h->tab = NULL;
   h->mask = 0;
-  h->last = NULL;
+  h->last = h->prev = NULL;
 }
 
 static void free_all(free_list *fl) {

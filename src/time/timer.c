@@ -247,16 +247,20 @@ static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadl
 
 int tt__wait_fn(tt__waiter *wt, int reason, const void *obj, int64_t deadline,
                 void (*unlock)(void *), void *arg) {
-  int64_t now = tt__clock();
-  if (deadline != TT_FOREVER && deadline <= now)
-    return wait_abort(wt, unlock, arg, TT_ETIMEDOUT);
+  int64_t key = deadline;
+  if (deadline != TT_FOREVER) { /* a clock read costs tens of ns: only when there is a deadline */
+    int64_t now = tt__clock();
+    if (deadline <= now)
+      return wait_abort(wt, unlock, arg, TT_ETIMEDOUT);
+    if (wt->co)
+      key = tt__timer_key(wt->co->w, deadline, now);
+  }
   if (wt->co == NULL) {
     if (unlock)
       unlock(arg);
     return tt__thread_block(wt, deadline);
   }
-  return park_timed(wt, reason, obj, deadline, tt__timer_key(wt->co->w, deadline, now), unlock,
-                    arg);
+  return park_timed(wt, reason, obj, deadline, key, unlock, arg);
 }
 
 static void unlock_one(void *lk) { tt__lock_release(lk); }
