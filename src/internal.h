@@ -495,6 +495,10 @@ void tt__scan_release(tt__coro *co);
  * true; state is then RUNNABLE or WAITING) while fn runs; one barrier per chunk. */
 void tt__registry_walk_frozen(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
                               void *arg);
+/* The heavy side of an asymmetric Dekker pair whose light side (a worker's) is a compiler fence
+ * when tt__rt.scan_asym: membarrier, which makes every other thread run a full barrier; a
+ * sequentially consistent fence otherwise. Used by scanners and by cancellation. */
+void tt__asym_barrier(void);
 /* Sets up the scanners' barrier (membarrier registration) once per process. */
 void tt__scan_init(void);
 /* Calls fn on every non-free descriptor (no scan bit taken). */

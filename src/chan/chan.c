@@ -273,8 +273,10 @@ static void unlock_chan(void *lk) { tt__lock_release(lk); }
  * TT_ECLOSED when the operation completed (a waker did it), or the wait's own error. */
 static int wait_on(tt__chan *c, tt__chan_waitq *q, tt__chan_wait *node, int reason, const void *obj,
                    int64_t deadline) {
-  tt__coro *co = tt__self();
-  int r = tt__block_check(co);
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w ? w->cur : NULL;
+  int r = co ? (atomic_load_explicit(&co->cancelled, memory_order_relaxed) ? TT_ECANCELED : 0)
+             : tt__block_check(NULL);
   if (r != 0) {
     tt__lock_release(&c->lock);
     return r;

@@ -51,7 +51,15 @@ struct tt__holder {
 
 /* The calling party's holder (the running coroutine's, or the plain thread's), created if create
  * is set; NULL if it has none (or could not allocate one). */
-tt__holder *tt__holder_self(bool create);
+tt__holder *tt__holder_self_slow(bool create);
+static inline tt__holder *tt__holder_self(bool create) {
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co;
+  /* The common case inline: a coroutine that already holds something. */
+  if (TT_LIKELY(w != NULL && (co = w->cur) != NULL && co->holder != NULL))
+    return co->holder;
+  return tt__holder_self_slow(create);
+}
 /* The holder's reference to c, or NULL. */
 tt__ref *tt__holder_find(tt__holder *h, tt__chan *c);
 /* Releases every reference h holds (its owner is gone: an exited coroutine or thread, a freed

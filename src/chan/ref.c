@@ -148,7 +148,7 @@ static tt__holder *holder_new(int kind, void *owner) {
   return h;
 }
 
-tt__holder *tt__holder_self(bool create) {
+tt__holder *tt__holder_self_slow(bool create) {
   tt__worker *w = tt__tls_worker;
   tt__coro *co;
   if (TT_LIKELY(w != NULL && (co = w->cur) != NULL)) {

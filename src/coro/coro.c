@@ -178,7 +178,7 @@ void tt__scan_init(void) {
 
 /* The scanner's half of the barrier (see TT__S_*): after it, a worker that has not yet stored
  * RUNNING will see the scan bits set before it, and one that has is seen RUNNING. */
-static void scan_barrier(void) {
+void tt__asym_barrier(void) {
   if (tt__rt.scan_asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
     return;
   atomic_thread_fence(memory_order_seq_cst);
@@ -229,7 +229,7 @@ void tt__registry_walk_frozen(void (*fn)(tt__coro *co, uint32_t state, bool held
       }
     }
     if (any)
-      scan_barrier();
+      tt__asym_barrier();
     for (uint32_t j = 0; j < CHUNK; j++) {
       tt__coro *co = &chunk[j];
       uint32_t st;

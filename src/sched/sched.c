@@ -459,9 +459,15 @@ static void finish_switch(tt__worker *w) {
     tt__waiter *wt = co->waiter;
     if (w->pend_fn)
       w->pend_fn(w->pend_arg);
-    /* A cancellation that saw co still running left it to us: seq_cst pairs with the
-     * canceller's store of co->cancelled and its load of co->status (Dekker). */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* A cancellation that saw co still running left it to us: Dekker between our store of
+     * the state and load of co->cancelled, and the canceller's store of co->cancelled and load
+     * of the state. The barrier is asymmetric, as in the scan protocol: a compiler fence here
+     * (every park pays it; an mfence would cost ~10 ns) and tt__asym_barrier in the canceller;
+     * sequentially consistent fences on both sides without membarrier. */
+    if (TT_LIKELY(tt__rt.scan_asym))
+      atomic_signal_fence(memory_order_seq_cst);
+    else
+      atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&co->cancelled, memory_order_relaxed))
       tt__wake(wt, TT_ECANCELED);
     return;
@@ -914,9 +920,9 @@ static void cancel_wake(tt__coro *co, uint32_t st, bool held, void *self) {
 
 static void cancel_all(tt__coro *self) {
   tt__registry_walk(cancel_flag, self);
-  /* seq_cst: the flags are stored before any state is read below (including the walk's relaxed
-   * first look at each state), the other half of finish_switch's fence. */
-  atomic_thread_fence(memory_order_seq_cst);
+  /* The flags are stored before any state is read below (including the walk's relaxed first
+   * look at each state): the heavy half of finish_switch's light fence. */
+  tt__asym_barrier();
   tt__registry_walk_frozen(cancel_wake, self);
 }
 
