@@ -246,6 +246,12 @@ static inline bool tt__wait_self_result(int r) {
  * Precondition: the caller is a coroutine and wt->token == TT__WAITING. */
 int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *), void *arg);
 
+/* What a coroutine blocked in tt_select waits on (its wait_obj): its cases. */
+typedef struct tt__select_wait {
+  const struct tt_select_case *cases;
+  size_t n;
+} tt__select_wait;
+
 /* Blocks a plain thread on wt until it is woken or the deadline passes (then it claims itself
  * with TT_ETIMEDOUT). Returns the result. Registered so that shut-down can wake it with
  * TT_ESHUTDOWN. */

@@ -334,3 +334,58 @@ static int stress_main(void *p) {
 }
 
 TEST(select_stress_all_workers) { tt_test_run(stress_main, NULL, 0); }
+
+/* The registry names what a blocked coroutine waits on: the channel, or a select's cases. */
+struct shown {
+  tt_chan *a, *b;
+  int found;
+};
+
+static void blocked_in_select(void *p) {
+  struct shown *s = p;
+  int v;
+  tt_select_case c[2] = {TT_CASE_RECV(s->a, &v), TT_CASE_SEND(s->b, &v)};
+  ASSERT_ERR(tt_select(c, 2), TT_ECANCELED);
+}
+
+static void blocked_in_recv(void *p) {
+  struct shown *s = p;
+  int v;
+  ASSERT_ERR(tt_chan_recv(s->a, &v, NULL), TT_ECANCELED);
+}
+
+static int find_waits(const tt_coro_info *ci, void *p) {
+  struct shown *s = p;
+  if (ci->wait_reason == TT_WAIT_SELECT) {
+    ASSERT_EQ(ci->select_ncases, 2);
+    ASSERT_PTR_EQ(ci->select_cases[0].ch, s->a);
+    ASSERT_PTR_EQ(ci->select_cases[1].ch, s->b);
+    ASSERT_EQ(ci->select_cases[1].op, TT_SELECT_SEND);
+    ASSERT_PTR_EQ(ci->wait_obj, ci->select_cases);
+    s->found |= 1;
+  } else if (ci->wait_reason == TT_WAIT_CHAN_RECV) {
+    ASSERT_PTR_EQ(ci->wait_obj, s->a);
+    ASSERT(ci->select_cases == NULL);
+    s->found |= 2;
+  }
+  return 0;
+}
+
+static int registry_main(void *p) {
+  static struct shown s;
+  s.a = tt_chan_make(sizeof(int), 0);
+  s.b = tt_chan_make(sizeof(int), 0);
+  tt_chan *both[2] = {s.a, s.b};
+  tt_go_opts o = {.share = both, .nshare = 2};
+  ASSERT_OK(tt_go_opt(blocked_in_select, &s, &o, NULL));
+  ASSERT_OK(tt_go_opt(blocked_in_recv, &s, &o, NULL));
+  await_reason(TT_WAIT_SELECT, 1);
+  await_reason(TT_WAIT_CHAN_RECV, 1);
+  ASSERT_OK(tt_coro_foreach(find_waits, &s));
+  ASSERT_EQ(s.found, 3);
+  ASSERT_OK(tt_chan_release(s.a));
+  ASSERT_OK(tt_chan_release(s.b));
+  return 0; /* shut-down cancels both */
+}
+
+TEST(select_registry_shows_channels_waited_on) { tt_test_run(registry_main, NULL, 2); }

@@ -79,7 +79,7 @@ typedef struct tt_coro_info {
   const char *name;      /* NULL when unnamed */
   int state;             /* tt_state */
   int wait_reason;       /* tt_wait_reason, TT_WAIT_NONE unless waiting */
-  const void *wait_obj;  /* the object waited on (a tt_wg*, ...), or NULL */
+  const void *wait_obj;  /* the object waited on (a tt_wg *, a tt_chan *, ...), or NULL */
   int64_t blocked_since; /* tt_now()-clock time the wait began (coarse), 0 unless waiting */
   void *create_pc;       /* return address of the tt_go call that spawned it */
   int daemon;
@@ -88,6 +88,10 @@ typedef struct tt_coro_info {
   const tt_label *labels; /* nlabels entries */
   size_t nlabels;
   void *sp; /* saved stack pointer while suspended after its first run, else NULL */
+  /* A coroutine waiting in tt_select (wait reason "select"): its cases, which name the channels
+   * it waits on (wait_obj is then the same array). Valid while the callback runs. */
+  const struct tt_select_case *select_cases;
+  size_t select_ncases;
 } tt_coro_info;
 
 /* Calls fn once for every live coroutine (in no particular order), stopping early when fn returns

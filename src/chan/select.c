@@ -57,12 +57,6 @@ static void unlock_all(void *p) {
     tt__lock_release(&ls->v[i]->lock);
 }
 
-/* What the registry shows for a blocked select (its wait_obj): the cases. */
-typedef struct tt__select_wait {
-  const tt_select_case *cases;
-  size_t n;
-} tt__select_wait;
-
 static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool block) {
   if (n == 0) {
     if (!block)

@@ -554,6 +554,12 @@ static void fill_info(tt__coro *co, uint32_t st, tt_coro_info *ci) {
   ci->state = tt__state_public(st);
   ci->wait_reason = st == TT__S_WAITING ? co->wait_reason : TT_WAIT_NONE;
   ci->wait_obj = st == TT__S_WAITING ? co->wait_obj : NULL;
+  if (ci->wait_reason == TT_WAIT_SELECT && ci->wait_obj) {
+    const tt__select_wait *sw = ci->wait_obj;
+    ci->select_cases = sw->cases;
+    ci->select_ncases = sw->n;
+    ci->wait_obj = sw->cases;
+  }
   ci->blocked_since = st == TT__S_WAITING ? co->blocked_since : 0;
   ci->create_pc = co->create_pc;
   ci->daemon = co->daemon;
