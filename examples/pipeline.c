@@ -25,7 +25,7 @@ static void square(void *arg) {
   struct pipeline *p = arg;
   int x;
   while (tt_chan_recv(p->jobs, &x, NULL) == 0) /* until jobs is closed and drained */
-    tt_chan_send_val(p->results, int, x * x);
+    tt_chan_send_val(p->results, int, x *x);
   tt_wg_done(&p->busy);
 }
 
@@ -66,6 +66,7 @@ TT_MAIN(argc, argv) {
   }
   tt_chan_release(timeout); /* unreceived: freed now, its timer stopped */
   tt_chan_release(p.results);
-  printf("%d squares, sum %lld (expected %lld)\n", got, sum, (long long)N * (N + 1) * (2 * N + 1) / 6);
+  printf("%d squares, sum %lld (expected %lld)\n", got, sum,
+         (long long)N * (N + 1) * (2 * N + 1) / 6);
   return sum == (long long)N * (N + 1) * (2 * N + 1) / 6 ? 0 : 1;
 }
