@@ -465,3 +465,89 @@ static int timeout_race_main(void *p) {
 }
 
 TEST(chan_deadlines_race_hand_offs) { tt_test_run(timeout_race_main, NULL, 0); }
+
+/* ---- Worker bias: a channel used from one worker is held without atomics, and another worker or
+ * a plain thread that needs it revokes the bias safely, even mid-stream. ------------------------
+ */
+
+int tt__chan_bias_owner(tt_chan *h);
+int tt__chan_bias_available(void);
+
+struct bias {
+  tt_chan *ch;
+  int64_t n;
+  _Atomic int64_t sum, count;
+  _Atomic int biased_seen;
+  _Atomic int wp, wc; /* the pair's workers */
+  tt_wg done;
+};
+
+static void bias_consumer(void *p) {
+  struct bias *b = p;
+  int64_t v, s = 0, k = 0;
+  atomic_store(&b->wc, tt_worker_index());
+  while (tt_chan_recv(b->ch, &v, NULL) == 0) {
+    s += v;
+    k++;
+    if (tt__chan_bias_owner(b->ch) == tt_worker_index())
+      atomic_store(&b->biased_seen, 1);
+  }
+  atomic_fetch_add(&b->sum, s);
+  atomic_fetch_add(&b->count, k);
+  tt_wg_done(&b->done);
+}
+
+static void bias_producer(void *p) {
+  struct bias *b = p;
+  atomic_store(&b->wp, tt_worker_index());
+  for (int64_t i = 1; i <= b->n; i++)
+    ASSERT_OK(tt_chan_send(b->ch, &i));
+  tt_wg_done(&b->done);
+}
+
+static _Atomic int bias_thread_done;
+
+static void *bias_thread(void *p) {
+  struct bias *b = p;
+  for (int64_t i = 1; i <= b->n; i++)
+    ASSERT_OK(tt_chan_send(b->ch, &i));
+  atomic_store(&bias_thread_done, 1);
+  return NULL;
+}
+
+static int bias_main(void *p) {
+  static struct bias b;
+  for (int round = 0; round < 6; round++) { /* past MAX_REVOKE revocations */
+    memset(&b, 0, sizeof b);
+    ASSERT_OK(tt_chan_make_opt(&b.ch, sizeof(int64_t), (size_t)(round % 3) * 4,
+                               &(tt_chan_opts){.mode = TT_CHAN_UNTRACKED}));
+    b.n = SCALED(20000, 500);
+    /* The pair alone: the channel is used from one worker, which earns the bias. */
+    tt_wg_add(&b.done, 2);
+    ASSERT_OK(tt_go(bias_consumer, &b));
+    ASSERT_OK(tt_go(bias_producer, &b));
+    while (tt_wg_count(&b.done) > 1)
+      tt_sleep(100 * TT_USEC);
+    if (tt__chan_bias_available() && atomic_load(&b.wp) == atomic_load(&b.wc))
+      ASSERT(atomic_load(&b.biased_seen)); /* (a stolen half of the pair would not earn it) */
+    /* Then a plain thread and a second producer (on any worker) join mid-stream: revocations
+     * while the owner holds the channel. */
+    atomic_store(&bias_thread_done, 0);
+    tt_wg_add(&b.done, 1);
+    ASSERT_OK(tt_go(bias_producer, &b));
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, bias_thread, &b), 0);
+    /* Poll rather than join at once: pthread_join would stall this worker and the consumer. */
+    while (!atomic_load(&bias_thread_done) || tt_wg_count(&b.done) > 1)
+      tt_sleep(100 * TT_USEC);
+    pthread_join(th, NULL);
+    ASSERT_OK(tt_chan_close(b.ch));
+    ASSERT_OK(tt_wg_wait(&b.done));
+    ASSERT_EQ(atomic_load(&b.count), 3 * b.n);
+    ASSERT_EQ(atomic_load(&b.sum), 3 * (b.n * (b.n + 1) / 2));
+    ASSERT_OK(tt_chan_release(b.ch));
+  }
+  return 0;
+}
+
+TEST(chan_worker_bias_and_revocation) { tt_test_run(bias_main, NULL, 2); }

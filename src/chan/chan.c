@@ -25,18 +25,71 @@
  * Lock order: a channel's lock, then (leaf) any channel's rlock (references). select takes the
  * locks of all its channels in address order. No lock is held across a switch.
  *
- * Rejected (for now): lock-free fast paths. Go's own channel is a lock per operation; the targets
- * in DESIGN.md section 7 want worker-biased hand-offs, which will sit in front of this path. */
+ * Worker bias. Most channels are used from one worker at a time (a pipeline's stages share a
+ * worker: fresh coroutines stay with their spawner, woken ones run next). After BIAS_STREAK
+ * consecutive acquisitions of the lock by one worker, that worker gets the bias: it then holds
+ * the channel with a plain store of bheld, a compiler fence and a plain load of revoked — no
+ * atomic instruction — instead of the lock. Anyone else takes the lock, stores revoked, runs
+ * tt__asym_barrier (membarrier: every other thread executes a full barrier) and waits until bheld
+ * is 0; then the bias is gone and the lock alone protects the channel. This is Dekker with an
+ * asymmetric barrier, as in the scan protocol: either the owner sees revoked and backs off to the
+ * lock, or the revoker sees bheld and waits. A channel revoked MAX_REVOKE times is never biased
+ * again (the membarrier costs microseconds). Without membarrier (TSan builds, old kernels) there
+ * is no bias.
+ *
+ * Rejected (for now): lock-free rings. Go's own channel is a lock per operation. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "chan/chan_int.h"
 
 #define MAX_BYTES ((size_t)1 << 40)
+#define BIAS_STREAK 64 /* consecutive acquisitions by one worker that earn it the bias */
+#define MAX_REVOKE 3   /* revocations after which a channel stays unbiased */
+
+int tt__chan_lock_slow(tt__chan *c, tt__worker *w) {
+  tt__lock_acquire(&c->lock);
+  uint32_t me = w ? (uint32_t)w->index + 1 : 0;
+  uint32_t b = atomic_load_explicit(&c->bias, memory_order_relaxed);
+  if (b != 0 && b != me) {
+    /* Revoke: the owner either sees revoked before it enters, or we see its bheld and wait for
+     * it to leave (acquire: its critical section happens before ours). */
+    atomic_store_explicit(&c->revoked, 1, memory_order_relaxed);
+    tt__asym_barrier();
+    uint32_t spins = 0;
+    while (atomic_load_explicit(&c->bheld, memory_order_acquire))
+      tt__spin_step(&spins);
+    atomic_store_explicit(&c->bias, 0, memory_order_relaxed);
+    c->nrevoke++;
+    c->bstreak = 0;
+  } else if (b == me && me != 0) {
+    /* Our own bias, revoked meanwhile (we saw revoked set): drop it. */
+    atomic_store_explicit(&c->bias, 0, memory_order_relaxed);
+  }
+  if (me != 0 && c->blast == me) {
+    if (++c->bstreak >= BIAS_STREAK && c->nrevoke < MAX_REVOKE && tt__rt.scan_asym &&
+        atomic_load_explicit(&c->bias, memory_order_relaxed) == 0) {
+      /* Grant ourselves the bias, under the lock: nobody holds the channel by bias now, and
+       * whoever takes the lock after us sees it and revokes. */
+      atomic_store_explicit(&c->revoked, 0, memory_order_relaxed);
+      atomic_store_explicit(&c->bias, me, memory_order_relaxed);
+    }
+  } else {
+    c->blast = me;
+    c->bstreak = 1;
+  }
+  return 0;
+}
 
 /* Channels made and not yet freed, in this process (for tests and diagnostics). */
 static _Atomic int64_t nlive;
 int64_t tt__chan_count_live(void) { return atomic_load_explicit(&nlive, memory_order_relaxed); }
+
+/* For tests: the worker a channel is biased to, or -1; and whether bias is possible at all. */
+int tt__chan_bias_owner(tt_chan *h) {
+  return (int)atomic_load_explicit(&tt__chan_of(h)->bias, memory_order_relaxed) - 1;
+}
+int tt__chan_bias_available(void) { return tt__rt.scan_asym; }
 
 static inline void copy_elem(void *dst, const void *src, size_t n) {
   switch (n) {
@@ -267,18 +320,27 @@ static int nil_wait(int reason, int64_t deadline) {
   return tt__wait(&wt, reason, NULL, deadline, NULL);
 }
 
-static void unlock_chan(void *lk) { tt__lock_release(lk); }
+struct held {
+  tt__chan *c;
+  int how; /* tt__chan_lock's result */
+};
 
-/* Queues the caller on q and waits; c->lock held, and released on return. Returns 0 or
- * TT_ECLOSED when the operation completed (a waker did it), or the wait's own error. */
-static int wait_on(tt__chan *c, tt__chan_waitq *q, tt__chan_wait *node, int reason, const void *obj,
-                   int64_t deadline) {
+static void unlock_chan(void *p) {
+  struct held *h = p;
+  tt__chan_unlock(h->c, h->how);
+}
+
+/* Queues the caller on q and waits; c is locked (how: tt__chan_lock's result) and unlocked on
+ * return. Returns 0 or TT_ECLOSED when the operation completed (a waker did it), or the wait's
+ * own error. */
+static int wait_on(tt__chan *c, int how, tt__chan_waitq *q, tt__chan_wait *node, int reason,
+                   const void *obj, int64_t deadline) {
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w ? w->cur : NULL;
   int r = co ? (atomic_load_explicit(&co->cancelled, memory_order_relaxed) ? TT_ECANCELED : 0)
              : tt__block_check(NULL);
   if (r != 0) {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     return r;
   }
   tt__waiter wt;
@@ -286,17 +348,18 @@ static int wait_on(tt__chan *c, tt__chan_waitq *q, tt__chan_wait *node, int reas
   node->wt = &wt;
   node->idx = 0;
   tt__chan_enqueue(q, node);
+  struct held held = {c, how};
   if (TT_LIKELY(co != NULL && deadline == TT_FOREVER))
-    r = tt__park(&wt, reason, obj, unlock_chan, &c->lock); /* the common case, without layers */
+    r = tt__park(&wt, reason, obj, unlock_chan, &held); /* the common case, without layers */
   else
-    r = tt__wait(&wt, reason, obj, deadline, &c->lock);
+    r = tt__wait_fn(&wt, reason, obj, deadline, unlock_chan, &held);
   if (r >= 2)
     return TT__FIRED_CLOSED(r) ? TT_ECLOSED : 0;
   /* Timed out, cancelled or shut down: unlink ourselves, unless a waker met us stale first. */
-  tt__lock_acquire(&c->lock);
+  how = tt__chan_lock(c);
   if (node->linked)
     tt__chan_unlink(q, node);
-  tt__lock_release(&c->lock);
+  tt__chan_unlock(c, how);
   return r;
 }
 
@@ -317,26 +380,26 @@ static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt
     if ((carry = tt__chan_check(ref, op, &h2, &err)) == NULL)
       return err;
   }
-  tt__lock_acquire(&c->lock);
+  int how = tt__chan_lock(c);
   if (carry && c->cap && c->carried == NULL &&
       (c->carried = tt__calloc(c->cap, sizeof *c->carried)) == NULL) {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     return TT_ENOMEM;
   }
   tt__chan_wait *woken;
   int r = tt__chan_send_locked(c, v, carry, self, &woken);
   if (r != 0) {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     if (woken)
       tt__wake_commit(woken->wt);
     return r == 1 ? 0 : r;
   }
   if (!block) {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     return TT_EAGAIN;
   }
   tt__chan_wait node = {.elem = (void *)v, .holder = self, .carry = carry != NULL};
-  return wait_on(c, &c->sendq, &node, TT_WAIT_CHAN_SEND, handle, deadline);
+  return wait_on(c, how, &c->sendq, &node, TT_WAIT_CHAN_SEND, handle, deadline);
 }
 
 static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block) {
@@ -355,18 +418,18 @@ static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block
   /* A value may carry a reference, which needs a holder to land in. */
   if (self == NULL && c->esize == sizeof(tt_chan *) && (self = tt__holder_self(true)) == NULL)
     return TT_ENOMEM;
-  tt__lock_acquire(&c->lock);
+  int how = tt__chan_lock(c);
   tt__chan_wait *woken;
   int r = tt__chan_recv_locked(c, v, self, &woken);
   if (r == 0 && !block) {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     return TT_EAGAIN;
   }
   if (r == 0) {
     tt__chan_wait node = {.elem = v, .holder = self};
-    r = wait_on(c, &c->recvq, &node, TT_WAIT_CHAN_RECV, handle, deadline);
+    r = wait_on(c, how, &c->recvq, &node, TT_WAIT_CHAN_RECV, handle, deadline);
   } else {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     if (woken)
       tt__wake_commit(woken->wt);
     r = r == 1 ? 0 : r;
@@ -420,9 +483,9 @@ int tt_chan_close(tt_chan *handle) {
   tt__chan *c = tt__chan_check(handle, "tt_chan_close", &self, &err);
   if (c == NULL)
     return err;
-  tt__lock_acquire(&c->lock);
+  int how = tt__chan_lock(c);
   if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
     return TT_ECLOSED;
   }
   /* relaxed: readers that need the buffer's state take the lock; len/diagnostics read a hint. */
@@ -440,7 +503,7 @@ int tt_chan_close(tt_chan *handle) {
     n->next = woken;
     woken = n;
   }
-  tt__lock_release(&c->lock);
+  tt__chan_unlock(c, how);
   while (woken) {
     n = woken->next; /* before the commit, after which the node may be gone */
     tt__wake_commit(woken->wt);
@@ -457,9 +520,9 @@ int64_t tt_chan_len(tt_chan *handle) {
   tt__chan *c = tt__chan_check(handle, "tt_chan_len", &self, &err);
   if (c == NULL)
     return err;
-  tt__lock_acquire(&c->lock);
+  int how = tt__chan_lock(c);
   int64_t n = (int64_t)c->count;
-  tt__lock_release(&c->lock);
+  tt__chan_unlock(c, how);
   return n;
 }
 

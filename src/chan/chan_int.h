@@ -103,7 +103,13 @@ typedef struct tt__chan_waitq {
 enum { TT__MODE_MASK = 3 };
 
 struct tt__chan {
-  tt__lock lock;          /* protects everything down to `carrier`; never held across a switch */
+  tt__lock lock; /* protects everything down to `carrier`; never held across a switch; taken
+                    through tt__chan_lock, which may hold the channel by bias instead */
+  /* The worker bias (see chan.c): bias is the owning worker's index + 1 (0: none); bheld is 1
+   * while the owner holds the channel by bias (written by the owner only); revoked is set by a
+   * party that needs the channel while it is biased. blast, bstreak, nrevoke: under lock. */
+  _Atomic uint32_t bias, bheld, revoked;
+  uint32_t blast, bstreak, nrevoke;
   uint8_t mode;           /* TT_CHAN_TRACKED, _UNTRACKED, _DETACHED; fixed */
   _Atomic uint8_t closed; /* set under lock; read without it by len and the diagnostics */
   size_t esize;           /* element size; fixed */
@@ -121,6 +127,30 @@ struct tt__chan {
   struct tt__atimer *timer; /* a timer channel's timer (src/time/atimer.c); fixed */
   char *name;
 };
+
+/* Takes c's lock, by bias when the caller's worker owns it: returns how (pass it to
+ * tt__chan_unlock). */
+int tt__chan_lock_slow(tt__chan *c, tt__worker *w);
+static inline int tt__chan_lock(tt__chan *c) {
+  tt__worker *w = tt__tls_worker;
+  if (w != NULL && atomic_load_explicit(&c->bias, memory_order_relaxed) == (uint32_t)w->index + 1) {
+    /* The light side of an asymmetric Dekker pair with a revoker (which stores revoked, runs
+     * membarrier, then reads bheld): a plain store and load, kept in order by a compiler fence. */
+    atomic_store_explicit(&c->bheld, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (TT_LIKELY(atomic_load_explicit(&c->revoked, memory_order_relaxed) == 0))
+      return 1;
+    atomic_store_explicit(&c->bheld, 0, memory_order_release);
+  }
+  return tt__chan_lock_slow(c, w);
+}
+static inline void tt__chan_unlock(tt__chan *c, int how) {
+  if (how)
+    /* release: our critical section happens before a revoker's, which reads bheld acquire. */
+    atomic_store_explicit(&c->bheld, 0, memory_order_release);
+  else
+    tt__lock_release(&c->lock);
+}
 
 /* Handles carry the mode in their low bits, so that the ownership check never reads a channel
  * the caller holds no reference to (it may be freed): a tracked channel's handle is its address. */

@@ -43,18 +43,19 @@ uint64_t tt__chan_rand(void) {
 
 typedef struct lockset {
   tt__chan **v; /* distinct channels, ascending addresses */
+  int *how;     /* how each is held (tt__chan_lock) */
   size_t n;
 } lockset;
 
 static void lock_all(lockset *ls) {
   for (size_t i = 0; i < ls->n; i++)
-    tt__lock_acquire(&ls->v[i]->lock);
+    ls->how[i] = tt__chan_lock(ls->v[i]);
 }
 
 static void unlock_all(void *p) {
   lockset *ls = p;
   for (size_t i = ls->n; i-- > 0;)
-    tt__lock_release(&ls->v[i]->lock);
+    tt__chan_unlock(ls->v[i], ls->how[i]);
 }
 
 static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool block) {
@@ -74,6 +75,8 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
 
   tt__chan *small_c[SMALL], *small_l[SMALL];
   uint32_t small_p[SMALL];
+  int small_h[SMALL];
+  int *hows = small_h;
   tt__chan_wait small_w[SMALL];
   tt__chan **chans = small_c, **locks = small_l;
   uint32_t *perm = small_p;
@@ -83,7 +86,9 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
     locks = malloc(n * sizeof *locks);
     perm = malloc(n * sizeof *perm);
     nodes = malloc(n * sizeof *nodes);
-    if (!chans || !locks || !perm || !nodes) {
+    hows = malloc(n * sizeof *hows);
+    if (!chans || !locks || !perm || !nodes || !hows) {
+      free(hows);
       free(chans);
       free(locks);
       free(perm);
@@ -132,7 +137,7 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
   }
 
   /* The lock order: distinct channels by address (insertion sort; selects are small). */
-  lockset ls = {locks, 0};
+  lockset ls = {locks, hows, 0};
   for (size_t k = 0; k < live; k++) {
     tt__chan *c = chans[perm[k]];
     size_t j = ls.n;
@@ -194,10 +199,10 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
     tt__chan *c = chans[i];
     if (c == NULL)
       continue;
-    tt__lock_acquire(&c->lock);
+    int how = tt__chan_lock(c);
     if (nodes[i].linked)
       tt__chan_unlink(cases[i].op == TT_SELECT_SEND ? &c->sendq : &c->recvq, &nodes[i]);
-    tt__lock_release(&c->lock);
+    tt__chan_unlock(c, how);
   }
   if (r >= 2) {
     size_t i = (size_t)TT__FIRED_IDX(r);
@@ -212,6 +217,7 @@ out:
     free(locks);
     free(perm);
     free(nodes);
+    free(hows);
   }
   return r;
 }

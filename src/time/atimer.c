@@ -86,18 +86,18 @@ static bool disarm(tt__atimer *a) {
 
 /* Discards a buffered tick: Go 1.23's rule that nothing stale is received after a stop or reset. */
 static void drain(tt__chan *c) {
-  tt__lock_acquire(&c->lock);
+  int how = tt__chan_lock(c);
   c->count = 0;
   c->recvx = c->sendx = 0;
-  tt__lock_release(&c->lock);
+  tt__chan_unlock(c, how);
 }
 
 static void deliver(tt__chan *c, int64_t now) {
   tt__chan_wait *woken;
-  tt__lock_acquire(&c->lock);
+  int how = tt__chan_lock(c);
   /* A full buffer (an unreceived tick) drops this one, as Go's tickers do for slow receivers. */
   tt__chan_send_locked(c, &now, NULL, NULL, &woken);
-  tt__lock_release(&c->lock);
+  tt__chan_unlock(c, how);
   if (woken)
     tt__wake_commit(woken->wt);
 }

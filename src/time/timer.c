@@ -116,8 +116,10 @@ int tt__timer_add(tt__timer_heap *h, tt__timer *t) {
 }
 
 bool tt__timer_del(tt__timer_heap *h, tt__timer *t) {
-  /* A timer out of every heap is never put back by anyone but its owner, who is here. */
-  if (t->index == UINT32_MAX)
+  /* A wait's timer lives in its own worker's heap, which only that worker pops, and its owner is
+   * here on that worker: the index can be read without the lock. A program timer's is popped by
+   * its home worker, from another thread. */
+  if (t->fire == NULL && t->index == UINT32_MAX)
     return false;
   tt__lock_acquire(&h->lock);
   bool in = t->index != UINT32_MAX;
