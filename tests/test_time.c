@@ -137,3 +137,31 @@ static int plain_sleep_main(void *p) {
 }
 
 TEST(plain_thread_sleeps) { tt_test_run(plain_sleep_main, NULL, 1); }
+
+/* A Wait that returns may free the wait group at once, while the Done that released it is still
+ * returning (Go's rule; ASan catches a Done that touches the group afterwards). */
+static void done_and_go(void *p) { tt_wg_done(p); }
+
+static int wg_free_main(void *p) {
+  for (int i = 0; i < SCALED(20000, 200); i++) {
+    tt_wg *wg = malloc(sizeof *wg);
+    tt_wg_init(wg);
+    ASSERT_OK(tt_wg_add(wg, 2));
+    ASSERT_OK(tt_go(done_and_go, wg));
+    ASSERT_OK(tt_go(done_and_go, wg));
+    if (i % 2)
+      tt_yield();
+    ASSERT_OK(tt_wg_wait(wg));
+    free(wg);
+  }
+  tt_wg wg = TT_WG_INIT;
+  ASSERT_ERR(tt_wg_add(&wg, (int64_t)1 << 31), TT_EINVAL);
+  ASSERT_OK(tt_wg_add(&wg, INT32_MAX));
+  ASSERT_ERR(tt_wg_add(&wg, 1), TT_EINVAL);
+  ASSERT_EQ(tt_wg_count(&wg), INT32_MAX);
+  ASSERT_OK(tt_wg_add(&wg, -(int64_t)INT32_MAX));
+  ASSERT_ERR(tt_wg_add(&wg, -1), TT_EINVAL);
+  return 0;
+}
+
+TEST(wait_group_freed_right_after_wait) { tt_test_run(wg_free_main, NULL, 0); }

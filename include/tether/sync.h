@@ -22,7 +22,8 @@ typedef struct tt_wg {
 TT_EXTERN void tt_wg_init(tt_wg *wg);
 
 /* Adds delta (which may be negative) to the counter; when it reaches zero every waiter wakes.
- * Returns 0, or TT_EINVAL (the counter would go negative; it is left unchanged; Go panics).
+ * Returns 0, or TT_EINVAL (the counter would go negative, or above 2^31 - 1, as Go's; it is left
+ * unchanged; Go panics). A Wait that returns may free the wait group at once, as may a Done.
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_wg_add(tt_wg *wg, int64_t delta);
 

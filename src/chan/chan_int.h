@@ -40,13 +40,19 @@ struct tt__ref {
   tt__ref *cnext, *cprev; /* the channel's holder list */
 };
 
+#define TT__REF_CACHE 8
+/* The cache slot of channel c. */
+static inline uint32_t tt__ref_slot(const void *c) {
+  return (uint32_t)((uintptr_t)c >> 6) & (TT__REF_CACHE - 1); /* channels are 64-byte apart */
+}
+
 struct tt__holder {
   uint8_t kind;
   void *owner;
   int64_t tid;
-  uint32_t n, mask;     /* entries, and table size - 1 (0 while tab is NULL) */
-  tt__ref **tab;        /* open addressing with tombstones-free deletion (backward shift) */
-  tt__ref *last, *prev; /* the two refs found last: most code uses one or two channels often */
+  uint32_t n, mask; /* entries, and table size - 1 (0 while tab is NULL) */
+  tt__ref **tab;    /* open addressing with tombstones-free deletion (backward shift) */
+  tt__ref *cache[TT__REF_CACHE]; /* direct-mapped by channel address: the check's fast path */
 };
 
 /* The calling party's holder (the running coroutine's, or the plain thread's), created if create
@@ -174,14 +180,9 @@ static inline tt__chan *tt__chan_check(const tt_chan *handle, const char *op, tt
   if (TT_LIKELY(tt__chan_mode(handle) != TT_CHAN_TRACKED))
     return c;
   if (TT_LIKELY(h != NULL)) {
-    if (TT_LIKELY(h->last != NULL && h->last->ch == c))
+    tt__ref *r = h->cache[tt__ref_slot(c)];
+    if (TT_LIKELY(r != NULL && r->ch == c))
       return c;
-    if (TT_LIKELY(h->prev != NULL && h->prev->ch == c)) {
-      tt__ref *r = h->prev; /* swap: the most recent first */
-      h->prev = h->last;
-      h->last = r;
-      return c;
-    }
     if (tt__holder_find(h, c) != NULL)
       return c;
   }

@@ -33,28 +33,18 @@ static inline uint32_t slot_of(tt__chan *c, uint32_t mask) {
   return (uint32_t)((x * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
-/* Makes r the most recently found. */
-static inline tt__ref *mru(tt__holder *h, tt__ref *r) {
-  if (h->last != r) {
-    h->prev = h->last;
-    h->last = r;
-  }
-  return r;
-}
-
 tt__ref *tt__holder_find(tt__holder *h, tt__chan *c) {
-  if (h->last && h->last->ch == c)
-    return h->last;
-  if (h->prev && h->prev->ch == c)
-    return mru(h, h->prev);
+  tt__ref *r = h->cache[tt__ref_slot(c)];
+  if (r && r->ch == c)
+    return r;
   if (h->tab == NULL)
     return NULL;
   for (uint32_t i = slot_of(c, h->mask);; i = (i + 1) & h->mask) {
-    tt__ref *r = h->tab[i];
+    r = h->tab[i];
     if (r == NULL)
       return NULL;
     if (r->ch == c)
-      return mru(h, r);
+      return h->cache[tt__ref_slot(c)] = r;
   }
 }
 
@@ -87,7 +77,7 @@ static int table_insert(tt__holder *h, tt__ref *r) {
     i = (i + 1) & h->mask;
   h->tab[i] = r;
   h->n++;
-  mru(h, r);
+  h->cache[tt__ref_slot(r->ch)] = r;
   return 0;
 }
 
@@ -113,12 +103,8 @@ static void table_remove(tt__holder *h, tt__ref *r) {
   }
 done:
   h->n--;
-  if (h->last == r) {
-    h->last = h->prev;
-    h->prev = NULL;
-  } else if (h->prev == r) {
-    h->prev = NULL;
-  }
+  if (h->cache[tt__ref_slot(r->ch)] == r)
+    h->cache[tt__ref_slot(r->ch)] = NULL;
 }
 
 /* ---- The calling party's holder ----------------------------------------------------------- */
@@ -276,7 +262,7 @@ static void drop_table(tt__holder *h, free_list *fl) {
   free(h->tab);
   h->tab = NULL;
   h->mask = 0;
-  h->last = h->prev = NULL;
+  memset(h->cache, 0, sizeof h->cache);
 }
 
 static void free_all(free_list *fl) {

@@ -124,8 +124,10 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
     if (k->op == TT_SELECT_RECV && c->esize == sizeof(tt_chan *))
       need_holder = true;
     chans[i] = c;
-    /* Inside-out Fisher-Yates: perm is a uniformly random order of the live cases. */
-    size_t j = (size_t)(tt__chan_rand() % (live + 1));
+    /* Inside-out Fisher-Yates: perm is a uniformly random order of the live cases. The index is
+     * drawn by multiply-shift (Lemire) from 32 random bits: no division, and a bias below 2^-30
+     * for any realistic case count. */
+    size_t j = (size_t)(((tt__chan_rand() >> 32) * (uint64_t)(live + 1)) >> 32);
     perm[live] = perm[j];
     perm[j] = (uint32_t)i;
     live++;
@@ -151,7 +153,8 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
     }
     if (dup)
       continue;
-    memmove(&locks[j + 1], &locks[j], (ls.n - j) * sizeof *locks);
+    for (size_t m = ls.n; m > j; m--)
+      locks[m] = locks[m - 1];
     locks[j] = c;
     ls.n++;
   }
@@ -188,16 +191,22 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
   for (size_t i = 0; i < n; i++) {
     if (chans[i] == NULL)
       continue;
-    nodes[i] = (tt__chan_wait){.wt = &wt, .elem = cases[i].val, .holder = self, .idx = (uint32_t)i};
+    tt__chan_wait *nd = &nodes[i];
+    nd->wt = &wt;
+    nd->elem = cases[i].val;
+    nd->holder = self;
+    nd->idx = (uint32_t)i;
+    nd->carry = 0;
     tt__chan_enqueue(cases[i].op == TT_SELECT_SEND ? &chans[i]->sendq : &chans[i]->recvq,
                      &nodes[i]);
   }
   tt__select_wait sw = {cases, n};
   r = tt__wait_fn(&wt, TT_WAIT_SELECT, &sw, deadline, ls.n ? unlock_all : NULL, &ls);
-  /* Unlink the cases that did not fire. */
+  /* Unlink the cases that did not fire (the one that fired was unlinked by its waker). */
+  size_t fired = r >= 2 ? (size_t)TT__FIRED_IDX(r) : n;
   for (size_t i = 0; i < n; i++) {
     tt__chan *c = chans[i];
-    if (c == NULL)
+    if (c == NULL || i == fired)
       continue;
     int how = tt__chan_lock(c);
     if (nodes[i].linked)

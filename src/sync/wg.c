@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* Wait groups (Go's sync.WaitGroup), with a deadline wait that needs no helper coroutine.
  *
- * The counter is an atomic word, so Add and Done cost one compare-and-swap; the FIFO of waiters
- * and its length sit under an internal lock that only waiters and the Add that reaches zero take.
- * The two sides meet Dekker-style: a waiter counts itself in `nwaiters` and then reads the counter,
- * an adder moves the counter and then reads `nwaiters` (both sequentially consistent), so either
- * the waiter sees zero or the adder sees the waiter and takes the lock to wake it.
+ * The counter and the number of queued waiters share one 64-bit atomic word (counter in the high
+ * half, waiters in the low half), as in Go: Add and Done cost one compare-and-swap, and the one
+ * that brings the counter to zero learns from that same operation whether anyone waits. So a
+ * Done that finds no waiter never touches the wait group again, and a Wait that returns because
+ * the counter is zero may free it at once. The FIFO of waiters sits under an internal lock that
+ * only waiters and the Add that wakes them take. A waiter counts itself in (one atomic add on the
+ * word, under the lock) before it queues; all operations on the word are totally ordered, so
+ * either the waiter sees the counter at zero and leaves, or the Add that zeroes it sees the waiter
+ * and wakes it (after taking the lock, by which time the waiter is queued).
  *
  * Waking claims the waiters and takes them off the queue under the lock, and commits them after
  * it (tt__waiter explains why): neither Done nor a woken Wait touches the wait group afterwards,
@@ -15,12 +19,13 @@
 #include "internal.h"
 
 typedef struct wg_impl {
-  _Atomic int64_t count;
-  _Atomic int64_t nwaiters; /* queued waiters; changed under lock, read without it */
-  tt__lock lock;            /* protects the queue */
+  _Atomic uint64_t state; /* counter (int32) << 32 | queued waiters (uint32) */
+  tt__lock lock;          /* protects the queue */
   uint32_t pad;
   tt__waiter *head, *tail;
 } wg_impl;
+
+static inline int64_t counter_of(uint64_t s) { return (int32_t)(uint32_t)(s >> 32); }
 
 _Static_assert(sizeof(wg_impl) <= sizeof(tt_wg), "tt_wg too small for its implementation");
 _Static_assert(_Alignof(wg_impl) <= _Alignof(tt_wg), "tt_wg under-aligned");
@@ -36,7 +41,7 @@ static void unlink(wg_impl *g, tt__waiter *wt) {
     wt->next->prev = wt->prev;
   else
     g->tail = wt->prev;
-  atomic_fetch_sub_explicit(&g->nwaiters, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&g->state, 1, memory_order_relaxed);
 }
 
 void tt_wg_init(tt_wg *wg) {
@@ -48,7 +53,7 @@ void tt_wg_init(tt_wg *wg) {
 static void wake_all(wg_impl *g) {
   tt__waiter *woken = NULL;
   tt__lock_acquire(&g->lock);
-  if (atomic_load_explicit(&g->count, memory_order_relaxed) == 0) {
+  if (counter_of(atomic_load_explicit(&g->state, memory_order_relaxed)) == 0) {
     for (tt__waiter *wt = g->head, *nx; wt; wt = nx) {
       nx = wt->next;
       /* Waiters already claimed by a timer or a cancellation stay queued: they remove
@@ -72,14 +77,17 @@ int tt_wg_add(tt_wg *wg, int64_t delta) {
   if (wg == NULL)
     return TT_EINVAL;
   wg_impl *g = IMPL(wg);
-  int64_t c = atomic_load_explicit(&g->count, memory_order_relaxed);
+  uint64_t s = atomic_load_explicit(&g->state, memory_order_relaxed), ns;
+  int64_t c;
   do {
-    if ((delta < 0 && c + delta < 0) || (delta > 0 && c > INT64_MAX - delta))
+    c = counter_of(s);
+    if ((delta < 0 && c + delta < 0) || (delta > 0 && delta > INT32_MAX - c))
       return TT_EINVAL; /* Go panics; the counter is left as it was */
-    /* seq_cst: pairs with the waiter's seq_cst increment of nwaiters and load of count. */
-  } while (!atomic_compare_exchange_weak_explicit(&g->count, &c, c + delta, memory_order_seq_cst,
+    ns = ((uint64_t)(uint32_t)(int32_t)(c + delta) << 32) | (uint32_t)s;
+    /* seq_cst: one total order with the waiters' increments of the same word. */
+  } while (!atomic_compare_exchange_weak_explicit(&g->state, &s, ns, memory_order_seq_cst,
                                                   memory_order_relaxed));
-  if (c + delta == 0 && delta != 0 && atomic_load_explicit(&g->nwaiters, memory_order_seq_cst) > 0)
+  if (c + delta == 0 && delta != 0 && (uint32_t)ns > 0)
     wake_all(g);
   return 0;
 }
@@ -89,7 +97,7 @@ int tt_wg_done(tt_wg *wg) { return tt_wg_add(wg, -1); }
 int64_t tt_wg_count(tt_wg *wg) {
   if (wg == NULL)
     return TT_EINVAL;
-  return atomic_load_explicit(&IMPL(wg)->count, memory_order_acquire);
+  return counter_of(atomic_load_explicit(&IMPL(wg)->state, memory_order_acquire));
 }
 
 int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
@@ -97,16 +105,16 @@ int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
     return TT_EINVAL;
   wg_impl *g = IMPL(wg);
   /* acquire: the work of every Done happens before Wait returns. */
-  if (atomic_load_explicit(&g->count, memory_order_acquire) == 0)
+  if (counter_of(atomic_load_explicit(&g->state, memory_order_acquire)) == 0)
     return 0;
   tt__coro *co = tt__self();
   int r = tt__block_check(co);
   if (r != 0)
     return r;
   tt__lock_acquire(&g->lock);
-  atomic_fetch_add_explicit(&g->nwaiters, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&g->count, memory_order_seq_cst) == 0) {
-    atomic_fetch_sub_explicit(&g->nwaiters, 1, memory_order_relaxed);
+  /* Count ourselves in; seq_cst: ordered with the Add that zeroes the counter (see above). */
+  if (counter_of(atomic_fetch_add_explicit(&g->state, 1, memory_order_seq_cst)) == 0) {
+    atomic_fetch_sub_explicit(&g->state, 1, memory_order_relaxed);
     tt__lock_release(&g->lock);
     return 0;
   }
