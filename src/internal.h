@@ -284,12 +284,20 @@ struct tt__timer {
   tt__timer *fnext; /* due callbacks collected under the lock */
 };
 
-/* A worker's timer heap. Its worker runs and arms most of its timers, but timers the program
- * stops and re-arms (tt_timer_reset) may be touched from any thread, so the heap has a lock: a
- * leaf, never held while a timer's callback runs or across a switch. */
+/* A heap entry: the timer's key beside it, so that sifting compares without touching timers. */
+typedef struct tt__heap_ent {
+  int64_t key;
+  tt__timer *t;
+} tt__heap_ent;
+
+/* A timer heap (src/time/timer.c). A worker has two: its waits' timers (private: only the worker
+ * touches it, no lock) and the program's timers, which may be stopped and re-armed from any
+ * thread (shared: every operation takes the lock, a leaf never held while a timer's callback runs
+ * or across a switch). */
 typedef struct tt__timer_heap {
   tt__lock lock;
-  tt__timer **v;
+  bool shared;
+  tt__heap_ent *v, *base; /* base: the allocation (v is offset for cache-line alignment) */
   uint32_t n, cap;
   uint32_t reserved;     /* slots promised by tt__timer_reserve */
   _Atomic uint32_t hint; /* n, readable without the lock (a hint for the busy loop) */
@@ -307,6 +315,10 @@ bool tt__timer_del(tt__timer_heap *h, tt__timer *t);
 /* Fires every timer due at now (only the earliest one, if single is set); returns the earliest
  * deadline left, or -1. The heap's worker only. */
 int64_t tt__timers_run(tt__timer_heap *h, int64_t now, bool single);
+/* The same over both of w's heaps (single: the earliest of both by key); and their earliest
+ * deadline, or -1. */
+int64_t tt__worker_timers_run(tt__worker *w, int64_t now, bool single);
+int64_t tt__worker_timers_next(tt__worker *w);
 /* The earliest deadline, or -1. */
 int64_t tt__timers_next(tt__timer_heap *h);
 /* The heap key for a timer due at `when` armed on w now (the virtual deadline in deterministic
@@ -379,11 +391,12 @@ struct tt__worker {
   tt__coro *claimed[TT__CLAIM];      /* fresh coroutines taken from the ring in one go */
   uint32_t claimed_head, claimed_n;
   uint32_t tick;
-  uint32_t qseq; /* next queueing sequence number */
-  int64_t now;   /* coarse clock, refreshed by the scheduler */
-  int64_t vnow;  /* deterministic mode: virtual time, advanced only by firing timers */
-  tt__timer_heap timers;
-  int pend_kind; /* the action the next context runs after the switch (finish_switch) */
+  uint32_t qseq;          /* next queueing sequence number */
+  int64_t now;            /* coarse clock, refreshed by the scheduler */
+  int64_t vnow;           /* deterministic mode: virtual time, advanced only by firing timers */
+  tt__timer_heap timers;  /* waits' timers: this worker's alone */
+  tt__timer_heap ptimers; /* the program's timers: shared, locked */
+  int pend_kind;          /* the action the next context runs after the switch (finish_switch) */
   tt__coro *pend_co;
   void (*pend_fn)(void *);
   void *pend_arg;

@@ -514,8 +514,8 @@ static tt__coro *pick_local(tt__worker *w) {
     /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
      * run even while the worker is busy. */
     w->now = tt__clock();
-    if (atomic_load_explicit(&w->timers.hint, memory_order_relaxed) && !tt__rt.deterministic)
-      tt__timers_run(&w->timers, w->now, false);
+    if (!tt__rt.deterministic)
+      tt__worker_timers_run(w, w->now, false);
   }
   if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
     drain_inbox(w);
@@ -793,11 +793,11 @@ static tt__coro *find_runnable(tt__worker *w) {
        * (deadline, arming) order — never "whichever happened to be due". */
       if ((co = pick_local(w)) != NULL)
         return co;
-      next_timer = tt__timers_run(&w->timers, w->now, true);
+      next_timer = tt__worker_timers_run(w, w->now, true);
       if ((co = pick_local(w)) != NULL)
         return co;
     } else {
-      next_timer = tt__timers_run(&w->timers, w->now, false);
+      next_timer = tt__worker_timers_run(w, w->now, false);
       if ((co = pick_local(w)) != NULL)
         return co;
     }
@@ -850,7 +850,7 @@ static tt__coro *find_runnable(tt__worker *w) {
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
     if (!has_work(w)) {
       w->now = tt__clock();
-      int64_t until = tt__timers_next(&w->timers);
+      int64_t until = tt__worker_timers_next(w);
       /* Coroutines waiting in a busy worker's ring: look again when they become stealable. */
       if (pending && (until < 0 || until > w->now + STEAL_AFTER))
         until = w->now + STEAL_AFTER;
@@ -977,8 +977,10 @@ static void free_leftover(tt__coro *co, void *unused) {
 
 static void runtime_free(void) {
   tt__registry_walk(free_leftover, NULL);
-  for (int i = 0; i < tt__rt.procs; i++)
+  for (int i = 0; i < tt__rt.procs; i++) {
     tt__timers_free(&tt__rt.workers[i].timers);
+    tt__timers_free(&tt__rt.workers[i].ptimers);
+  }
   tt__stacks_destroy();
   for (int i = 0; i < tt__rt.procs; i++) {
     free(tt__rt.workers[i].stacks);
@@ -1025,6 +1027,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__worker *w = &tt__rt.workers[i];
     w->index = i;
+    w->ptimers.shared = true; /* program timers are stopped and reset from any thread */
     w->steal_obs = tt__malloc(sizeof *w->steal_obs * (size_t)tt__rt.procs);
     if (w->steal_obs == NULL)
       goto out_workers;

@@ -59,7 +59,7 @@ static int arm(tt__atimer *a, int64_t when) {
   a->t.when = when;
   a->t.key = tt__timer_key(w, when, now);
   a->t.gen = a->gen;
-  int r = tt__timer_add(&w->timers, &a->t);
+  int r = tt__timer_add(&w->ptimers, &a->t);
   if (r < 0)
     return r;
   a->armed = true;
@@ -78,7 +78,7 @@ static int arm(tt__atimer *a, int64_t when) {
 static bool disarm(tt__atimer *a) {
   bool was = a->armed;
   if (a->armed && a->home && !a->orphan && a->run_id == tt__rt.run_id)
-    tt__timer_del(&a->home->timers, &a->t);
+    tt__timer_del(&a->home->ptimers, &a->t);
   a->armed = false;
   a->gen++;
   return was;
