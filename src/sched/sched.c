@@ -34,13 +34,13 @@
  * timer, a cancellation); the one that claims the token wins and alone commits the wake (calls
  * tt__ready), after letting go of the object.
  *
- * Sleeping workers: a worker with nothing to do spins briefly looking for work (at most half the
- * workers spin), then sets w->sleeping and, after re-checking every source of work, sleeps on it
- * with a futex until its next timer. A thread that queues a started coroutine on another worker's
- * inbox then wakes that worker if it sleeps; the two sides use sequentially consistent operations
- * on the inbox and the sleeping word, so one of them always sees the other (Dekker). A fresh
- * coroutine queued while every other worker sleeps wakes one of them; losing that race only delays
- * the coroutine until its own worker gets to it, never loses it.
+ * Sleeping workers: a worker with nothing to do spins briefly looking for work (every idle worker
+ * may: see find_runnable), then sets w->sleeping and, after re-checking every source of work,
+ * sleeps on it with a futex until its next timer. A thread that queues a started coroutine on
+ * another worker's inbox then wakes that worker if it sleeps; the two sides use sequentially
+ * consistent operations on the inbox and the sleeping word, so one of them always sees the other
+ * (Dekker). A fresh coroutine queued while every other worker sleeps wakes one of them; losing that
+ * race only delays the coroutine until its own worker gets to it, never loses it.
  *
  * Lock order: gq_lock, arena_lock and stack_lock are leaves: nothing else is taken while one is
  * held, and none is held across a switch.
@@ -804,10 +804,14 @@ static tt__coro *find_runnable(tt__worker *w) {
     bool pending;
     if ((co = try_steal(w, w->now, &pending)) != NULL)
       return co;
-    /* Spin a little before sleeping (at most half the workers at once): work often arrives
-     * within microseconds, and a futex wake costs ~10 us. */
+    /* Spin a little before sleeping: work often arrives within microseconds, and a futex wake
+     * costs ~10 us. Every idle worker may spin (Go allows half): a coroutine never moves once
+     * started, so two that talk across workers hand off through the inbox every time, and with
+     * only one spinner the other side is always asleep (a futex round trip per hand-off, ~7 us
+     * per round trip here instead of ~2 us). The spin is bounded (SPIN_NS), so an idle process
+     * still goes quiet. */
     if (!spun && tt__rt.procs > 1 &&
-        2 * atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) < tt__rt.procs) {
+        atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) < tt__rt.procs) {
       spun = true;
       atomic_fetch_add_explicit(&tt__rt.nspinning, 1, memory_order_relaxed);
       int64_t until = w->now + SPIN_NS;
