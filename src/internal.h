@@ -407,9 +407,11 @@ struct tt__worker {
   uint64_t id_next, id_end; /* a batch of ids */
   uint64_t rand;
   struct {
-    uint32_t head; /* a victim's ring head when first seen non-empty */
-    int64_t since; /* when; -1 when not watching */
-  } * steal_obs;   /* per victim, for try_steal */
+    uint32_t head;     /* a victim's ring head when first seen non-empty */
+    uint32_t progress; /* and its progress counter */
+    int64_t since;     /* when the head was first seen; -1 when not watching */
+    int64_t psince;    /* when the progress counter last changed */
+  } * steal_obs;       /* per victim, for try_steal */
   pthread_t thread;
   void *altstack;
   size_t altstack_size;
@@ -427,7 +429,8 @@ struct tt__worker {
   _Alignas(TT_CACHELINE) _Atomic(tt__coro *) inbox; /* started coroutines readied by others */
   _Atomic uint32_t sleeping;                        /* futex word: 1 while asleep */
   _Alignas(TT_CACHELINE) _Atomic uint32_t rq_head;  /* fresh coroutines: stealers advance head */
-  _Atomic uint32_t rq_tail;                         /* only the owner advances tail */
+  _Atomic uint32_t progress; /* the owner's switch count, published every 8 switches */
+  _Atomic uint32_t rq_tail;  /* only the owner advances tail */
   _Atomic(tt__coro *) rq[TT__RQ_SIZE];
 };
 

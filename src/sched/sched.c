@@ -73,8 +73,9 @@ enum { RT_STOPPED = 0, RT_RUNNING = 1, RT_GRACE = 2, RT_STOPPING = 3 };
 
 #define RUNNEXT_STREAK 64
 #define SPIN_NS (50 * TT_USEC)
-#define STEAL_AFTER (20 * TT_USEC)
-#define CLAIM TT__CLAIM /* fresh coroutines claimed at once from a long ring */
+#define STEAL_AFTER (20 * TT_USEC)  /* a victim that has not switched for this long is stuck */
+#define STEAL_STALE (500 * TT_USEC) /* a ring not served for this long is stolen from anyway */
+#define CLAIM TT__CLAIM             /* fresh coroutines claimed at once from a long ring */
 
 uint64_t tt__rand(tt__worker *w) {
   /* xorshift64*: cheap, and seeded from the run's seed so TT_PROCS=1 runs repeat. */
@@ -510,6 +511,10 @@ static tt__coro *pick_local(tt__worker *w) {
   if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
     return NULL;
   uint32_t tick = ++w->tick;
+  /* Idle workers see we are not stuck (try_steal). Every 8th switch: a thief reads the line about
+   * once a microsecond while it spins. */
+  if ((tick & 7) == 0)
+    atomic_store_explicit(&w->progress, tick, memory_order_relaxed);
   if ((tick & 63) == 0) {
     /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
      * run even while the worker is busy. */
@@ -739,11 +744,14 @@ static bool has_work(tt__worker *w) {
          atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING;
 }
 
-/* Steals from another worker's ring, but only from one that has not moved for STEAL_AFTER: a
- * ring its owner drains steadily is left alone, since moving short coroutines to another core
- * costs more (cache misses on every descriptor, a wake-up) than waiting for the owner; a ring
- * behind a coroutine that runs long is taken. Sets *pending when some ring holds coroutines that
- * may become stealable. */
+/* Steals from another worker's ring, but only from a stuck one: a worker that has not switched
+ * for STEAL_AFTER (it runs a long coroutine: exactly what stealing is for), or whose ring head has
+ * not moved for STEAL_STALE although it keeps switching. A ring its owner will soon serve is left
+ * alone: a started coroutine never moves, so one stolen from a pipeline that shares a worker
+ * would talk to it across cores for the rest of its life (each hand-off then costs a
+ * microsecond of cache-line transfers instead of ~100 ns), and a freshly spawned coroutine is
+ * cheaper to run where its descriptor and stack are warm. Sets *pending when some ring holds
+ * coroutines that may become stealable. */
 static tt__coro *try_steal(tt__worker *w, int64_t now, bool *pending) {
   int n = tt__rt.procs;
   *pending = false;
@@ -760,13 +768,20 @@ static tt__coro *try_steal(tt__worker *w, int64_t now, bool *pending) {
       w->steal_obs[vi].since = -1;
       continue;
     }
+    uint32_t p = atomic_load_explicit(&v->progress, memory_order_relaxed);
     if (w->steal_obs[vi].since < 0 || w->steal_obs[vi].head != h) {
       w->steal_obs[vi].head = h;
       w->steal_obs[vi].since = now;
+      w->steal_obs[vi].progress = p;
+      w->steal_obs[vi].psince = now;
       *pending = true;
       continue;
     }
-    if (now - w->steal_obs[vi].since < STEAL_AFTER) {
+    if (w->steal_obs[vi].progress != p) {
+      w->steal_obs[vi].progress = p;
+      w->steal_obs[vi].psince = now;
+    }
+    if (now - w->steal_obs[vi].psince < STEAL_AFTER && now - w->steal_obs[vi].since < STEAL_STALE) {
       *pending = true;
       continue;
     }
