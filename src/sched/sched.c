@@ -16,8 +16,8 @@
  *   inbox     lock-free LIFO of started coroutines made runnable by other threads; the owner
  *             takes it whole and appends it (reversed, so FIFO) to ready.
  *   rq        Go's runq: a 256-slot ring of fresh coroutines; the owner pushes and pops, idle
- *             workers steal half, but only from a ring whose head has not moved for 20 us (a ring
- *             drained steadily by its owner is cheaper left alone). Overflow goes to the global
+ *             workers steal half, but only from a stuck owner (see try_steal: a ring its owner
+ *             will soon serve is cheaper left alone). Overflow goes to the global
  *             queue (locked, batched). A spawner that fills its ring yields to the children
  *             (back-pressure), so a spawning loop does not pile up descriptors.
  *
