@@ -386,6 +386,18 @@ static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt
     tt__chan_unlock(c, how);
     return TT_ENOMEM;
   }
+  /* The common case first, inline: room in the ring and nobody waiting. */
+  if (TT_LIKELY(c->count < c->cap && c->recvq.head == NULL && carry == NULL &&
+                !atomic_load_explicit(&c->closed, memory_order_relaxed))) {
+    size_t i = c->sendx;
+    copy_elem(c->buf + i * c->esize, v, c->esize);
+    if (c->carried)
+      c->carried[i] = 0;
+    c->sendx = i + 1 == c->cap ? 0 : i + 1;
+    c->count++;
+    tt__chan_unlock(c, how);
+    return 0;
+  }
   tt__chan_wait *woken;
   int r = tt__chan_send_locked(c, v, carry, self, &woken);
   if (r != 0) {
@@ -419,6 +431,18 @@ static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block
   if (self == NULL && c->esize == sizeof(tt_chan *) && (self = tt__holder_self(true)) == NULL)
     return TT_ENOMEM;
   int how = tt__chan_lock(c);
+  /* The common case first, inline: a buffered value and no sender waiting behind the ring. */
+  if (TT_LIKELY(c->count > 0 && c->sendq.head == NULL &&
+                (c->carried == NULL || !c->carried[c->recvx]))) {
+    size_t i = c->recvx;
+    copy_elem(v, c->buf + i * c->esize, c->esize);
+    c->recvx = i + 1 == c->cap ? 0 : i + 1;
+    c->count--;
+    tt__chan_unlock(c, how);
+    if (ok)
+      *ok = true;
+    return 0;
+  }
   tt__chan_wait *woken;
   int r = tt__chan_recv_locked(c, v, self, &woken);
   if (r == 0 && !block) {
