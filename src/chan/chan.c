@@ -398,6 +398,20 @@ static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt
     tt__chan_unlock(c, how);
     return 0;
   }
+  /* The other common case, inline: a receiver waits (a hand-off). */
+  tt__chan_wait *n = c->recvq.head;
+  if (TT_LIKELY(n != NULL && carry == NULL &&
+                !atomic_load_explicit(&c->closed, memory_order_relaxed))) {
+    tt__chan_unlink(&c->recvq, n);
+    if (TT_LIKELY(tt__wake_claim(n->wt, TT__FIRED(n->idx, false)))) {
+      if (n->elem)
+        copy_elem(n->elem, v, c->esize);
+      tt__chan_unlock(c, how);
+      tt__wake_commit(n->wt);
+      return 0;
+    }
+    /* Stale (its select fired elsewhere, or it timed out): the general path takes the next. */
+  }
   tt__chan_wait *woken;
   int r = tt__chan_send_locked(c, v, carry, self, &woken);
   if (r != 0) {
@@ -443,8 +457,14 @@ static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block
       *ok = true;
     return 0;
   }
-  tt__chan_wait *woken;
-  int r = tt__chan_recv_locked(c, v, self, &woken);
+  tt__chan_wait *woken = NULL;
+  int r;
+  /* Nothing to receive and nobody sending: straight to the wait, the common blocking case. */
+  if (c->count == 0 && c->sendq.head == NULL &&
+      !atomic_load_explicit(&c->closed, memory_order_relaxed))
+    r = 0;
+  else
+    r = tt__chan_recv_locked(c, v, self, &woken);
   if (r == 0 && !block) {
     tt__chan_unlock(c, how);
     return TT_EAGAIN;

@@ -99,7 +99,8 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
   int r = 0;
   tt__holder *self = NULL;
   bool need_holder = false;
-  size_t live = 0; /* cases with a channel, in perm[0..live) */
+  size_t live = 0;    /* cases with a channel, in perm[0..live) */
+  uint64_t rbits = 0; /* random bits for the order */
   for (size_t i = 0; i < n; i++) {
     tt_select_case *k = &cases[i];
     k->ok = false;
@@ -125,9 +126,13 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
       need_holder = true;
     chans[i] = c;
     /* Inside-out Fisher-Yates: perm is a uniformly random order of the live cases. The index is
-     * drawn by multiply-shift (Lemire) from 32 random bits: no division, and a bias below 2^-30
-     * for any realistic case count. */
-    size_t j = (size_t)(((tt__chan_rand() >> 32) * (uint64_t)(live + 1)) >> 32);
+     * drawn by multiply-shift (Lemire) from 32 random bits, two draws per generator call: no
+     * division, and a bias below 2^-30 for any realistic case count. */
+    if ((live & 1) == 0)
+      rbits = tt__chan_rand();
+    else
+      rbits >>= 32;
+    size_t j = (size_t)(((rbits & 0xffffffffu) * (uint64_t)(live + 1)) >> 32);
     perm[live] = perm[j];
     perm[j] = (uint32_t)i;
     live++;
