@@ -167,6 +167,12 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
   lock_all(&ls);
   for (size_t k = 0; k < live; k++) {
     size_t i = perm[k];
+    tt__chan *c = chans[i];
+    /* A quick look first: most cases of a select that waits are not ready. */
+    if (!atomic_load_explicit(&c->closed, memory_order_relaxed) &&
+        (cases[i].op == TT_SELECT_SEND ? c->recvq.head == NULL && c->count >= c->cap
+                                       : c->sendq.head == NULL && c->count == 0))
+      continue;
     tt__chan_wait *woken;
     int done = cases[i].op == TT_SELECT_SEND
                    ? tt__chan_send_locked(chans[i], cases[i].val, NULL, self, &woken)
@@ -206,7 +212,10 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
                      &nodes[i]);
   }
   tt__select_wait sw = {cases, n};
-  r = tt__wait_fn(&wt, TT_WAIT_SELECT, &sw, deadline, ls.n ? unlock_all : NULL, &ls);
+  if (co != NULL && deadline == TT_FOREVER && ls.n)
+    r = tt__park(&wt, TT_WAIT_SELECT, &sw, unlock_all, &ls); /* the common case, without layers */
+  else
+    r = tt__wait_fn(&wt, TT_WAIT_SELECT, &sw, deadline, ls.n ? unlock_all : NULL, &ls);
   /* Unlink the cases that did not fire (the one that fired was unlinked by its waker). */
   size_t fired = r >= 2 ? (size_t)TT__FIRED_IDX(r) : n;
   for (size_t i = 0; i < n; i++) {
