@@ -354,3 +354,22 @@ static int storm_main(void *p) {
 }
 
 TEST(timer_stop_reset_storm) { tt_test_run(storm_main, NULL, 0); }
+
+/* A program timer that falls due while its own channel's receiver is parking (the channel's lock
+ * still held until the switch completes) must not fire from inside that park: it would take the
+ * lock its worker already holds. One worker, so every park runs the scheduler's periodic timer
+ * check sooner or later. */
+static int park_race_main(void *p) {
+  int64_t live = tt__chan_count_live();
+  for (int i = 0; i < SCALED(20000, 500); i++) {
+    tt_chan *t = tt_after(0);
+    ASSERT(t != NULL);
+    int64_t v;
+    ASSERT_OK(tt_chan_recv(t, &v, NULL));
+    ASSERT_OK(tt_chan_release(t));
+  }
+  ASSERT_EQ(tt__chan_count_live(), live);
+  return 0;
+}
+
+TEST(timer_fires_not_inside_its_receivers_park) { tt_test_run(park_race_main, NULL, 1); }

@@ -519,8 +519,20 @@ static tt__coro *pick_local(tt__worker *w) {
     /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
      * run even while the worker is busy. */
     w->now = tt__clock();
-    if (!tt__rt.deterministic)
-      tt__worker_timers_run(w, w->now, false);
+    if (!tt__rt.deterministic) {
+      if (w->pend_kind == TT__PEND_PARK && w->pend_fn != NULL) {
+        /* A park in progress still holds the locks its commit will release (a channel's, say),
+         * and a program timer's callback takes a channel's lock: run only the waits' timers,
+         * which take none, and if a program timer is due, go through our own context, which
+         * runs it once the park's commit is done. */
+        tt__timers_run(&w->timers, w->now, false);
+        int64_t due = tt__timers_next(&w->ptimers);
+        if (due >= 0 && due <= w->now)
+          return NULL;
+      } else {
+        tt__worker_timers_run(w, w->now, false);
+      }
+    }
   }
   if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
     drain_inbox(w);
