@@ -429,7 +429,7 @@ struct tt__worker {
   _Alignas(TT_CACHELINE) _Atomic(tt__coro *) inbox; /* started coroutines readied by others */
   _Atomic uint32_t sleeping;                        /* futex word: 1 while asleep */
   _Alignas(TT_CACHELINE) _Atomic uint32_t rq_head;  /* fresh coroutines: stealers advance head */
-  _Atomic uint32_t progress; /* the owner's switch count, published every 8 switches */
+  _Atomic uint32_t progress; /* bumped every 8 switches and at every spawn (try_steal) */
   _Atomic uint32_t rq_tail;  /* only the owner advances tail */
   _Atomic(tt__coro *) rq[TT__RQ_SIZE];
 };

@@ -318,6 +318,12 @@ static void wake_idle(bool must) {
   }
 }
 
+/* Tells idle workers that w is making progress (see try_steal). Owner only. */
+static inline void progress_bump(tt__worker *w) {
+  atomic_store_explicit(&w->progress, atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
 /* Puts co in w's runnext slot, moving the previous occupant to the back of its queue. */
 static void runnext_put(tt__worker *w, tt__coro *co) {
   tt__coro *old = w->runnext;
@@ -334,6 +340,10 @@ void tt__spawn_enqueue(tt__coro *co) {
   tt__worker *w = tt__tls_worker;
   if (w != NULL && w->cur != NULL) {
     runnext_put(w, co);
+    /* A spawner is not stuck: without this, a coroutine that spawns a pipeline on a cold start
+     * (page faults, first allocations: tens of microseconds without a switch) lost its first
+     * children to an idle worker, for good. The line is the ring's, which the push just wrote. */
+    progress_bump(w);
     wake_idle(false);
     /* Back-pressure: a coroutine that spawns faster than the workers run its children would pile
      * up descriptors (a page fault per ~20 of them) and overflow into the global queue. When the
@@ -514,7 +524,7 @@ static tt__coro *pick_local(tt__worker *w) {
   /* Idle workers see we are not stuck (try_steal). Every 8th switch: a thief reads the line about
    * once a microsecond while it spins. */
   if ((tick & 7) == 0)
-    atomic_store_explicit(&w->progress, tick, memory_order_relaxed);
+    progress_bump(w);
   if ((tick & 63) == 0) {
     /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
      * run even while the worker is busy. */
@@ -756,12 +766,12 @@ static bool has_work(tt__worker *w) {
          atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING;
 }
 
-/* Steals from another worker's ring, but only from a stuck one: a worker that has not switched
- * for STEAL_AFTER (it runs a long coroutine: exactly what stealing is for), or whose ring head has
- * not moved for STEAL_STALE although it keeps switching. A ring its owner will soon serve is left
- * alone: a started coroutine never moves, so one stolen from a pipeline that shares a worker
- * would talk to it across cores for the rest of its life (each hand-off then costs a
- * microsecond of cache-line transfers instead of ~100 ns), and a freshly spawned coroutine is
+/* Steals from another worker's ring, but only from a stuck one: a worker that has neither
+ * switched nor spawned for STEAL_AFTER (it runs a long coroutine: exactly what stealing is for), or
+ * whose ring head has not moved for STEAL_STALE although it keeps switching. A ring its owner will
+ * soon serve is left alone: a started coroutine never moves, so one stolen from a pipeline that
+ * shares a worker would talk to it across cores for the rest of its life (each hand-off then costs
+ * a microsecond of cache-line transfers instead of ~100 ns), and a freshly spawned coroutine is
  * cheaper to run where its descriptor and stack are warm. Sets *pending when some ring holds
  * coroutines that may become stealable. */
 static tt__coro *try_steal(tt__worker *w, int64_t now, bool *pending) {
