@@ -516,53 +516,17 @@ static bool rq_older(tt__worker *w, tt__coro *co) {
   return (int32_t)(cs - atomic_load_explicit(&co->qseq, memory_order_relaxed)) < 0;
 }
 
-/* Picks the next coroutine from w's own queues without blocking, or NULL. Owner only. */
-static tt__coro *pick_local(tt__worker *w) {
-  if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
-    return NULL;
-  uint32_t tick = ++w->tick;
-  /* Idle workers see we are not stuck (try_steal). Every 8th switch: a thief reads the line about
-   * once a microsecond while it spins. */
-  if ((tick & 7) == 0)
-    progress_bump(w);
-  if ((tick & 63) == 0) {
-    /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due timers
-     * run even while the worker is busy. */
-    w->now = tt__clock();
-    if (!tt__rt.deterministic) {
-      if (w->pend_kind == TT__PEND_PARK && w->pend_fn != NULL) {
-        /* A park in progress still holds the locks its commit will release (a channel's, say),
-         * and a program timer's callback takes a channel's lock: run only the waits' timers,
-         * which take none, and if a program timer is due, go through our own context, which
-         * runs it once the park's commit is done. */
-        tt__timers_run(&w->timers, w->now, false);
-        int64_t due = tt__timers_next(&w->ptimers);
-        if (due >= 0 && due <= w->now)
-          return NULL;
-      } else {
-        tt__worker_timers_run(w, w->now, false);
-      }
-    }
-  }
-  if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
-    drain_inbox(w);
+/* pick_local's less common half: the streak limit reached or runnext empty. */
+static tt__coro *pick_rest(tt__worker *w) {
   tt__coro *co;
-  /* (tick & 63) == 32 rather than Go's tick % 61: a division costs more than the rest of the
-   * pick; offset from the timer poll so the two don't coincide. */
-  if ((tick & 63) == 32 && atomic_load_explicit(&tt__rt.gq_len, memory_order_relaxed) &&
-      (co = gq_take(w)) != NULL) {
-    /* Now and then serve the global queue first, so it cannot starve. */
-    return co;
-  }
   /* The streak limit yields to both local queues: a pair handing runnext back and forth must
    * not starve the ready list, nor the ring (whose untouched head would also invite a steal). */
-  if (w->runnext && (w->runnext_streak < RUNNEXT_STREAK ||
-                     (!w->ready_head && w->claimed_head == w->claimed_n &&
-                      atomic_load_explicit(&w->rq_head, memory_order_relaxed) ==
-                          atomic_load_explicit(&w->rq_tail, memory_order_relaxed)))) {
+  if (w->runnext && !w->ready_head && w->claimed_head == w->claimed_n &&
+      atomic_load_explicit(&w->rq_head, memory_order_relaxed) ==
+          atomic_load_explicit(&w->rq_tail, memory_order_relaxed)) {
     co = w->runnext;
     w->runnext = NULL;
-    w->runnext_streak++;
+    w->runnext_streak = 1; /* nothing else waits: a new streak */
     return co;
   }
   w->runnext_streak = 0;
@@ -572,7 +536,59 @@ static tt__coro *pick_local(tt__worker *w) {
     return co;
   if (w->ready_head)
     return ready_pop(w);
+  if ((co = w->runnext) != NULL) { /* the ring was raced empty by a thief */
+    w->runnext = NULL;
+    w->runnext_streak = 1;
+    return co;
+  }
   return gq_take(w);
+}
+
+/* Picks the next coroutine from w's own queues without blocking, or NULL. Owner only. */
+static tt__coro *pick_local(tt__worker *w) {
+  if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
+    return NULL;
+  uint32_t tick = ++w->tick;
+  tt__coro *co;
+  if (TT_UNLIKELY((tick & 7) == 0)) {
+    /* Idle workers see we are not stuck (try_steal). Every 8th switch: a thief reads the line
+     * about once a microsecond while it spins. */
+    progress_bump(w);
+    if ((tick & 63) == 0) {
+      /* The coarse clock (blocked-since times) stays within 64 switches of the truth; due
+       * timers run even while the worker is busy. */
+      w->now = tt__clock();
+      if (!tt__rt.deterministic) {
+        if (w->pend_kind == TT__PEND_PARK && w->pend_fn != NULL) {
+          /* A park in progress still holds the locks its commit will release (a channel's,
+           * say), and a program timer's callback takes a channel's lock: run only the waits'
+           * timers, which take none, and if a program timer is due, go through our own
+           * context, which runs it once the park's commit is done. */
+          tt__timers_run(&w->timers, w->now, false);
+          int64_t due = tt__timers_next(&w->ptimers);
+          if (due >= 0 && due <= w->now)
+            return NULL;
+        } else {
+          tt__worker_timers_run(w, w->now, false);
+        }
+      }
+    } else if ((tick & 63) == 32 && atomic_load_explicit(&tt__rt.gq_len, memory_order_relaxed) &&
+               (co = gq_take(w)) != NULL) {
+      /* Now and then serve the global queue first, so it cannot starve. (tick & 63) == 32
+       * rather than Go's tick % 61: a division costs more than the rest of the pick; offset from
+       * the timer poll so the two don't coincide.) */
+      return co;
+    }
+  }
+  if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+    drain_inbox(w);
+  /* The common case: what was just spawned or woken runs next. */
+  if ((co = w->runnext) != NULL && w->runnext_streak < RUNNEXT_STREAK) {
+    w->runnext = NULL;
+    w->runnext_streak++;
+    return co;
+  }
+  return pick_rest(w);
 }
 
 /* Switches from the current context (co, or w's own when co is NULL) to next (or to w's own
