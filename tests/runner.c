@@ -209,3 +209,28 @@ int main(int argc, char **argv) {
   fprintf(stderr, "no test named %s\n", argv[1]);
   return 2;
 }
+
+static int64_t await_deadline(void) { return tt_now() + (int64_t)(60 * tt_test_slow()) * TT_SEC; }
+
+void tt_test_await_reason(int reason, int64_t n) {
+  int64_t give_up = await_deadline();
+  for (;;) {
+    tt_counts c;
+    ASSERT_OK(tt_counts_get(&c));
+    if (c.by_reason[reason] >= n)
+      return;
+    if (tt_now() > give_up)
+      tt_test_fail(__FILE__, __LINE__, "%" PRId64 " of %" PRId64 " coroutines wait for \"%s\"",
+                   c.by_reason[reason], n, tt_wait_reason_string(reason));
+    tt_sleep(50 * TT_USEC);
+  }
+}
+
+void tt_test_await_alone(void) {
+  int64_t give_up = await_deadline();
+  while (tt_num_coroutines() > 1) {
+    if (tt_now() > give_up)
+      tt_test_fail(__FILE__, __LINE__, "%" PRId64 " coroutines still live", tt_num_coroutines());
+    tt_sleep(50 * TT_USEC);
+  }
+}

@@ -105,4 +105,16 @@ const char *tt_test_bindir(void);
 /* Lines in /proc/self/<what> (maps) or entries in /proc/self/<what> (fd, task). */
 int tt_test_proc_count(const char *what);
 
+/* From a coroutine: waits (sleeping 50 us at a time) until at least n coroutines wait for the
+ * given reason, or until only the caller is left; fails, rather than hangs, after a minute
+ * (scaled by TT_TEST_SLOW). */
+void tt_test_await_reason(int reason, int64_t n);
+void tt_test_await_alone(void);
+
+/* The runtime's internal hooks that tests use (hidden symbols, linked from the static library). */
+int64_t tt__chan_count_live(void); /* channels made and not yet freed */
+void tt__fault_arm(int site, int64_t nth);
+int tt__chan_bias_owner(tt_chan *h); /* the worker a channel is biased to, or -1 */
+int tt__chan_bias_available(void);
+
 #endif

@@ -5,20 +5,6 @@
 
 #include "test.h"
 
-int64_t tt__chan_count_live(void);
-void tt__fault_arm(int site, int64_t nth);
-
-/* Waits (politely) until at least n coroutines wait for the given reason. */
-static void await_reason(int reason, int64_t n) {
-  for (;;) {
-    tt_counts c;
-    ASSERT_OK(tt_counts_get(&c));
-    if (c.by_reason[reason] >= n)
-      return;
-    tt_sleep(50 * TT_USEC);
-  }
-}
-
 static tt_go_opts share1(tt_chan **ch) { return (tt_go_opts){.share = ch, .nshare = 1}; }
 
 /* ---- Unbuffered ---------------------------------------------------------------------------- */
@@ -42,7 +28,7 @@ static int rendezvous_main(void *p) {
   tt_go_opts o = share1(&r.ch);
   ASSERT_OK(tt_go_opt(rdv_sender, &r, &o, NULL));
   /* The sender waits for a receiver: it cannot finish on its own. */
-  await_reason(TT_WAIT_CHAN_SEND, 1);
+  tt_test_await_reason(TT_WAIT_CHAN_SEND, 1);
   ASSERT_EQ(atomic_load(&r.sent), 0);
   ASSERT_EQ(tt_chan_len(r.ch), 0);
   ASSERT_EQ(tt_chan_cap(r.ch), 0);
@@ -52,8 +38,7 @@ static int rendezvous_main(void *p) {
   ASSERT_EQ(v, 42);
   ASSERT(ok);
   ASSERT_OK(tt_chan_release(r.ch));
-  while (tt_num_coroutines() > 1)
-    tt_sleep(50 * TT_USEC);
+  tt_test_await_alone();
   ASSERT_EQ(atomic_load(&r.sent), 1);
   ASSERT_EQ(tt__chan_count_live(), live); /* the last reference (the sender's, at exit) freed it */
   return 0;
@@ -127,7 +112,7 @@ static int full_order_main(void *p) {
   for (int i = 0; i < 3; i++) {
     tt_go_opts o = share1(&ch);
     ASSERT_OK(tt_go_opt(ordered_sender, ch, &o, &ids[i]));
-    await_reason(TT_WAIT_CHAN_SEND, i + 1); /* queued in this order */
+    tt_test_await_reason(TT_WAIT_CHAN_SEND, i + 1); /* queued in this order */
   }
   int want[5] = {1, 2, 100 + (int)ids[0], 100 + (int)ids[1], 100 + (int)ids[2]};
   for (int i = 0; i < 5; i++) {
@@ -176,7 +161,7 @@ static int close_wakes_main(void *p) {
     tt_go_opts o = share1(&c.ch);
     ASSERT_OK(tt_go_opt(close_receiver, &c, &o, NULL));
   }
-  await_reason(TT_WAIT_CHAN_RECV, 10);
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 10);
   ASSERT_OK(tt_chan_close(c.ch));
   ASSERT_OK(tt_wg_wait(&c.done));
   ASSERT_EQ(atomic_load(&c.closed_seen), 10);
@@ -189,7 +174,7 @@ static int close_wakes_main(void *p) {
     tt_go_opts o = share1(&c.ch);
     ASSERT_OK(tt_go_opt(close_sender, &c, &o, NULL));
   }
-  await_reason(TT_WAIT_CHAN_SEND, 5);
+  tt_test_await_reason(TT_WAIT_CHAN_SEND, 5);
   ASSERT_OK(tt_chan_close(ch2));
   ASSERT_OK(tt_wg_wait(&c.done));
   ASSERT_EQ(atomic_load(&c.closed_seen), 15);
@@ -250,8 +235,8 @@ static int nil_main(void *p) {
   ASSERT_EQ(tt_chan_cap(NULL), 0);
   ASSERT_OK(tt_go(nil_forever, NULL));
   ASSERT_OK(tt_go(nil_forever, &v));
-  await_reason(TT_WAIT_CHAN_RECV_NIL, 1);
-  await_reason(TT_WAIT_CHAN_SEND_NIL, 1);
+  tt_test_await_reason(TT_WAIT_CHAN_RECV_NIL, 1);
+  tt_test_await_reason(TT_WAIT_CHAN_SEND_NIL, 1);
   return 0; /* shut-down cancels both */
 }
 
@@ -399,8 +384,7 @@ static int mpmc_run(size_t cap) {
   ASSERT_OK(tt_wg_wait(&m.prod));
   ASSERT_OK(tt_chan_close(m.ch));
   ASSERT_OK(tt_chan_release(m.ch));
-  while (tt_num_coroutines() > 1)
-    tt_sleep(100 * TT_USEC);
+  tt_test_await_alone();
   (void)cons;
   ASSERT_EQ(atomic_load(&m.count), np * m.per);
   ASSERT_EQ(atomic_load(&m.sum), np * (m.per * (m.per + 1) / 2));
@@ -458,8 +442,7 @@ static int timeout_race_main(void *p) {
   }
   ASSERT_OK(tt_chan_close(r.ch));
   ASSERT_OK(tt_chan_release(r.ch));
-  while (tt_num_coroutines() > 1)
-    tt_sleep(100 * TT_USEC);
+  tt_test_await_alone();
   ASSERT_EQ(atomic_load(&r.got), want);
   return 0;
 }
@@ -470,7 +453,6 @@ TEST(chan_deadlines_race_hand_offs) { tt_test_run(timeout_race_main, NULL, 0); }
  * a plain thread that needs it revokes the bias safely, even mid-stream. ------------------------
  */
 
-int tt__chan_bias_owner(tt_chan *h);
 int tt__chan_bias_available(void);
 
 struct bias {

@@ -15,8 +15,6 @@
 
 #include "test.h"
 
-int64_t tt__chan_count_live(void);
-
 /* ---- Helpers --------------------------------------------------------------------------------- */
 
 /* A channel that must be made. */
@@ -43,22 +41,6 @@ static void go_stack(void (*fn)(void *), void *arg, tt_chan *const *share, size_
 #define NCHANS_(...) (sizeof CHANS_(__VA_ARGS__) / sizeof(tt_chan *))
 /* GO(fn, arg, ch...): spawns fn(arg) sharing the listed channels with it. */
 #define GO(fn, arg, ...) go_stack((fn), (arg), CHANS_(__VA_ARGS__), NCHANS_(__VA_ARGS__), 0)
-
-/* Waits until at least n coroutines wait for the given reason (polling; fails after a long
- * while rather than hanging). */
-static void await_reason(int reason, int64_t n) {
-  int64_t give_up = tt_now() + (int64_t)(60 * tt_test_slow()) * TT_SEC;
-  for (;;) {
-    tt_counts c;
-    ASSERT_OK(tt_counts_get(&c));
-    if (c.by_reason[reason] >= n)
-      return;
-    if (tt_now() > give_up)
-      tt_test_fail(__FILE__, __LINE__, "%" PRId64 " of %" PRId64 " coroutines wait for \"%s\"",
-                   c.by_reason[reason], n, tt_wait_reason_string(reason));
-    tt_sleep(50 * TT_USEC);
-  }
-}
 
 /* Waits until coroutine 1 is the only one left and the number of live channels is back to live:
  * the coroutines a test started have finished and released their references as they exited.
@@ -1137,7 +1119,7 @@ static void block_always_nil(tt_chan *closed, int (*fn)(struct blk *), int reaso
 static int block_always_chan(tt_chan *closed, int (*fn)(struct blk *), int reason, tt_chan *ch) {
   struct blk b = {.fn = fn, .closed = closed, .ch = ch, .deadline = TT_FOREVER};
   blk_spawn(&b);
-  await_reason(reason, 1);
+  tt_test_await_reason(reason, 1);
   ASSERT_ERR(tt_chan_try_recv(b.done, NULL, NULL), TT_EAGAIN); /* still blocked */
   ASSERT_OK(tt_chan_close(ch));
   blk_finish(&b);
@@ -1574,7 +1556,7 @@ struct big {
 
 static void big_helper(void *p) {
   struct big *b = p;
-  await_reason(TT_WAIT_SELECT, 1);
+  tt_test_await_reason(TT_WAIT_SELECT, 1);
   int v = b->k * 10;
   if (b->send) {
     ASSERT_OK(tt_chan_send(b->ch[b->k], &v));
@@ -1755,10 +1737,10 @@ static int select6_main(void *p) {
     struct s6 s = {mk(sizeof(bool), 0), mk(sizeof(bool), 0), mk(sizeof(bool), 0)};
     GO(s6_g1, &s, s.c1);
     if (ordered)
-      await_reason(TT_WAIT_CHAN_RECV, 1);
+      tt_test_await_reason(TT_WAIT_CHAN_RECV, 1);
     GO(s6_g2, &s, s.c1, s.c2, s.c3);
     if (ordered)
-      await_reason(TT_WAIT_SELECT, 1);
+      tt_test_await_reason(TT_WAIT_SELECT, 1);
     GO(s6_g3, &s, s.c2);
     bool b;
     ASSERT_OK(tt_chan_recv_dl(s.c3, &b, NULL, soon()));
@@ -1844,13 +1826,13 @@ static int select7_main(void *p) {
           if (order == 1) {
             s.kind = sk;
             GO(s7_sender, &s, s.c);
-            await_reason(sk ? TT_WAIT_SELECT : TT_WAIT_CHAN_SEND, 1);
+            tt_test_await_reason(sk ? TT_WAIT_SELECT : TT_WAIT_CHAN_SEND, 1);
             s7_recv(s.c, rk);
           } else {
             s.kind = rk;
             GO(s7_receiver, &s, s.c);
             if (order == 0)
-              await_reason(rk ? TT_WAIT_SELECT : TT_WAIT_CHAN_RECV, 1);
+              tt_test_await_reason(rk ? TT_WAIT_SELECT : TT_WAIT_CHAN_RECV, 1);
             else
               tt_yield();
             s7_send(s.c, sk);
@@ -1922,7 +1904,7 @@ static void nb_one(size_t size, int buffer, bool by_select, const void *want, co
   ASSERT_ERR(nb_try_recv(b.c, buf, &ok, by_select), TT_EAGAIN);
 
   GO(nb_receiver, &b, b.c, b.sync);
-  await_reason(TT_WAIT_CHAN_RECV, 1);
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 1);
   ASSERT_OK(nb_try_send(b.c, want, by_select));
   ASSERT_OK(tt_chan_recv(b.sync, &strobe, NULL));
 
@@ -1930,7 +1912,7 @@ static void nb_one(size_t size, int buffer, bool by_select, const void *want, co
   if (buffer > 0)
     ASSERT_OK(tt_chan_recv(b.sync, &strobe, NULL));
   else
-    await_reason(TT_WAIT_CHAN_SEND, 1);
+    tt_test_await_reason(TT_WAIT_CHAN_SEND, 1);
   memset(buf, 0, sizeof buf);
   ASSERT_OK(nb_try_recv(b.c, buf, &ok, by_select));
   ASSERT(ok);
@@ -2172,7 +2154,7 @@ static int goroutines_main(void *p) {
       ASSERT_OK(tt_chan_release(left));
     left = right;
   }
-  await_reason(TT_WAIT_CHAN_RECV, n); /* all threaded together, waiting */
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, n); /* all threaded together, waiting */
   ASSERT_EQ(tt_num_coroutines(), n + 1);
   GO(gr_last, right, right);
   ASSERT_OK(tt_chan_release(right));

@@ -33,8 +33,6 @@
 
 #include "test.h"
 
-int64_t tt__chan_count_live(void);
-
 enum { MAXCH = 4, MAXW = 5, MAXCASES = 4, MAXCAP = 3, QMAX = MAXW * MAXCASES, NTRACE = 32 };
 enum { CTRL = MAXW };   /* the controller's party index in the step machine */
 #define SENTINEL (-777) /* what a receive buffer holds until something is stored in it */

@@ -7,13 +7,6 @@
 
 #include "test.h"
 
-int64_t tt__chan_count_live(void);
-
-static void await_exit(void) {
-  while (tt_num_coroutines() > 1)
-    tt_sleep(50 * TT_USEC);
-}
-
 /* ---- R1: a caller without a reference gets TT_EPERM ----------------------------------------- */
 
 struct nonowner {
@@ -46,7 +39,7 @@ static int eperm_main(void *p) {
   static struct nonowner n;
   n.ch = tt_chan_make(sizeof(int), 1);
   ASSERT_OK(tt_go(use_without_ref, &n)); /* the pointer, but no reference */
-  await_exit();
+  tt_test_await_alone();
   ASSERT_EQ(atomic_load(&n.checked), 1);
   ASSERT_EQ(tt_chan_len(n.ch), 0); /* nothing got in */
   ASSERT_OK(tt_chan_release(n.ch));
@@ -60,7 +53,7 @@ static int eperm_message_main(void *p) {
   static struct nonowner n;
   n.ch = tt_chan_make(sizeof(int), 1);
   ASSERT_OK(tt_go(use_without_ref, &n));
-  await_exit();
+  tt_test_await_alone();
   ASSERT_OK(tt_chan_release(n.ch));
   return 0;
 }
@@ -103,7 +96,7 @@ static int share_copy_main(void *p) {
   ASSERT_OK(tt_chan_recv(ch, &v, NULL));
   ASSERT_EQ(v, 2);
   ASSERT_OK(tt_chan_release(ch)); /* ours; the child's went when it exited (or goes soon) */
-  await_exit();
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), live);
   return 0;
 }
@@ -138,7 +131,7 @@ static int share_move_main(void *p) {
   /* Both references moved: we may no longer use either. */
   ASSERT_EQ(tt_chan_len(m.ch), TT_EPERM);
   ASSERT_ERR(tt_chan_recv(m.done, NULL, NULL), TT_EPERM);
-  await_exit();
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), live); /* the child's exit freed both */
   return 0;
 }
@@ -186,7 +179,7 @@ static int exit_release_main(void *p) {
   int64_t live = tt__chan_count_live();
   for (int i = 0; i < 10; i++)
     ASSERT_OK(tt_go(hoarder, NULL));
-  await_exit();
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), live);
   return 0;
 }
@@ -246,7 +239,7 @@ static int send_ref_main(void *p) {
     ASSERT_OK(tt_chan_send_val(ch, int, 77));
     ASSERT_OK(tt_chan_send_ref(c.via, ch));
     ASSERT_EQ(tt_chan_len(ch), TT_EPERM); /* our reference went with the message */
-    await_exit();
+    tt_test_await_alone();
     ASSERT_EQ(atomic_load(&c.got), 1);
     ASSERT_OK(tt_chan_release(c.via));
     ASSERT_EQ(tt__chan_count_live(), live); /* the receiver's exit freed ch */
@@ -345,7 +338,7 @@ static int release_race_main(void *p) {
     ASSERT_OK(tt_wg_wait(&r.ready));
     ASSERT_OK(tt_chan_release(r.ch)); /* ours goes first; the last racer frees it */
   }
-  await_exit();
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), live);
   return 0;
 }
@@ -365,7 +358,7 @@ static int detached_main(void *p) {
   int v;
   ASSERT_OK(tt_chan_recv(global_ch, &v, NULL));
   ASSERT_EQ(v, 9);
-  await_exit();
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), live + 1);
   ASSERT_OK(tt_chan_release(global_ch));
   ASSERT_EQ(tt__chan_count_live(), live);

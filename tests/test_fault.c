@@ -9,7 +9,6 @@
 
 /* The library's hook for tests (src/util/fault.c); linked statically, so reachable though
  * hidden. Sites: 0 alloc, 1 mmap, 2 thread. */
-void tt__fault_arm(int site, int64_t nth);
 enum { FAULT_ALLOC, FAULT_MMAP, FAULT_THREAD };
 
 static _Atomic int ran;

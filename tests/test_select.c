@@ -7,18 +7,6 @@
 
 #include "test.h"
 
-int64_t tt__chan_count_live(void);
-
-static void await_reason(int reason, int64_t n) {
-  for (;;) {
-    tt_counts c;
-    ASSERT_OK(tt_counts_get(&c));
-    if (c.by_reason[reason] >= n)
-      return;
-    tt_sleep(50 * TT_USEC);
-  }
-}
-
 static int basics_main(void *p) {
   int64_t live = tt__chan_count_live();
   tt_chan *a = tt_chan_make(sizeof(int), 1), *b = tt_chan_make(sizeof(int), 1);
@@ -84,7 +72,7 @@ static int nil_main(void *p) {
     ASSERT_OK(tt_chan_send_val(ch, int, 4));
   }
   ASSERT_OK(tt_go(no_cases, NULL));
-  await_reason(TT_WAIT_SELECT_NO_CASES, 1);
+  tt_test_await_reason(TT_WAIT_SELECT_NO_CASES, 1);
   ASSERT_OK(tt_chan_release(ch));
   return 0; /* shut-down cancels no_cases */
 }
@@ -177,8 +165,7 @@ static int wake_main(void *p) {
   ASSERT_ERR(tt_chan_try_send(a, &x), TT_EAGAIN);
   ASSERT_OK(tt_chan_release(a));
   ASSERT_OK(tt_chan_release(b));
-  while (tt_num_coroutines() > 1)
-    tt_sleep(50 * TT_USEC);
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), live);
   return 0;
 }
@@ -207,7 +194,7 @@ struct many {
 
 static void send_last(void *p) {
   struct many *m = p;
-  await_reason(TT_WAIT_SELECT, 1);
+  tt_test_await_reason(TT_WAIT_SELECT, 1);
   ASSERT_OK(tt_chan_send_val(m->ch[199], int, 199));
 }
 
@@ -326,8 +313,7 @@ static int stress_main(void *p) {
     ASSERT_OK(tt_chan_close(s.ch[k]));
     ASSERT_OK(tt_chan_release(s.ch[k]));
   }
-  while (tt_num_coroutines() > 1)
-    tt_sleep(100 * TT_USEC);
+  tt_test_await_alone();
   ASSERT_EQ(atomic_load(&s.n), 4 * s.per);
   ASSERT_EQ(atomic_load(&s.sum), 4 * (s.per * (s.per + 1) / 2));
   return 0;
@@ -379,8 +365,8 @@ static int registry_main(void *p) {
   tt_go_opts o = {.share = both, .nshare = 2};
   ASSERT_OK(tt_go_opt(blocked_in_select, &s, &o, NULL));
   ASSERT_OK(tt_go_opt(blocked_in_recv, &s, &o, NULL));
-  await_reason(TT_WAIT_SELECT, 1);
-  await_reason(TT_WAIT_CHAN_RECV, 1);
+  tt_test_await_reason(TT_WAIT_SELECT, 1);
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 1);
   ASSERT_OK(tt_coro_foreach(find_waits, &s));
   ASSERT_EQ(s.found, 3);
   ASSERT_OK(tt_chan_release(s.a));

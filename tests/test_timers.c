@@ -6,8 +6,6 @@
 
 #include "test.h"
 
-int64_t tt__chan_count_live(void);
-
 #define TOL (20 * TT_MSEC * (int64_t)tt_test_slow()) /* lateness allowed on a loaded machine */
 
 static int after_main(void *p) {
@@ -208,8 +206,7 @@ static int after_func_main(void *p) {
   ASSERT_EQ(tt_coro_foreach(parent_of, q), 1);
   ASSERT_EQ(q[1], tt_self());
   ASSERT_OK(tt_chan_send(a.done, NULL));
-  while (tt_num_coroutines() > 1)
-    tt_sleep(100 * TT_USEC);
+  tt_test_await_alone();
   ASSERT_OK(tt_chan_release(a.done));
   ASSERT_EQ(tt__chan_count_live(), live);
   return 0;

@@ -4,7 +4,8 @@
  * References (the discipline, in short; docs/CHANNELS.md teaches it with examples)
  * -------------------------------------------------------------------------------
  * A channel is freed when its last reference goes, and every reference has a holder: a coroutine,
- * a plain thread, a message in flight (tt_chan_send_ref) or an armed timer. The creator holds the
+ * a plain thread, or a message in flight (tt_chan_send_ref). (A timer channel owns its timer, so
+ * the timer needs no reference: releasing the channel stops it.) The creator holds the
  * first reference. A *tracked* channel (the default) may be used only by those who hold a
  * reference to it: any operation, or any duplication of a reference, by a caller that holds none
  * fails with TT_EPERM and a message on stderr saying how to share it. That strictness is what lets

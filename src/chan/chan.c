@@ -228,8 +228,11 @@ static void carry_move(tt__holder *from, tt__holder *to, tt__chan *x) {
     tt__fatal("out of memory moving a channel reference");
 }
 
-int tt__chan_send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
-                         tt__chan_wait **woken) {
+/* The data path proper, inline in send and recv (and called through tt__chan_*_locked by select
+ * and the timers). The common cases come first: a hand-off to a waiting receiver, room in the
+ * ring. */
+static inline int send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
+                              tt__chan_wait **woken) {
   *woken = NULL;
   if (atomic_load_explicit(&c->closed, memory_order_relaxed))
     return TT_ECLOSED;
@@ -256,8 +259,23 @@ int tt__chan_send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder
   return 0;
 }
 
-int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken) {
+static inline int recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken) {
   *woken = NULL;
+again:
+  if (c->count > 0 && c->sendq.head == NULL) {
+    /* The common case: a buffered value and no sender waiting behind the ring. */
+    size_t i = c->recvx;
+    char *slot = c->buf + i * c->esize;
+    if (v)
+      copy_elem(v, slot, c->esize);
+    if (c->carried && c->carried[i]) {
+      carry_move(&c->carrier, self, carried_chan(slot));
+      c->carried[i] = 0;
+    }
+    c->recvx = i + 1 == c->cap ? 0 : i + 1;
+    c->count--;
+    return 1;
+  }
   tt__chan_wait *s = take_waiter(&c->sendq, false);
   if (s != NULL) {
     if (c->cap == 0) {
@@ -286,19 +304,8 @@ int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait *
     *woken = s;
     return 1;
   }
-  if (c->count > 0) {
-    size_t i = c->recvx;
-    char *slot = c->buf + i * c->esize;
-    if (v)
-      copy_elem(v, slot, c->esize);
-    if (c->carried && c->carried[i]) {
-      carry_move(&c->carrier, self, carried_chan(slot));
-      c->carried[i] = 0;
-    }
-    c->recvx = i + 1 == c->cap ? 0 : i + 1;
-    c->count--;
-    return 1;
-  }
+  if (c->count > 0) /* only stale senders were queued, and take_waiter unlinked them */
+    goto again;
   if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
     if (v && c->esize)
       memset(v, 0, c->esize);
@@ -307,10 +314,18 @@ int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait *
   return 0;
 }
 
+int tt__chan_send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
+                         tt__chan_wait **woken) {
+  return send_locked(c, v, carry, self, woken);
+}
+
+int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken) {
+  return recv_locked(c, v, self, woken);
+}
+
 /* ---- Blocking ----------------------------------------------------------------------------- */
 
-/* An operation on a NULL channel: waits until the deadline, a cancellation or shut-down. */
-static int nil_wait(int reason, int64_t deadline) {
+int tt__chan_nil_wait(int reason, int64_t deadline) {
   tt__coro *co = tt__self();
   int r = tt__block_check(co);
   if (r != 0)
@@ -349,10 +364,7 @@ static int wait_on(tt__chan *c, int how, tt__chan_waitq *q, tt__chan_wait *node,
   node->idx = 0;
   tt__chan_enqueue(q, node);
   struct held held = {c, how};
-  if (TT_LIKELY(co != NULL && deadline == TT_FOREVER))
-    r = tt__park(&wt, reason, obj, unlock_chan, &held); /* the common case, without layers */
-  else
-    r = tt__wait_fn(&wt, reason, obj, deadline, unlock_chan, &held);
+  r = tt__wait_fn(&wt, reason, obj, deadline, unlock_chan, &held);
   if (r >= 2)
     return TT__FIRED_CLOSED(r) ? TT_ECLOSED : 0;
   /* Timed out, cancelled or shut down: unlink ourselves, unless a waker met us stale first. */
@@ -366,7 +378,7 @@ static int wait_on(tt__chan *c, int how, tt__chan_waitq *q, tt__chan_wait *node,
 static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt_chan *ref,
                 const char *op) {
   if (handle == NULL)
-    return block ? nil_wait(TT_WAIT_CHAN_SEND_NIL, deadline) : TT_EAGAIN;
+    return block ? tt__chan_nil_wait(TT_WAIT_CHAN_SEND_NIL, deadline) : TT_EAGAIN;
   tt__holder *self;
   int err;
   tt__chan *c = tt__chan_check(handle, op, &self, &err);
@@ -386,34 +398,8 @@ static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt
     tt__chan_unlock(c, how);
     return TT_ENOMEM;
   }
-  /* The common case first, inline: room in the ring and nobody waiting. */
-  if (TT_LIKELY(c->count < c->cap && c->recvq.head == NULL && carry == NULL &&
-                !atomic_load_explicit(&c->closed, memory_order_relaxed))) {
-    size_t i = c->sendx;
-    copy_elem(c->buf + i * c->esize, v, c->esize);
-    if (c->carried)
-      c->carried[i] = 0;
-    c->sendx = i + 1 == c->cap ? 0 : i + 1;
-    c->count++;
-    tt__chan_unlock(c, how);
-    return 0;
-  }
-  /* The other common case, inline: a receiver waits (a hand-off). */
-  tt__chan_wait *n = c->recvq.head;
-  if (TT_LIKELY(n != NULL && carry == NULL &&
-                !atomic_load_explicit(&c->closed, memory_order_relaxed))) {
-    tt__chan_unlink(&c->recvq, n);
-    if (TT_LIKELY(tt__wake_claim(n->wt, TT__FIRED(n->idx, false)))) {
-      if (n->elem)
-        copy_elem(n->elem, v, c->esize);
-      tt__chan_unlock(c, how);
-      tt__wake_commit(n->wt);
-      return 0;
-    }
-    /* Stale (its select fired elsewhere, or it timed out): the general path takes the next. */
-  }
   tt__chan_wait *woken;
-  int r = tt__chan_send_locked(c, v, carry, self, &woken);
+  int r = send_locked(c, v, carry, self, &woken);
   if (r != 0) {
     tt__chan_unlock(c, how);
     if (woken)
@@ -432,7 +418,7 @@ static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block
   if (handle == NULL) {
     if (!block)
       return TT_EAGAIN;
-    return nil_wait(TT_WAIT_CHAN_RECV_NIL, deadline);
+    return tt__chan_nil_wait(TT_WAIT_CHAN_RECV_NIL, deadline);
   }
   tt__holder *self;
   int err;
@@ -445,26 +431,8 @@ static int recv(tt_chan *handle, void *v, bool *ok, int64_t deadline, bool block
   if (self == NULL && c->esize == sizeof(tt_chan *) && (self = tt__holder_self(true)) == NULL)
     return TT_ENOMEM;
   int how = tt__chan_lock(c);
-  /* The common case first, inline: a buffered value and no sender waiting behind the ring. */
-  if (TT_LIKELY(c->count > 0 && c->sendq.head == NULL &&
-                (c->carried == NULL || !c->carried[c->recvx]))) {
-    size_t i = c->recvx;
-    copy_elem(v, c->buf + i * c->esize, c->esize);
-    c->recvx = i + 1 == c->cap ? 0 : i + 1;
-    c->count--;
-    tt__chan_unlock(c, how);
-    if (ok)
-      *ok = true;
-    return 0;
-  }
-  tt__chan_wait *woken = NULL;
-  int r;
-  /* Nothing to receive and nobody sending: straight to the wait, the common blocking case. */
-  if (c->count == 0 && c->sendq.head == NULL &&
-      !atomic_load_explicit(&c->closed, memory_order_relaxed))
-    r = 0;
-  else
-    r = tt__chan_recv_locked(c, v, self, &woken);
+  tt__chan_wait *woken;
+  int r = recv_locked(c, v, self, &woken);
   if (r == 0 && !block) {
     tt__chan_unlock(c, how);
     return TT_EAGAIN;

@@ -30,7 +30,6 @@ enum {
   TT__HOLDER_CORO = 1,    /* owner: the tt__coro */
   TT__HOLDER_THREAD = 2,  /* owner: NULL; tid: the thread's id */
   TT__HOLDER_CARRIER = 3, /* owner: the tt__chan whose buffered values carry the references */
-  TT__HOLDER_TIMER = 4,   /* owner: the timer that will send on the channel */
 };
 
 struct tt__ref {
@@ -69,7 +68,7 @@ static inline tt__holder *tt__holder_self(bool create) {
 /* The holder's reference to c, or NULL. */
 tt__ref *tt__holder_find(tt__holder *h, tt__chan *c);
 /* Releases every reference h holds (its owner is gone: an exited coroutine or thread, a freed
- * channel's carrier, a stopped timer), freeing channels whose last reference that was, and h's
+ * channel's carrier), freeing channels whose last reference that was, and h's
  * table. h itself is not freed. */
 void tt__holder_drop_all(tt__holder *h);
 /* Adds n references to c held by h (c tracked). TT_ENOMEM or 0. */
@@ -206,6 +205,9 @@ void tt__chan_free(tt__chan *c);
 int tt__chan_send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
                          tt__chan_wait **woken);
 int tt__chan_recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken);
+/* Waits on nothing — an operation on a NULL channel, a select without cases — until the deadline,
+ * a cancellation or shut-down, with the given wait reason. */
+int tt__chan_nil_wait(int reason, int64_t deadline);
 /* Queue handling, c->lock held. */
 void tt__chan_enqueue(tt__chan_waitq *q, tt__chan_wait *n);
 void tt__chan_unlink(tt__chan_waitq *q, tt__chan_wait *n);

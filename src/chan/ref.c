@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* References to channels: who holds them (coroutines, plain threads, values in flight, timers),
+/* References to channels: who holds them (coroutines, plain threads, values in flight),
  * the ownership check every operation makes, and freeing a channel with its last reference.
  *
  * Design
@@ -227,18 +227,23 @@ typedef struct free_list {
   tt__chan *head;
 } free_list;
 
+/* Takes k references off c's count; queues c on fl when they were the last. c->rlock held (nrefs
+ * of a tracked channel changes only under it). */
+static void nrefs_sub_locked(tt__chan *c, uint64_t k, free_list *fl) {
+  int64_t left = atomic_load_explicit(&c->nrefs, memory_order_relaxed) - (int64_t)k;
+  atomic_store_explicit(&c->nrefs, left, memory_order_relaxed);
+  if (left == 0) { /* nobody can reach c any more: the list is ours after the unlock */
+    c->free_next = fl->head;
+    fl->head = c;
+  }
+}
+
 /* Takes one reference to c from h; queues c on fl when it was the last. */
 static void drop_one(tt__holder *h, tt__chan *c, free_list *fl) {
   tt__lock_acquire(&c->rlock);
   ref_sub_locked(h, c);
-  /* Under rlock: nrefs changes only there for a tracked channel. */
-  int64_t left = atomic_load_explicit(&c->nrefs, memory_order_relaxed) - 1;
-  atomic_store_explicit(&c->nrefs, left, memory_order_relaxed);
+  nrefs_sub_locked(c, 1, fl);
   tt__lock_release(&c->rlock);
-  if (left == 0) {
-    c->free_next = fl->head;
-    fl->head = c;
-  }
 }
 
 static void free_all(free_list *fl);
@@ -249,18 +254,23 @@ void tt__ref_drop(tt__holder *h, tt__chan *c) {
   free_all(&fl);
 }
 
-/* Empties h's table into fl's cascade. */
+/* Empties h's table into fl's cascade: each ref leaves its channel's list with all its count at
+ * once, and the table goes whole (one pass, not a removal per reference). */
 static void drop_table(tt__holder *h, free_list *fl) {
-  while (h->n > 0) {
-    tt__ref *r = NULL;
-    for (uint32_t i = 0; i <= h->mask && r == NULL; i++)
-      r = h->tab[i];
+  for (uint32_t i = 0; h->tab && i <= h->mask; i++) {
+    tt__ref *r = h->tab[i];
+    if (r == NULL)
+      continue;
     tt__chan *c = r->ch;
-    for (uint64_t k = r->count; k > 0; k--) /* r is freed with its last count */
-      drop_one(h, c, fl);
+    tt__lock_acquire(&c->rlock);
+    list_unlink(c, r);
+    nrefs_sub_locked(c, r->count, fl);
+    tt__lock_release(&c->rlock);
+    free(r);
   }
   free(h->tab);
   h->tab = NULL;
+  h->n = 0;
   h->mask = 0;
   memset(h->cache, 0, sizeof h->cache);
 }

@@ -59,17 +59,8 @@ static void unlock_all(void *p) {
 }
 
 static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool block) {
-  if (n == 0) {
-    if (!block)
-      return TT_EAGAIN;
-    tt__coro *co = tt__self();
-    int r = tt__block_check(co);
-    if (r != 0)
-      return r;
-    tt__waiter wt;
-    tt__waiter_init(&wt, co);
-    return tt__wait(&wt, TT_WAIT_SELECT_NO_CASES, NULL, deadline, NULL);
-  }
+  if (n == 0)
+    return block ? tt__chan_nil_wait(TT_WAIT_SELECT_NO_CASES, deadline) : TT_EAGAIN;
   if (cases == NULL || n > (size_t)1 << 30)
     return TT_EINVAL;
 
@@ -212,10 +203,7 @@ static int select_impl(tt_select_case *cases, size_t n, int64_t deadline, bool b
                      &nodes[i]);
   }
   tt__select_wait sw = {cases, n};
-  if (co != NULL && deadline == TT_FOREVER && ls.n)
-    r = tt__park(&wt, TT_WAIT_SELECT, &sw, unlock_all, &ls); /* the common case, without layers */
-  else
-    r = tt__wait_fn(&wt, TT_WAIT_SELECT, &sw, deadline, ls.n ? unlock_all : NULL, &ls);
+  r = tt__wait_fn(&wt, TT_WAIT_SELECT, &sw, deadline, ls.n ? unlock_all : NULL, &ls);
   /* Unlink the cases that did not fire (the one that fired was unlinked by its waker). */
   size_t fired = r >= 2 ? (size_t)TT__FIRED_IDX(r) : n;
   for (size_t i = 0; i < n; i++) {

@@ -311,6 +311,8 @@ static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadl
 
 int tt__wait_fn(tt__waiter *wt, int reason, const void *obj, int64_t deadline,
                 void (*unlock)(void *), void *arg) {
+  if (TT_LIKELY(deadline == TT_FOREVER && wt->co != NULL))
+    return tt__park(wt, reason, obj, unlock, arg); /* no timer: the common case, without layers */
   int64_t key = deadline;
   if (deadline != TT_FOREVER) { /* a clock read costs tens of ns: only when there is a deadline */
     int64_t now = tt__clock();
