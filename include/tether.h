@@ -11,6 +11,7 @@
 #include "tether/time.h"
 #include "tether/sync.h"
 #include "tether/chan.h"
+#include "tether/ctx.h"
 #include "tether/diag.h"
 
 #endif

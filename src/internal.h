@@ -128,6 +128,22 @@ enum {
   TT__S_STATE_MASK = 0xff,
 };
 
+/* The bits of tt__coro.cancelled. RT: the runtime is shutting down (set once, never cleared).
+ * CTX: the coroutine's current context is cancelled (set by a canceller under the anchor's lock,
+ * recomputed by the coroutine when it changes context). SHIELD: a cancellation shield is up (set
+ * and cleared by the coroutine itself). Cancellers only ever set bits; only the coroutine clears
+ * them, so a suspended coroutine's word can only go from "not pending" to "pending". */
+enum {
+  TT__CANCEL_RT = 1u,
+  TT__CANCEL_CTX = 2u,
+  TT__CANCEL_SHIELD = 1u << 31,
+};
+
+/* Whether a cancellation is pending in a `cancelled` word: a reason, and no shield up. */
+static inline bool tt__cancel_pending(uint32_t c) {
+  return (c & (TT__CANCEL_RT | TT__CANCEL_CTX)) != 0 && (c & TT__CANCEL_SHIELD) == 0;
+}
+
 /* The tt__stats index of each public state. */
 static inline int tt__state_public(uint32_t s) {
   switch (s & TT__S_STATE_MASK) {
@@ -159,9 +175,9 @@ typedef struct tt__coro {
   uint8_t wait_reason;
   uint8_t daemon;
   uint8_t stack_guarded;
-  uint8_t stack_pooled; /* stack came from a worker pool (default size) */
-  _Atomic uint32_t cancelled;
-  _Atomic uint32_t qseq; /* queueing order on its worker, for FIFO fairness across queues */
+  uint8_t stack_pooled;       /* stack came from a worker pool (default size) */
+  _Atomic uint32_t cancelled; /* TT__CANCEL_* bits: see tt__cancel_pending */
+  _Atomic uint32_t qseq;      /* queueing order on its worker, for FIFO fairness across queues */
   void (*fn)(void *);
   void *arg;
   char *stack_lo;    /* lowest usable byte; a red-zone page (guard or canary) lies below */
@@ -177,6 +193,14 @@ typedef struct tt__coro {
   char *name;
   tt__labels *labels;
   struct tt__holder *holder; /* references to channels it holds (src/chan/ref.c); NULL: none */
+  /* Its current context (src/ctx/ctx.c); NULL: the background context. It holds a reference, and
+   * sits on the member list of the context's anchor (the nearest cancellable one) while it has
+   * one, so that cancelling the anchor finds it. */
+  struct tt_ctx *ctx;
+  struct tt__coro *ctx_next, *ctx_prev; /* the anchor's member list, under the anchor's lock */
+  uint32_t shield;             /* tt_shield_begin depth; only the coroutine itself touches it */
+  uint32_t ctx_depth, ctx_cap; /* tt_ctx_enter regions: the contexts current before each */
+  struct tt_ctx **ctx_saved;   /* (references, released at exit if a region is never left) */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -187,6 +211,16 @@ typedef struct tt__coro {
   unsigned valgrind_id;
 #endif
 } tt__coro;
+
+/* Contexts (src/ctx/ctx.c). The child inherits c (NULL or background: nothing), before it is
+ * published; at exit a coroutine leaves its context (and any region it did not leave). */
+struct tt_ctx;
+void tt__ctx_spawn(tt__coro *child, struct tt_ctx *c);
+void tt__ctx_exit(tt__coro *co);
+int64_t tt__ctx_count_live(void); /* contexts made and not yet freed, for tests */
+/* Wakes with TT_ECANCELED those of v[0..n) (sorted by address, no duplicates) that are parked
+ * with a cancellation pending, holding each still meanwhile (src/coro/coro.c). */
+void tt__coro_cancel_wake(tt__coro *const *v, size_t n);
 
 /* ---- Waiters ------------------------------------------------------------------------------ */
 
@@ -279,8 +313,11 @@ struct tt__timer {
    * returns, so that whoever frees the timer can wait for it. */
   void (*fire)(tt__timer *t, int64_t now);
   _Atomic uint32_t firing;
-  uint64_t gen;     /* callback timers: the owner's arming generation, set before each add */
-  uint64_t fgen;    /* gen when it last left the heap due (under the heap's lock) */
+  uint64_t gen;  /* callback timers: the owner's arming generation, set before each add */
+  uint64_t fgen; /* gen when it last left the heap due (under the heap's lock) */
+  /* Callback timers left in a heap at shut-down are told through this (NULL: tt__atimer_orphan),
+   * outside the heap's lock. */
+  void (*orphan)(tt__timer *t);
   tt__timer *fnext; /* due callbacks collected under the lock */
 };
 

@@ -82,6 +82,7 @@ typedef struct tt_label {
 } tt_label;
 
 struct tt_chan;
+struct tt_ctx;
 
 /* How tt_go_opts.share passes references (see tether/chan.h). */
 enum {
@@ -102,6 +103,9 @@ typedef struct tt_go_opts {
   struct tt_chan *const *share;
   size_t nshare;
   int share_mode; /* TT_SHARE_COPY (default) or TT_SHARE_MOVE */
+  /* The child's current context (tether/ctx.h); NULL: the spawner's (the background context when
+   * a plain thread spawns). The child holds a reference of its own. */
+  struct tt_ctx *ctx;
 } tt_go_opts;
 
 /* Spawns fn(arg) as a new coroutine, as `go fn(arg)` does. The coroutine is queued and starts on

@@ -30,6 +30,7 @@ enum {
   TT__HOLDER_CORO = 1,    /* owner: the tt__coro */
   TT__HOLDER_THREAD = 2,  /* owner: NULL; tid: the thread's id */
   TT__HOLDER_CARRIER = 3, /* owner: the tt__chan whose buffered values carry the references */
+  TT__HOLDER_CTX = 4,     /* owner: the tt_ctx (tt_ctx_with_chan) that carries the reference */
 };
 
 struct tt__ref {

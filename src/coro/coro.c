@@ -147,8 +147,11 @@ void tt__labels_release(tt__labels *l) {
 }
 
 void tt__coro_release_fields(tt__coro *co) {
-  if (co->name == NULL && co->labels == NULL && co->holder == NULL)
+  if (co->name == NULL && co->labels == NULL && co->holder == NULL && co->ctx == NULL &&
+      co->ctx_saved == NULL && co->shield == 0)
     return;
+  /* The context first: a region's context may carry the last reference to a channel. */
+  tt__ctx_exit(co);
   if (co->holder)
     tt__coro_drop_refs(co);
   free(co->name);
@@ -206,6 +209,24 @@ static bool scan_check(tt__coro *co, uint32_t *state) {
     return true;
   tt__scan_release(co);
   return false;
+}
+
+void tt__coro_cancel_wake(tt__coro *const *v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    scan_set(v[i]);
+  /* The callers' flags and our scan bits before any state is read (see cancel_all in sched.c). */
+  tt__asym_barrier();
+  for (size_t i = 0; i < n; i++) {
+    tt__coro *co = v[i];
+    uint32_t st;
+    if (!scan_check(co, &st))
+      continue;
+    /* Held still: its waiter and its word cannot change under us. */
+    if (st == TT__S_WAITING && co->waiter &&
+        tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed)))
+      tt__wake(co->waiter, TT_ECANCELED);
+    tt__scan_release(co);
+  }
 }
 
 void tt__scan_release(tt__coro *co) {
@@ -447,9 +468,10 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
   tt_id id = w ? w->id_next++ : atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   /* Born during shut-down's grace period: cancelled from the start. */
   if (state == 2)
-    atomic_store_explicit(&co->cancelled, 1, memory_order_relaxed);
+    atomic_store_explicit(&co->cancelled, TT__CANCEL_RT, memory_order_relaxed);
   if (idp)
     *idp = id;
+  tt__ctx_spawn(co, o && o->ctx ? o->ctx : self ? self->ctx : NULL);
   publish(co, fn, arg, stack, o && o->daemon, pc, self ? self->id : parent, id, from_sched);
   return 0;
 }
@@ -469,7 +491,7 @@ int tt_go(void (*fn)(void *), void *arg) {
   /* The common case inline: a coroutine without labels spawns, the runtime is running, and a
    * clean descriptor waits on this worker's free list. Everything else takes spawn(). */
   if (TT_LIKELY(w != NULL && (self = w->cur) != NULL && fn != NULL && self->labels == NULL &&
-                (co = w->free_co) != NULL && w->id_next != w->id_end &&
+                self->ctx == NULL && (co = w->free_co) != NULL && w->id_next != w->id_end &&
                 atomic_load_explicit(&tt__rt.state, memory_order_relaxed) == 1)) {
     w->free_co = co->next;
     w->nfree_co--;

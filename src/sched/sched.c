@@ -479,7 +479,7 @@ static void finish_switch(tt__worker *w) {
       atomic_signal_fence(memory_order_seq_cst);
     else
       atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&co->cancelled, memory_order_relaxed))
+    if (tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed)))
       tt__wake(wt, TT_ECANCELED);
     return;
   }
@@ -717,7 +717,9 @@ uint64_t tt_seed(void) { return tt_running() ? tt__rt.seed : 0; }
 
 int tt__block_check(tt__coro *co) {
   if (co)
-    return atomic_load_explicit(&co->cancelled, memory_order_relaxed) ? TT_ECANCELED : 0;
+    return tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))
+               ? TT_ECANCELED
+               : 0;
   int s = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
   if (s == RT_STOPPED)
     return TT_ENOTRUNNING;
@@ -964,14 +966,15 @@ struct main_arg {
  * either the second pass sees co parked and wakes it, or its worker sees the flag after parking
  * it. */
 static void cancel_flag(tt__coro *co, void *self) {
-  if (co != self && !atomic_load_explicit(&co->cancelled, memory_order_relaxed))
-    atomic_store_explicit(&co->cancelled, 1, memory_order_seq_cst);
+  if (co != self && !(atomic_load_explicit(&co->cancelled, memory_order_relaxed) & TT__CANCEL_RT))
+    atomic_fetch_or_explicit(&co->cancelled, TT__CANCEL_RT, memory_order_seq_cst);
 }
 
 /* Second pass: wake the parked. The waiter lives on co's stack, which holds still (co is held,
  * and cannot run before one of us wins the token anyway). */
 static void cancel_wake(tt__coro *co, uint32_t st, bool held, void *self) {
-  if (co != self && held && st == TT__S_WAITING && co->waiter)
+  if (co != self && held && st == TT__S_WAITING && co->waiter &&
+      tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed)))
     tt__wake(co->waiter, TT_ECANCELED);
 }
 

@@ -243,7 +243,10 @@ void tt__timers_free(tt__timer_heap *h) {
   while (orphans) {
     tt__timer *t = orphans;
     orphans = t->fnext;
-    tt__atimer_orphan(t);
+    if (t->orphan)
+      t->orphan(t);
+    else
+      tt__atimer_orphan(t);
   }
   free(h->base);
   h->base = NULL;
