@@ -12,5 +12,6 @@
 #include "tether/sync.h"
 #include "tether/chan.h"
 #include "tether/diag.h"
+#include "tether/signal.h"
 
 #endif

@@ -30,6 +30,8 @@ enum {
   TT__HOLDER_CORO = 1,    /* owner: the tt__coro */
   TT__HOLDER_THREAD = 2,  /* owner: NULL; tid: the thread's id */
   TT__HOLDER_CARRIER = 3, /* owner: the tt__chan whose buffered values carry the references */
+  TT__HOLDER_SIGNAL = 4,  /* owner: the signal registration (src/signal/signal.c), which holds
+                             one reference to its channel from tt_signal_notify to tt_signal_stop */
 };
 
 struct tt__ref {
