@@ -621,3 +621,70 @@ TEST(signal_run_restarts_without_leaking) {
   ASSERT_LE(tt_test_proc_count("maps"), maps + 8);
 #endif
 }
+
+/* Plain threads that register and unregister while the run ends: whatever they registered is
+ * gone when tt_run returns, and they then get TT_ENOTRUNNING. */
+struct racer {
+  _Atomic int registered;
+  _Atomic int refused;
+  _Atomic int quit;
+};
+
+static void *race_thread(void *p) {
+  struct racer *r = p;
+  tt_chan *ch = tt_chan_make(sizeof(int), 1);
+  ASSERT(ch != NULL);
+  for (int i = 0; !atomic_load(&r->quit); i++) {
+    int err = tt_signal_notify(ch, (int[]){SIGUSR1, SIGUSR2}, 2);
+    if (err == 0)
+      atomic_fetch_add(&r->registered, 1);
+    else if (err == TT_ENOTRUNNING)
+      atomic_store(&r->refused, 1);
+    else
+      ASSERT_OK(err);
+    if (i % 2)
+      ASSERT_OK(tt_signal_stop(ch));
+  }
+  ASSERT_OK(tt_signal_stop(ch));
+  ASSERT_OK(tt_chan_release(ch));
+  return NULL;
+}
+
+static int race_main(void *p) {
+  struct racer *r = p;
+  int64_t end = tt_now() + WAIT_LIMIT;
+  while (atomic_load(&r->registered) == 0) {
+    ASSERT(tt_now() < end);
+    tt_sleep(50 * TT_USEC);
+  }
+  return 0;
+}
+
+TEST(signal_registrations_racing_the_end_of_a_run) {
+  set_default(SIGUSR1);
+  set_default(SIGUSR2);
+  int64_t live = tt__chan_count_live();
+  tt_run_opts o = {.procs = 2, .report_fd = -1};
+  for (int i = 0; i < (int)SCALED(50, 5); i++) {
+    struct racer r = {0};
+    pthread_t th[2];
+    /* Started before the run, so that they may also meet it before it begins. */
+    for (int k = 0; k < 2; k++)
+      ASSERT_EQ(pthread_create(&th[k], NULL, race_thread, &r), 0);
+    ASSERT_EQ(tt_run(race_main, &r, &o), 0);
+    /* The run is over: everything they registered is gone, and they are refused. */
+    ASSERT_PTR_EQ(handler_of(SIGUSR1), SIG_DFL);
+    ASSERT_PTR_EQ(handler_of(SIGUSR2), SIG_DFL);
+    atomic_store(&r.refused, 0);
+    int64_t end = tt_now() + WAIT_LIMIT;
+    while (!atomic_load(&r.refused)) {
+      ASSERT(tt_now() < end);
+      usleep(50);
+    }
+    ASSERT_PTR_EQ(handler_of(SIGUSR1), SIG_DFL);
+    atomic_store(&r.quit, 1);
+    for (int k = 0; k < 2; k++)
+      ASSERT_EQ(pthread_join(th[k], NULL), 0);
+  }
+  ASSERT_EQ(tt__chan_count_live(), live);
+}

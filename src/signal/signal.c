@@ -39,18 +39,19 @@
  * tt__signal_hook_del unlinks under the lock and then waits until `running` is no longer its
  * hook (on the dispatcher thread itself it does not wait: the running call is its caller's).
  *
- * Lock order: `life` (start and shut-down of the dispatcher), then `lock`, then a channel's lock,
- * then (leaf) its rlock. `lock` is never held across a switch nor while a hook runs; the channel
- * sends under it never block. Neither lock is on a hot path: registering is rare, and the
- * dispatcher takes `lock` once per signal batch.
+ * Lock order: `lock`, then a channel's lock, then (leaf) its rlock. `lock` is never held across a
+ * switch nor while a hook runs, and the channel sends made under it never block. It is on no hot
+ * path: registering is rare, and the dispatcher takes it once per batch of a signal.
  *
  * Lifecycle: at the end of a run (tt__signal_shutdown, from the main coroutine once the grace
  * period is over and again from tt_run after the workers stopped) every registration is dropped,
  * every hook disabled (its owner frees it), every disposition restored, and the dispatcher joined:
- * a run leaves no thread, descriptor or handler behind. The dispatcher is woken by a futex on
- * static memory rather than a pipe or an eventfd: a handler invocation still under way on another
- * thread while the dispositions are restored could otherwise write into a descriptor that was
- * closed, or closed and reused.
+ * a run leaves no thread, descriptor or handler behind. From the first of these calls on, the run
+ * takes no new registration (TT_ENOTRUNNING), so the dispatcher cannot be restarted while it is
+ * being joined, and the join needs no lock (a hook under way that registers something is refused
+ * rather than deadlocked). The dispatcher is woken by a futex on static memory rather than a pipe
+ * or an eventfd: a handler invocation still under way on another thread while the dispositions
+ * are restored could otherwise write into a descriptor that was closed, or closed and reused.
  *
  * Rejected: signalfd (it needs the signals blocked in every thread, including the program's own
  * threads and those that start later, which a library cannot ensure); sending from the handler
@@ -100,20 +101,17 @@ struct tt__sighook {
   uint64_t round; /* the dispatcher's last delivery round that called it */
 };
 
-/* Serialises starting and joining the dispatcher (registrations that start it, shut-down that
- * joins it); taken before `lock`. A pthread mutex: it is held across the join. */
-static pthread_mutex_t life = PTHREAD_MUTEX_INITIALIZER;
-
 /* Protects everything down to `running`'s writes. Held by the dispatcher while it sends; never
  * held while a hook runs or across a switch. */
 static tt__lock lock;
 static reg *regs;
 static struct tt__sighook *hooks;
-static uint32_t nwant[NSIG];                  /* registrations and hooks that want each signal */
-static struct sigaction oldact[NSIG];         /* the disposition to restore, while nwant > 0 */
-static bool disp_started;                     /* the dispatcher runs (also under `life`) */
-static pthread_t disp_thread;                 /* under `life` */
-static uint64_t hook_round;                   /* the dispatcher's delivery rounds */
+static uint32_t nwant[NSIG];          /* registrations and hooks that want each signal */
+static struct sigaction oldact[NSIG]; /* the disposition to restore, while nwant > 0 */
+static bool disp_started;             /* the dispatcher runs */
+static pthread_t disp_thread;
+static uint64_t shut_run;   /* the run whose shut-down began: it takes no more registrations */
+static uint64_t hook_round; /* the dispatcher's delivery rounds */
 static _Atomic(struct tt__sighook *) running; /* the hook the dispatcher is calling, or NULL */
 
 /* Shared with the handler: no lock. */
@@ -305,7 +303,13 @@ static void *dispatcher_main(void *unused) {
   return NULL;
 }
 
-/* Starts the dispatcher if it is not running. `life` and `lock` held. 0 or TT_ENOMEM. */
+/* Whether registrations are taken: the runtime runs and its shut-down has not begun. Checked
+ * under the lock, which shut-down takes to drop everything: a registration is either refused or
+ * dropped by it. (run_id is read after tt_running's acquire of the state, which tt_run stores
+ * after it sets run_id.) lock held. */
+static bool accepting(void) { return tt_running() && shut_run != tt__rt.run_id; }
+
+/* Starts the dispatcher if it is not running. lock held. 0 or TT_ENOMEM. */
 static int dispatcher_start(void) {
   if (disp_started)
     return 0;
@@ -413,16 +417,12 @@ int tt_signal_notify(tt_chan *handle, const int *sigs, size_t n) {
   reg *fresh = tt__calloc(1, sizeof *fresh);
   if (fresh == NULL)
     return TT_ENOMEM;
-  pthread_mutex_lock(&life);
   tt__lock_acquire(&lock);
-  /* Checked again under the lock: shut-down takes it after the runtime stops running, so a
-   * registration made here is either refused or dropped by it. */
-  if (!tt_running())
+  if (!accepting())
     err = TT_ENOTRUNNING;
   else if ((err = dispatcher_start()) == 0)
     err = reg_add_locked(c, handle, &want, &fresh);
   tt__lock_release(&lock);
-  pthread_mutex_unlock(&life);
   free(fresh);
   return err;
 }
@@ -511,9 +511,8 @@ int tt__signal_hook_add(const int *sigs, size_t n, void (*fn)(void *arg, int sig
   h->fn = fn;
   h->arg = arg;
   int err;
-  pthread_mutex_lock(&life);
   tt__lock_acquire(&lock);
-  if (!tt_running())
+  if (!accepting())
     err = TT_ENOTRUNNING;
   else if ((err = dispatcher_start()) == 0 && (err = want_bits(&h->want, &want)) == 0) {
     h->linked = true;
@@ -521,7 +520,6 @@ int tt__signal_hook_add(const int *sigs, size_t n, void (*fn)(void *arg, int sig
     hooks = h;
   }
   tt__lock_release(&lock);
-  pthread_mutex_unlock(&life);
   if (err != 0) {
     free(h);
     return err;
@@ -556,7 +554,6 @@ void tt__signal_hook_del(struct tt__sighook *h) {
 
 void tt__signal_shutdown(void) {
   TT_ASSERT(!on_dispatcher);
-  pthread_mutex_lock(&life);
   tt__lock_acquire(&lock);
   reg *gone = regs;
   regs = NULL;
@@ -568,7 +565,9 @@ void tt__signal_shutdown(void) {
   }
   hooks = NULL;
   bool join = disp_started;
+  pthread_t th = disp_thread;
   disp_started = false;
+  shut_run = tt__rt.run_id; /* no registration starts the dispatcher again in this run */
   tt__lock_release(&lock);
   reg_free_list(gone);
   if (join) {
@@ -576,14 +575,13 @@ void tt__signal_shutdown(void) {
     atomic_store_explicit(&quit, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&wake, 1, memory_order_release);
     tt__futex_wake(&wake, 1);
-    pthread_join(disp_thread, NULL);
+    pthread_join(th, NULL); /* with no lock held: a hook under way may take ours */
     /* Deliveries the handler counted while the dispositions were being restored go with the
      * run. (A handler invocation still finishing on another thread may count one after this;
      * a later run's registration of that signal would then deliver it: harmless.) */
     for (int s = 1; s < NSIG; s++)
       atomic_store_explicit(&pending[s], 0, memory_order_relaxed);
   }
-  pthread_mutex_unlock(&life);
 }
 
 uint64_t tt__signal_handled(int sig) {
