@@ -175,6 +175,44 @@ static int room_main(void *p) {
 
 TEST(signal_never_lost_with_room_dropped_without) { tt_test_run(room_main, NULL, 2); }
 
+/* Deliveries that pile up while the dispatcher is busy (here: held in a hook) are counted, not
+ * folded into one as Go's pending bit would. */
+static _Atomic int gate_entered, gate_open;
+static void gate_hook(void *p, int sig) {
+  (void)p;
+  (void)sig;
+  atomic_store(&gate_entered, 1);
+  while (!atomic_load(&gate_open))
+    usleep(100);
+}
+
+static int burst_main(void *p) {
+  const int k = 5;
+  struct tt__sighook *h;
+  ASSERT_OK(tt__signal_hook_add((int[]){SIGUSR2}, 1, gate_hook, NULL, &h));
+  tt_chan *ch = tt_chan_make(sizeof(int), (size_t)k + 1);
+  ASSERT_OK(tt_signal_notify(ch, (int[]){SIGUSR1}, 1));
+  ASSERT_EQ(raise(SIGUSR2), 0);
+  int64_t end = tt_now() + WAIT_LIMIT;
+  while (!atomic_load(&gate_entered)) {
+    ASSERT(tt_now() < end);
+    tt_sleep(100 * TT_USEC);
+  }
+  uint64_t base = tt__signal_handled(SIGUSR1);
+  for (int i = 0; i < k; i++)
+    ASSERT_EQ(raise(SIGUSR1), 0);
+  ASSERT_EQ(tt__signal_handled(SIGUSR1), base); /* the dispatcher is still held */
+  atomic_store(&gate_open, 1);
+  await_handled(SIGUSR1, base + (uint64_t)k);
+  ASSERT_EQ(tt_chan_len(ch), k);
+  tt__signal_hook_del(h);
+  ASSERT_OK(tt_signal_stop(ch));
+  ASSERT_OK(tt_chan_release(ch));
+  return 0;
+}
+
+TEST(signal_burst_counted_not_folded) { tt_test_run(burst_main, NULL, 2); }
+
 static int many_main(void *p) {
   /* Several signals onto one channel, one notify adding to another. */
   tt_chan *ch = tt_chan_make(sizeof(int), 8);
