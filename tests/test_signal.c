@@ -726,3 +726,34 @@ TEST(signal_registrations_racing_the_end_of_a_run) {
   }
   ASSERT_EQ(tt__chan_count_live(), live);
 }
+
+/* Out of memory, and a dispatcher thread that cannot start: TT_ENOMEM, and nothing changed. */
+static int fault_main(void *p) {
+  int64_t live = tt__chan_count_live();
+  void *usr1 = handler_of(SIGUSR1);
+  tt_chan *ch = tt_chan_make(sizeof(int), 1);
+  tt__fault_arm(2 /* TT__FAULT_THREAD */, 1);
+  ASSERT_ERR(tt_signal_notify(ch, (int[]){SIGUSR1}, 1), TT_ENOMEM);
+  ASSERT_PTR_EQ(handler_of(SIGUSR1), usr1);
+  int failed = 0;
+  for (int nth = 1; nth <= 4; nth++) {
+    tt__fault_arm(0 /* TT__FAULT_ALLOC */, nth);
+    int err = tt_signal_notify(ch, (int[]){SIGUSR1}, 1);
+    tt__fault_arm(0, 0);
+    if (err == TT_ENOMEM) {
+      failed++;
+      ASSERT_PTR_EQ(handler_of(SIGUSR1), usr1);
+      continue;
+    }
+    ASSERT_OK(err);
+    ASSERT(handler_of(SIGUSR1) != usr1);
+    ASSERT_OK(tt_signal_stop(ch));
+  }
+  ASSERT_GE(failed, 2);      /* the registration, and its reference */
+  roundtrip(SIGUSR1, false); /* all is well afterwards */
+  ASSERT_OK(tt_chan_release(ch));
+  ASSERT_EQ(tt__chan_count_live(), live);
+  return 0;
+}
+
+TEST(signal_out_of_memory) { tt_test_run(fault_main, NULL, 1); }
