@@ -51,12 +51,13 @@ TT_BEGIN_DECLS
 /* Sends every signal in sigs[0..n) that the process receives, as an int, on ch (whose elem_size
  * must be sizeof(int)), without ever blocking (see above). n == 0 means every signal that may be
  * notified, as Go's Notify with no signals (this takes SIGPIPE, SIGCHLD, SIGTSTP and the like
- * away from their default actions too). Calling it again for the same channel adds signals; a
- * signal listed twice, or already registered, counts once. One signal may go to several channels.
- * The caller must hold a reference to ch (any caller, for an untracked or detached channel); the
- * registration takes its own, until tt_signal_stop.
- * Returns 0; TT_EINVAL (NULL ch, NULL sigs with n > 0, a signal that may not be notified — then
- * nothing changed —, elem_size != sizeof(int)); TT_EPERM (the caller holds no reference to ch);
+ * away from their default actions too; a signal whose handler the environment refuses, such as
+ * one qemu-user keeps for itself, is left out rather than failing the call). Calling it again for
+ * the same channel adds signals; a signal listed twice, or already registered, counts once. One
+ * signal may go to several channels. The caller must hold a reference to ch (any caller, for an
+ * untracked or detached channel); the registration takes its own, until tt_signal_stop. Returns 0;
+ * TT_EINVAL (NULL ch, NULL sigs with n > 0, a signal that may not be notified — then nothing
+ * changed —, elem_size != sizeof(int)); TT_EPERM (the caller holds no reference to ch);
  * TT_ENOTRUNNING; TT_ENOMEM (no memory, or the dispatcher thread could not start).
  * Calls: never blocks (takes an internal lock for microseconds); not a cancel point; coroutines
  * and plain threads while the runtime runs; not from signal handlers. */

@@ -203,13 +203,17 @@ static void unwant_one(int sig) {
     sigaction(sig, &oldact[sig], NULL);
 }
 
-/* Adds the signals of add not yet in *have to *have, wanting each; all or nothing. lock held. */
-static int want_bits(sigbits *have, const sigbits *add) {
+/* Adds the signals of add not yet in *have to *have, wanting each; all or nothing, unless
+ * `every` (the caller asked for every signal, as Go's Notify with none: a signal whose handler
+ * cannot be installed here, say one an emulator keeps for itself, is left out). lock held. */
+static int want_bits(sigbits *have, const sigbits *add, bool every) {
   sigbits done = {{0}};
   for (int s = 1; s < NSIG; s++) {
     if (!bits_has(add, s) || bits_has(have, s))
       continue;
     int err = want_one(s);
+    if (err != 0 && every)
+      continue;
     if (err != 0) {
       for (int u = 1; u < s; u++)
         if (bits_has(&done, u)) {
@@ -377,10 +381,11 @@ static void reg_free_list(reg *r) {
 
 /* Adds want to c's registration, making it (from *fresh, then set to NULL) if c has none; all or
  * nothing. lock held. */
-static int reg_add_locked(tt__chan *c, tt_chan *handle, const sigbits *want, reg **fresh) {
+static int reg_add_locked(tt__chan *c, tt_chan *handle, const sigbits *want, bool every,
+                          reg **fresh) {
   reg *r = reg_find(c);
   if (r != NULL)
-    return want_bits(&r->want, want);
+    return want_bits(&r->want, want, every);
   r = *fresh;
   *fresh = NULL;
   r->c = c;
@@ -392,7 +397,7 @@ static int reg_add_locked(tt__chan *c, tt_chan *handle, const sigbits *want, reg
     free(r);
     return err;
   }
-  if ((err = want_bits(&r->want, want)) != 0) {
+  if ((err = want_bits(&r->want, want, every)) != 0) {
     reg_free(r); /* not the channel's last reference: the caller holds one, so nothing cascades */
     return err;
   }
@@ -421,7 +426,7 @@ int tt_signal_notify(tt_chan *handle, const int *sigs, size_t n) {
   if (!accepting())
     err = TT_ENOTRUNNING;
   else if ((err = dispatcher_start()) == 0)
-    err = reg_add_locked(c, handle, &want, &fresh);
+    err = reg_add_locked(c, handle, &want, n == 0, &fresh);
   tt__lock_release(&lock);
   free(fresh);
   return err;
@@ -514,7 +519,7 @@ int tt__signal_hook_add(const int *sigs, size_t n, void (*fn)(void *arg, int sig
   tt__lock_acquire(&lock);
   if (!accepting())
     err = TT_ENOTRUNNING;
-  else if ((err = dispatcher_start()) == 0 && (err = want_bits(&h->want, &want)) == 0) {
+  else if ((err = dispatcher_start()) == 0 && (err = want_bits(&h->want, &want, n == 0)) == 0) {
     h->linked = true;
     h->next = hooks;
     hooks = h;
