@@ -322,7 +322,7 @@ static int dispatcher_start(void) {
   /* relaxed: pthread_create orders it before the thread's first read. */
   atomic_store_explicit(&quit, 0, memory_order_relaxed);
   /* The dispatcher blocks every signal (it inherits the mask it starts with): deliveries go to
-   * threads whose interruption costs nothing, and its futex wait is never cut short. */
+   * the other threads, and its futex wait is never cut short. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
