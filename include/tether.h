@@ -13,5 +13,6 @@
 #include "tether/chan.h"
 #include "tether/ctx.h"
 #include "tether/diag.h"
+#include "tether/signal.h"
 
 #endif

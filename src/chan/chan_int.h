@@ -30,7 +30,9 @@ enum {
   TT__HOLDER_CORO = 1,    /* owner: the tt__coro */
   TT__HOLDER_THREAD = 2,  /* owner: NULL; tid: the thread's id */
   TT__HOLDER_CARRIER = 3, /* owner: the tt__chan whose buffered values carry the references */
-  TT__HOLDER_CTX = 4,     /* owner: the tt_ctx (tt_ctx_with_chan) that carries the reference */
+  TT__HOLDER_SIGNAL = 4,  /* owner: the signal registration (src/signal/signal.c), which holds
+                             one reference to its channel from tt_signal_notify to tt_signal_stop */
+  TT__HOLDER_CTX = 5,     /* owner: the tt_ctx (tt_ctx_with_chan) that carries the reference */
 };
 
 struct tt__ref {

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "signal/signal_int.h"
 
 #if defined(TT_SANITIZE_ADDRESS)
 #include <sanitizer/asan_interface.h>
@@ -1018,6 +1019,9 @@ static void main_entry(void *p) {
                   " still alive after the shut-down grace period; discarding:\n\n");
     tt__registry_walk_frozen(report_one, self);
   }
+  /* Signal registrations go while the workers still run, so a wake the dispatcher commits lands
+   * on a live worker (tt_run repeats it for a registration that raced with this). */
+  tt__signal_shutdown();
   atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);
   wake_threads(TT_ESHUTDOWN);
   for (int i = 0; i < tt__rt.procs; i++)
@@ -1139,6 +1143,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   }
   for (int i = 0; i < started; i++)
     pthread_join(tt__rt.workers[i].thread, NULL);
+  tt__signal_shutdown(); /* a registration made by a plain thread during the shut-down */
   r = tt__rt.result;
   runtime_free();
   atomic_store_explicit(&tt__rt.state, RT_STOPPED, memory_order_release);
