@@ -2,6 +2,7 @@
 /* Contexts: the tree, deadlines, values, the current context, regions, shields, and cancellation
  * reaching coroutines parked in every kind of blocking call. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -715,3 +716,44 @@ static int stress_main(void *p) {
 }
 
 TEST(ctx_stress) { tt_test_run(stress_main, NULL, 2); }
+
+/* ---- Signals ------------------------------------------------------------------------------ */
+
+static void sleep_report(void *p) { atomic_store((_Atomic int *)p, tt_sleep(3600 * TT_SEC)); }
+
+static int signals_main(void *p) {
+  int64_t live = tt__ctx_count_live();
+  struct sigaction before, during, after;
+  ASSERT_EQ(sigaction(SIGUSR2, NULL, &before), 0);
+  tt_ctx *c;
+  int sigs[] = {SIGUSR2};
+  ASSERT_OK(tt_ctx_with_signals(tt_ctx_background(), sigs, 1, &c));
+  ASSERT_EQ(sigaction(SIGUSR2, NULL, &during), 0);
+  ASSERT(during.sa_handler != before.sa_handler);
+  _Atomic int res = 1;
+  tt_go_opts o = {.ctx = c};
+  ASSERT_OK(tt_go_opt(sleep_report, (void *)&res, &o, NULL));
+  tt_test_await_reason(TT_WAIT_SLEEP, 1);
+  ASSERT_EQ(tt_ctx_err(c), 0);
+  ASSERT_EQ(kill(getpid(), SIGUSR2), 0);
+  ASSERT_ERR(tt_chan_recv(tt_ctx_done(c), NULL, NULL), TT_ECLOSED);
+  ASSERT_EQ(tt_ctx_err(c), TT_ECANCELED);
+  ASSERT_EQ(tt_ctx_cause(c), SIGUSR2);
+  tt_test_await_alone();
+  ASSERT_EQ(atomic_load(&res), TT_ECANCELED);
+  ASSERT_EQ(kill(getpid(), SIGUSR2), 0); /* still caught while the context lives */
+  tt_sleep(TT_MSEC);
+  tt_ctx_release(c);
+  ASSERT_EQ(sigaction(SIGUSR2, NULL, &after), 0);
+  ASSERT(after.sa_handler == before.sa_handler);
+  ASSERT_EQ(tt__ctx_count_live(), live);
+  /* Refused signals, bad arguments. */
+  int bad[] = {SIGKILL};
+  ASSERT_ERR(tt_ctx_with_signals(tt_ctx_background(), bad, 1, &c), TT_EINVAL);
+  ASSERT(c == NULL);
+  ASSERT_ERR(tt_ctx_with_signals(tt_ctx_background(), NULL, 1, &c), TT_EINVAL);
+  ASSERT_EQ(tt__ctx_count_live(), live);
+  return 0;
+}
+
+TEST(ctx_with_signals) { tt_test_run(signals_main, NULL, 2); }

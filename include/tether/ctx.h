@@ -57,6 +57,15 @@ TT_EXTERN int tt_ctx_with_deadline(tt_ctx *parent, int64_t deadline, tt_ctx **ou
 /* tt_ctx_with_deadline(parent, tt_now() + timeout, out). */
 TT_EXTERN int tt_ctx_with_timeout(tt_ctx *parent, int64_t timeout, tt_ctx **out);
 
+/* tt_ctx_with_cancel that is also cancelled when one of the n signals in sigs arrives (Go's
+ * signal.NotifyContext); n == 0 means SIGINT and SIGTERM (Go would take every signal, window
+ * resizes included). tt_ctx_cause then reports the signal's number (a positive int). The signals
+ * stay caught (the default action, such as ending the process, does not happen) until the context
+ * is freed: release it once the shut-down it started is under way, and a second signal acts as
+ * usual. Besides tt_ctx_with_cancel's errors: TT_EINVAL (a signal tt_signal_notify refuses, NULL
+ * sigs with n > 0), TT_ENOTRUNNING. Calls: never blocks; any thread while the runtime runs. */
+TT_EXTERN int tt_ctx_with_signals(tt_ctx *parent, const int *sigs, size_t n, tt_ctx **out);
+
 /* A child of parent that carries value under key (compared by address, as Go compares keys by
  * identity: use the address of a static object of your own). tt_ctx_value finds the nearest one.
  * The value is the caller's: tether never frees it. Not cancellable itself: it is cancelled when

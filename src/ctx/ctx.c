@@ -39,8 +39,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
+
 #include "chan/chan_int.h"
 #include "internal.h"
+#include "signal/signal_int.h"
 #include "tether/ctx.h"
 
 enum { K_BACKGROUND, K_CANCEL, K_VALUE };
@@ -73,6 +76,7 @@ struct tt_ctx {
   tt__timer timer;
   tt__worker *home;
   uint64_t run_id;
+  struct tt__sighook *sighook; /* tt_ctx_with_signals */
 };
 
 static tt_ctx background = {.kind = K_BACKGROUND, .deadline = NO_DEADLINE};
@@ -331,6 +335,8 @@ static void ctx_free(tt_ctx *c) {
   while (c) {
     tt_ctx *parent = c->parent;
     if (c->kind == K_CANCEL) {
+      /* First the hook: once it is gone no signal can cancel (touch) us. */
+      tt__signal_hook_del(c->sighook);
       tt_ctx *pa = parent ? parent->anchor : NULL;
       if (pa) {
         tt__lock_acquire(&pa->lock);
@@ -453,6 +459,28 @@ int tt_ctx_with_timeout(tt_ctx *parent, int64_t timeout, tt_ctx **out) {
   if (timeout < 0)
     timeout = 0;
   return with_cancel(parent, timeout >= NO_DEADLINE - now ? NO_DEADLINE : now + timeout, out);
+}
+
+static void on_signal(void *arg, int sig) { cancel(arg, TT_ECANCELED, sig); }
+
+int tt_ctx_with_signals(tt_ctx *parent, const int *sigs, size_t n, tt_ctx **out) {
+  static const int dflt[] = {SIGINT, SIGTERM};
+  if (sigs == NULL && n > 0)
+    return TT_EINVAL;
+  if (n == 0) {
+    sigs = dflt;
+    n = 2;
+  }
+  int err = with_cancel(parent, NO_DEADLINE, out);
+  if (err)
+    return err;
+  tt_ctx *c = *out;
+  if (tt_ctx_err(c) == 0 && (err = tt__signal_hook_add(sigs, n, on_signal, c, &c->sighook)) != 0) {
+    *out = NULL;
+    tt_ctx_release(c);
+    return err;
+  }
+  return 0;
 }
 
 int tt_ctx_with_value(tt_ctx *parent, const void *key, void *value, tt_ctx **out) {
