@@ -12,6 +12,7 @@
 #include "tether/sync.h"
 #include "tether/chan.h"
 #include "tether/ctx.h"
+#include "tether/group.h"
 #include "tether/diag.h"
 #include "tether/signal.h"
 

@@ -33,6 +33,7 @@ enum {
   TT__HOLDER_SIGNAL = 4,  /* owner: the signal registration (src/signal/signal.c), which holds
                              one reference to its channel from tt_signal_notify to tt_signal_stop */
   TT__HOLDER_CTX = 5,     /* owner: the tt_ctx (tt_ctx_with_chan) that carries the reference */
+  TT__HOLDER_TASK = 6,    /* owner: a queued pool task (tt_pool_submit_opt) */
 };
 
 struct tt__ref {
