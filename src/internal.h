@@ -177,6 +177,7 @@ typedef struct tt__coro {
   char *name;
   tt__labels *labels;
   struct tt__holder *holder; /* references to channels it holds (src/chan/ref.c); NULL: none */
+  struct tt__held *locks;    /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -502,6 +503,9 @@ uint64_t tt__rand(tt__worker *w);
 tt__coro *tt__coro_alloc(tt__worker *w);
 void tt__coro_free(tt__worker *w, tt__coro *co);
 void tt__coro_release_fields(tt__coro *co);
+/* Sync primitives (src/sync/held.c): an exiting coroutine's held locks are marked as held by it
+ * (they stay locked) and its list is freed. */
+void tt__sync_coro_exit(tt__coro *co);
 /* Channel references (src/chan/ref.c): release an exited coroutine's; build (share) or undo
  * (unshare) the ones a child gets at spawn; name the child as the holder. */
 void tt__coro_drop_refs(tt__coro *co);

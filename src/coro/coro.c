@@ -147,10 +147,12 @@ void tt__labels_release(tt__labels *l) {
 }
 
 void tt__coro_release_fields(tt__coro *co) {
-  if (co->name == NULL && co->labels == NULL && co->holder == NULL)
+  if (co->name == NULL && co->labels == NULL && co->holder == NULL && co->locks == NULL)
     return;
   if (co->holder)
     tt__coro_drop_refs(co);
+  if (co->locks)
+    tt__sync_coro_exit(co);
   free(co->name);
   co->name = NULL;
   tt__labels_release(co->labels);
