@@ -141,10 +141,12 @@ static int relock_main(void *p) {
 TEST(cond_timeout_waits_to_retake_the_mutex) { tt_test_run(relock_main, NULL, 1); }
 
 /* A signal skips a waiter whose deadline has passed and wakes the next one. */
+static int64_t short_deadline;
+
 static void short_waiter(void *arg) {
   cw *s = arg;
   ASSERT_OK(tt_mutex_lock(&s->m));
-  ASSERT_ERR(tt_cond_wait_dl(&s->c, &s->m, tt_now() + TT_MSEC), TT_ETIMEDOUT);
+  ASSERT_ERR(tt_cond_wait_dl(&s->c, &s->m, short_deadline), TT_ETIMEDOUT);
   ASSERT_OK(tt_mutex_unlock(&s->m));
   tt_wg_done(&s->wg);
 }
@@ -152,6 +154,8 @@ static void short_waiter(void *arg) {
 static int skip_main(void *p) {
   cw s = {.m = TT_MUTEX_INIT, .c = TT_COND_INIT, .wg = TT_WG_INIT};
   ASSERT_OK(tt_wg_add(&s.wg, 2));
+  /* Long enough for the second waiter to queue behind it, even under a sanitizer. */
+  short_deadline = tt_now() + 20 * TT_MSEC * (int64_t)tt_test_slow();
   ASSERT_OK(tt_go(short_waiter, &s));
   tt_test_await_reason(TT_WAIT_COND_WAIT, 1);
   ASSERT_OK(tt_go(cond_waiter, &s));
