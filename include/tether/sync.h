@@ -62,9 +62,9 @@ enum {
  * may unlock it, and a holder that locks it again gets TT_EDEADLK instead of deadlocking.
  * Initialise with TT_MUTEX_INIT, tt_mutex_init or all-zero bytes (unlocked); no destructor is
  * needed once it is unlocked and no one waits. Uncontended, a lock and an unlock are one
- * compare-and-swap each. Contended, it behaves as Go's: a waiter that is woken competes with
- * newcomers, and one that has waited more than 1 ms switches the mutex to direct hand-off (each
- * unlock passes it to the longest waiter) until the queue drains. */
+ * compare-and-swap each. Contended, it behaves much as Go's: a waiter that is woken competes with
+ * newcomers, and one that has waited more than 1 ms and loses again is handed the mutex directly
+ * by the next unlock, so no waiter starves. */
 typedef struct tt_mutex {
   _Alignas(8) unsigned char opaque_[48];
 } tt_mutex;
