@@ -99,10 +99,38 @@ static inline void acquired(mutex_impl *mi, tt__coro *co) {
     tt__held_push(co, mi, TT__HELD_MUTEX, now);
 }
 
-/* Clears WOKEN, which this contender set (or was woken under) and now gives up on. */
+/* Gives up WOKEN, which this contender set (or was woken under) and now leaves with an error. An
+ * unlock may have skipped waking anyone because of it: if the mutex is free with waiters queued,
+ * wake one now, or it would wait for an unlock that may never come. */
 static void clear_woken(mutex_impl *mi) {
   /* relaxed: a flag for unlockers; nothing is published with it. */
-  atomic_fetch_and_explicit(&mi->state, ~M_WOKEN, memory_order_relaxed);
+  uint64_t s = atomic_fetch_and_explicit(&mi->state, ~M_WOKEN, memory_order_relaxed) & ~M_WOKEN;
+  if ((s & (M_LOCKED | M_WAITERS)) != M_WAITERS)
+    return; /* held (its unlock will wake), or nobody waits */
+  tt__waiter *woken = NULL;
+  tt__lock_acquire(&mi->lock);
+  s = atomic_load_explicit(&mi->state, memory_order_relaxed);
+  if (!(s & (M_LOCKED | M_WOKEN))) {
+    for (tt__waiter *wt = mi->q.head; wt; wt = wt->next)
+      if (tt__wake_claim(wt, 0)) {
+        tt__wq_unlink(&mi->q, wt);
+        woken = wt;
+        break;
+      }
+    if (woken) {
+      uint64_t waiters = mi->q.head ? M_WAITERS : 0;
+      /* relaxed: as above; the queue is published by its lock. */
+      while (!atomic_compare_exchange_weak_explicit(&mi->state, &s,
+                                                    (s & ~M_WAITERS) | waiters | M_WOKEN,
+                                                    memory_order_relaxed, memory_order_relaxed))
+        ;
+    }
+  }
+  tt__lock_release(&mi->lock);
+  if (woken) {
+    woken->next = NULL;
+    tt__wake_commit(woken);
+  }
 }
 
 static inline bool can_spin(int rounds, uint64_t s) {
