@@ -115,7 +115,9 @@ static void relock_waiter(void *arg) {
   relock *s = arg;
   ASSERT_OK(tt_mutex_lock(&s->m));
   atomic_store(&s->released, 1);
-  ASSERT_ERR(tt_cond_wait_dl(&s->c, &s->m, tt_now() + 2 * TT_MSEC), TT_ETIMEDOUT);
+  /* Long enough for the test to take the mutex first, even on a loaded machine. */
+  int64_t dl = tt_now() + 20 * TT_MSEC * (int64_t)tt_test_slow();
+  ASSERT_ERR(tt_cond_wait_dl(&s->c, &s->m, dl), TT_ETIMEDOUT);
   tt_id id;
   ASSERT_EQ(tt_mutex_holder(&s->m, &id, NULL), TT_LOCK_CORO);
   ASSERT_EQ(id, tt_self());
