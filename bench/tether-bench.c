@@ -426,6 +426,61 @@ static int bench_timers(long n) {
   return 0;
 }
 
+/* ---- mutex: 1000 coroutines each locking and unlocking one shared mutex n/1000 times --------- */
+
+enum { MUTEX_COROS = 1000 };
+
+struct mutexw {
+  tt_mutex m;
+  long per;     /* lock/unlock pairs per coroutine */
+  long counter; /* the critical section: under m */
+  tt_wg done;
+  _Atomic int err; /* the first error a lock or unlock returned */
+};
+
+static void mutex_fn(void *arg) {
+  struct mutexw *mw = arg;
+  for (long j = 0; j < mw->per; j++) {
+    int err = tt_mutex_lock(&mw->m);
+    if (err == 0) {
+      mw->counter++;
+      err = tt_mutex_unlock(&mw->m);
+    }
+    if (err < 0) {
+      int none = 0;
+      atomic_compare_exchange_strong(&mw->err, &none, err);
+      break;
+    }
+  }
+  tt_wg_done(&mw->done);
+}
+
+static int bench_mutex(long n) {
+  struct mutexw mw = {.m = TT_MUTEX_INIT, .done = TT_WG_INIT};
+  long coros = n < MUTEX_COROS ? n : MUTEX_COROS;
+  int err;
+
+  mw.per = n / coros;
+  tt_wg_add(&mw.done, coros);
+  int64_t t0 = tt_now();
+  for (long i = 0; i < coros; i++) {
+    if ((err = tt_go(mutex_fn, &mw)) < 0) {
+      tt_wg_add(&mw.done, -(coros - i)); /* the ones never spawned; then wait for the rest */
+      tt_wg_wait(&mw.done);
+      return fail("tt_go", err);
+    }
+  }
+  if ((err = tt_wg_wait(&mw.done)) < 0)
+    return fail("tt_wg_wait", err);
+  int64_t t1 = tt_now();
+  if ((err = atomic_load(&mw.err)) < 0)
+    return fail("mutex: lock/unlock", err);
+  if (mw.counter != coros * mw.per)
+    return wrong_sum("mutex", mw.counter, coros * mw.per);
+  report("mutex", (double)(t1 - t0) / (double)(coros * mw.per), "ns/op");
+  return 0;
+}
+
 /* ---- driver ---------------------------------------------------------------------------------- */
 
 static const struct workload {
@@ -440,6 +495,7 @@ static const struct workload {
     {"buffered", 10000000, bench_buffered},
     {"select", 4000000, bench_select},
     {"timers", 100000, bench_timers},
+    {"mutex", 1000000, bench_mutex},
     /* clang-format on */
 };
 

@@ -201,6 +201,7 @@ typedef struct tt__coro {
   uint32_t shield;             /* tt_shield_begin depth; only the coroutine itself touches it */
   uint32_t ctx_depth, ctx_cap; /* tt_ctx_enter regions: the contexts current before each */
   struct tt_ctx **ctx_saved;   /* (references, released at exit if a region is never left) */
+  struct tt__held *locks;    /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -539,6 +540,9 @@ uint64_t tt__rand(tt__worker *w);
 tt__coro *tt__coro_alloc(tt__worker *w);
 void tt__coro_free(tt__worker *w, tt__coro *co);
 void tt__coro_release_fields(tt__coro *co);
+/* Sync primitives (src/sync/held.c): an exiting coroutine's held locks are marked as held by it
+ * (they stay locked) and its list is freed. */
+void tt__sync_coro_exit(tt__coro *co);
 /* Channel references (src/chan/ref.c): release an exited coroutine's; build (share) or undo
  * (unshare) the ones a child gets at spawn; name the child as the holder. */
 void tt__coro_drop_refs(tt__coro *co);

@@ -117,5 +117,8 @@ int64_t tt__ctx_count_live(void);  /* contexts made and not yet freed */
 void tt__fault_arm(int site, int64_t nth);
 int tt__chan_bias_owner(tt_chan *h); /* the worker a channel is biased to, or -1 */
 int tt__chan_bias_available(void);
+/* The calling coroutine's held locks, oldest first (kinds: 1 mutex, 2 read, 3 write); returns
+ * how many it holds. */
+int64_t tt__held_self(const void **objs, uint32_t *kinds, size_t max);
 
 #endif

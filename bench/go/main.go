@@ -33,6 +33,7 @@ var workloads = []workload{
 	{"buffered", 10000000, benchBuffered},
 	{"select", 4000000, benchSelect},
 	{"timers", 100000, benchTimers},
+	{"mutex", 1000000, benchMutex},
 }
 
 func report(name string, value float64, unit string) {
@@ -244,6 +245,41 @@ func benchTimers(n int) {
 	wg.Wait()
 	dt := time.Since(t0)
 	report("timers", float64(dt.Nanoseconds())/(float64(n)*timerSleeps), "ns/op")
+}
+
+// mutexCoros is how many goroutines share the mutex in the mutex workload.
+const mutexCoros = 1000
+
+// mutex: 1000 goroutines each locking and unlocking one shared sync.Mutex n/1000 times around a
+// tiny critical section (a counter), waited for with a wait group; the time per lock/unlock pair.
+func benchMutex(n int) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	coros := mutexCoros
+	if n < coros {
+		coros = n
+	}
+	per := n / coros
+	counter := 0
+	wg.Add(coros)
+	t0 := time.Now()
+	for i := 0; i < coros; i++ {
+		go func() {
+			for j := 0; j < per; j++ {
+				mu.Lock()
+				counter++
+				mu.Unlock()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	dt := time.Since(t0)
+	if counter != coros*per {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: mutex: counter %d, want %d\n", counter, coros*per)
+		os.Exit(1)
+	}
+	report("mutex", float64(dt.Nanoseconds())/float64(coros*per), "ns/op")
 }
 
 func usage() {

@@ -148,12 +148,14 @@ void tt__labels_release(tt__labels *l) {
 
 void tt__coro_release_fields(tt__coro *co) {
   if (co->name == NULL && co->labels == NULL && co->holder == NULL && co->ctx == NULL &&
-      co->ctx_saved == NULL && co->shield == 0)
+      co->ctx_saved == NULL && co->shield == 0 && co->locks == NULL)
     return;
   /* The context first: a region's context may carry the last reference to a channel. */
   tt__ctx_exit(co);
   if (co->holder)
     tt__coro_drop_refs(co);
+  if (co->locks)
+    tt__sync_coro_exit(co);
   free(co->name);
   co->name = NULL;
   tt__labels_release(co->labels);
