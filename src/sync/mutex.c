@@ -462,14 +462,17 @@ int tt__mutex_unlock_for_wait(tt_mutex *m, tt__coro *co, uint64_t tok) {
   return 0;
 }
 
-/* Takes m back after a condition wait, whatever happened to the wait: a cancelled coroutine (or a
- * plain thread at shut-down) cannot park, so it retries, yielding between attempts, until the
- * holder lets go. Gives up (TT_EDEADLK) only if the holder exited: then the mutex can never be
- * had. */
+/* Takes m back after a condition wait, whatever happened to the wait. A coroutine raises a
+ * cancellation shield for it, so it parks like any locker even when cancelled (POSIX's rule: the
+ * mutex is held again whatever the wait's result). A plain thread at shut-down cannot block, so it
+ * retries, yielding between attempts. Gives up (TT_EDEADLK) only if the holder exited: then the
+ * mutex can never be had. */
 int tt__mutex_relock_after_wait(tt_mutex *m, tt__coro *co, uint64_t tok) {
   mutex_impl *mi = IMPL(m);
   int r = tt__held_reserve(co); /* the unlock freed a slot: cannot fail */
   TT_ASSERT(r == 0);
+  if (co)
+    tt_shield_begin();
   for (;;) {
     uint64_t z = 0;
     /* acquire: as in tt_mutex_lock_dl. */
@@ -478,13 +481,18 @@ int tt__mutex_relock_after_wait(tt_mutex *m, tt__coro *co, uint64_t tok) {
         (r = lock_slow(mi, co, tok, TT_FOREVER)) == 0)
       break;
     TT_ASSERT(r != TT_EDEADLK && r != TT_ENOMEM);
-    if (atomic_load_explicit(&mi->state, memory_order_relaxed) & M_EXITED)
+    if (atomic_load_explicit(&mi->state, memory_order_relaxed) & M_EXITED) {
+      if (co)
+        tt_shield_end();
       return TT_EDEADLK;
+    }
     if (co)
       tt_yield();
     else
       sched_yield();
   }
+  if (co)
+    tt_shield_end();
   acquired(mi, co);
   return 0;
 }
