@@ -201,7 +201,7 @@ typedef struct tt__coro {
   uint32_t shield;             /* tt_shield_begin depth; only the coroutine itself touches it */
   uint32_t ctx_depth, ctx_cap; /* tt_ctx_enter regions: the contexts current before each */
   struct tt_ctx **ctx_saved;   /* (references, released at exit if a region is never left) */
-  struct tt__held *locks;    /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
+  struct tt__held *locks; /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif

@@ -265,12 +265,39 @@ enum {
   B_NIL_RECV,
   B_SELECT_EMPTY,
   B_RECV_DL, /* a wait with a deadline of its own, far away */
+  B_MUTEX,
+  B_RLOCK,
+  B_WLOCK,
+  B_COND,
+  B_SEM,
+  B_ONCE,
+  B_GROUP,
   B_KINDS
 };
 static const int kind_reason[B_KINDS] = {
     TT_WAIT_CHAN_RECV,      TT_WAIT_CHAN_SEND,     TT_WAIT_SELECT,          TT_WAIT_SLEEP,
     TT_WAIT_WAITGROUP_WAIT, TT_WAIT_CHAN_RECV_NIL, TT_WAIT_SELECT_NO_CASES, TT_WAIT_CHAN_RECV,
+    TT_WAIT_MUTEX_LOCK,     TT_WAIT_RWMUTEX_RLOCK, TT_WAIT_RWMUTEX_LOCK,    TT_WAIT_COND_WAIT,
+    TT_WAIT_SEMACQUIRE,     TT_WAIT_ONCE_DO,       TT_WAIT_GROUP_WAIT,
 };
+
+/* The objects the blockers wait on, each held or blocked by someone outside the context. */
+static struct {
+  tt_mutex m, cm;
+  tt_rwmutex rw;
+  tt_cond cond;
+  tt_sem sem;
+  tt_once once;
+  tt_group *group;
+  tt_chan *gate; /* untracked: closed at the end to let the once's function and the child go */
+} objs;
+
+static void once_body(void *p) { tt_chan_recv(objs.gate, NULL, NULL); }
+static void once_runner(void *p) { tt_once_do(&objs.once, once_body, NULL); }
+static int group_child(void *p) {
+  tt_chan_recv(objs.gate, NULL, NULL);
+  return 0;
+}
 
 typedef struct blocker {
   int kind;
@@ -313,6 +340,29 @@ static void block_fn(void *p) {
   case B_RECV_DL:
     r = tt_chan_recv_dl(b->ch, &v, NULL, tt_now() + 3600 * TT_SEC);
     break;
+  case B_MUTEX:
+    r = tt_mutex_lock(&objs.m);
+    break;
+  case B_RLOCK:
+    r = tt_rwmutex_rlock(&objs.rw);
+    break;
+  case B_WLOCK:
+    r = tt_rwmutex_lock(&objs.rw);
+    break;
+  case B_COND:
+    ASSERT_OK(tt_mutex_lock(&objs.cm));
+    r = tt_cond_wait(&objs.cond, &objs.cm);
+    ASSERT_OK(tt_mutex_unlock(&objs.cm)); /* held again whatever the wait's result */
+    break;
+  case B_SEM:
+    r = tt_sem_acquire(&objs.sem, 1);
+    break;
+  case B_ONCE:
+    r = tt_once_do(&objs.once, once_body, NULL);
+    break;
+  case B_GROUP:
+    r = tt_group_wait(objs.group);
+    break;
   }
   atomic_store(&b->returned_at, tt_now());
   atomic_store(&b->result, r);
@@ -341,6 +391,23 @@ static int cancel_parked_main(void *p) {
   ASSERT_OK(tt_wg_add(&wg, 1)); /* never done */
   tt_ctx *ctx;
   ASSERT_OK(tt_ctx_with_cancel(tt_ctx_background(), &ctx));
+  /* The objects, held by this coroutine (outside the context) or by coroutines under the
+   * background context. */
+  tt_mutex_init(&objs.m);
+  tt_mutex_init(&objs.cm);
+  tt_rwmutex_init(&objs.rw);
+  tt_cond_init(&objs.cond);
+  tt_once_init(&objs.once);
+  ASSERT_OK(tt_sem_init(&objs.sem, 1));
+  ASSERT_OK(tt_chan_make_opt(&objs.gate, 0, 0, &uo));
+  ASSERT_OK(tt_mutex_lock(&objs.m));
+  ASSERT_OK(tt_rwmutex_lock(&objs.rw));
+  ASSERT_OK(tt_sem_acquire(&objs.sem, 1));
+  ASSERT_OK(tt_group_make(tt_ctx_background(), &objs.group));
+  ASSERT_OK(tt_group_go(objs.group, group_child, NULL));
+  tt_go_opts bg = {.ctx = tt_ctx_background()};
+  ASSERT_OK(tt_go_opt(once_runner, NULL, &bg, NULL));
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 2); /* the once's function and the group's child */
   int n = B_KINDS * cc->per_kind;
   blocker *bs = calloc((size_t)n, sizeof *bs);
   _Atomic int left = n;
@@ -380,6 +447,14 @@ static int cancel_parked_main(void *p) {
   }
   if (cc->procs == 1)
     ASSERT_EQ(other, 0); /* all on the canceller's worker */
+  /* Let the holders go. */
+  ASSERT_OK(tt_mutex_unlock(&objs.m));
+  ASSERT_OK(tt_rwmutex_unlock(&objs.rw));
+  ASSERT_OK(tt_sem_release(&objs.sem, 1));
+  ASSERT_OK(tt_chan_close(objs.gate));
+  ASSERT_OK(tt_group_wait(objs.group));
+  ASSERT_OK(tt_group_free(objs.group));
+  ASSERT_OK(tt_chan_release(objs.gate));
   tt_test_await_alone();
   free(bs);
   tt_ctx_release(ctx);
