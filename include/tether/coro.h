@@ -26,6 +26,8 @@ typedef struct tt_run_opts {
                         default TT_DEBUG=grace=..., else 1 s; negative means none */
   int report_fd;     /* where the shut-down report goes; 0 means stderr (2); -1 silences it */
   const char *name;  /* name of coroutine 1; default "main" */
+  int blocking_max;  /* tt_blocking's thread pool bound (1-10000); default TT_BLOCKING_MAX, else 64
+                      */
 } tt_run_opts;
 
 /* Starts the runtime on opts->procs workers, runs fn(arg) as coroutine 1 and, when fn returns,
