@@ -55,6 +55,7 @@
  * counts between caller and thread (a caller discarded at shut-down never drops its count; with
  * ownership passed under the lock, shut-down can find and free every job); waking idle threads
  * through one shared futex word (thundering herds, and no way to know how many will come). */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,13 @@ static void run_job(pthr *t, job *j) {
 
   tt__lock_acquire(&pool.lock);
   t->job = NULL;
+  if (!t->detached) {
+    /* It goes back to the queue next: a taker, so that the caller it wakes, calling again at
+     * once, finds a thread on its way rather than starting another (sequential calls reuse one
+     * thread). */
+    t->taker = true;
+    pool.ntakers++;
+  }
   tt__waiter *wake = NULL;
   if (j->wt) {
     /* The caller is still attached: the result goes into its slot first, which lives while
@@ -544,6 +552,19 @@ void tt__blocking_start(void) {
   tt__lock_release(&pool.lock);
 }
 
+/* Names a job's function: "name (module)" when the dynamic symbol table knows it. */
+static void write_fn(int fd, tt_blocking_fn fn) {
+  Dl_info di;
+  if (dladdr((const void *)fn, &di) && di.dli_sname && di.dli_saddr == (void *)fn) {
+    tt__write_str(fd, di.dli_sname);
+    tt__write_str(fd, " (");
+    tt__write_str(fd, di.dli_fname ? di.dli_fname : "?");
+    tt__write_str(fd, ")");
+    return;
+  }
+  tt__write_pc(fd, (const char *)fn + 1); /* it looks up the byte before a return address */
+}
+
 static void abandon_list(job *j, int ran) {
   while (j) {
     job *nx = j->next;
@@ -588,7 +609,7 @@ void tt__blocking_stop(int64_t deadline) {
     nx = t->next;
     if (fd >= 0 && t->job) {
       tt__write_str(fd, "tether: a blocking call to ");
-      tt__write_pc(fd, (const void *)t->job->fn);
+      write_fn(fd, t->job->fn);
       tt__write_str(fd, " is still running after the shut-down grace period; its thread is "
                         "detached and exits when it returns\n");
     }
