@@ -147,8 +147,10 @@ TEST(blocking_returns_result) { tt_test_run(result_main, NULL, 2); }
 #define NAP (50 * TT_MSEC)
 
 typedef struct stall {
-  _Atomic int ticks[2];      /* per worker */
-  _Atomic int min_seen;      /* the fewest ticks any blocking call saw go by on its worker */
+  _Atomic int ticks[2]; /* per worker */
+  /* Blocking calls during which the ticker on their worker went on ticking. A stalled worker
+   * would give none: its ticker could not run while fn ran. A loaded machine may starve a few. */
+  _Atomic int ticked[2];
   _Atomic int callers[2];    /* blocking callers per worker */
   _Atomic int has_ticker[2]; /* two workers: each caller makes sure its worker has a ticker */
   _Atomic int stop;
@@ -168,9 +170,8 @@ static intptr_t nap_fn(void *p) {
   int t0 = atomic_load(&c->st->ticks[c->worker]);
   nap(NAP);
   int seen = atomic_load(&c->st->ticks[c->worker]) - t0;
-  int m = atomic_load(&c->st->min_seen);
-  while (seen < m && !atomic_compare_exchange_weak(&c->st->min_seen, &m, seen))
-    ;
+  if (seen >= 2)
+    atomic_fetch_add(&c->st->ticked[c->worker], 1);
   return c->id * 3;
 }
 
@@ -202,11 +203,16 @@ static void caller(void *p) {
   tt_wg_done(&c->st->callers_wg);
 }
 
+/* Starts n pool threads and leaves them idle: the stall tests measure the worker while calls
+ * block, not while it starts threads (pthread_create runs on the caller's worker: tens of
+ * microseconds each, but milliseconds under TSan). */
+static void warm_pool(int n);
+
 static int stall_one_main(void *p) {
   stall *st = p;
   int n = 32;
+  warm_pool(n);
   call_arg *args = calloc((size_t)n, sizeof *args);
-  atomic_store(&st->min_seen, 1 << 30);
   atomic_store(&st->has_ticker[0], 1);
   ASSERT_OK(tt_wg_add(&st->tickers, 1));
   ASSERT_OK(tt_go(ticker, st));
@@ -227,7 +233,7 @@ static int stall_one_main(void *p) {
     bound = n * NAP / 2;
   ASSERT_LT(took, bound);
   /* ...and while each one napped, the ticker on the only worker kept counting. */
-  ASSERT_GE(atomic_load(&st->min_seen), 2);
+  ASSERT_GE(atomic_load(&st->ticked[0]), n / 2);
   free(args);
   return 0;
 }
@@ -260,10 +266,10 @@ static void spread_spinner(void *p) {
 static int stall_two_main(void *p) {
   stall *st = p;
   int n = (int)SCALED(64, 16); /* per spinner */
+  warm_pool(2 * n < 64 ? 2 * n : 64);
   call_arg *args = calloc((size_t)(2 * n), sizeof *args);
   for (int i = 0; i < 2 * n; i++)
     args[i] = (call_arg){.st = st, .id = i};
-  atomic_store(&st->min_seen, 1 << 30);
   spin_arg sa[2] = {{st, args, n}, {st, args + n, n}};
   ASSERT_OK(tt_wg_add(&st->callers_wg, 2 * n));
   ASSERT_OK(tt_wg_add(&st->spinners, 2));
@@ -276,7 +282,8 @@ static int stall_two_main(void *p) {
   ASSERT_EQ(atomic_load(&st->bad), 0);
   ASSERT_GT(atomic_load(&st->callers[0]), 0);
   ASSERT_GT(atomic_load(&st->callers[1]), 0);
-  ASSERT_GE(atomic_load(&st->min_seen), 2); /* neither worker stalled while a call napped */
+  for (int w = 0; w < 2; w++) /* neither worker stalled while its callers' calls napped */
+    ASSERT_GE(atomic_load(&st->ticked[w]), atomic_load(&st->callers[w]) / 2);
   free(args);
   return 0;
 }
@@ -332,6 +339,26 @@ static int burst(int n, int64_t napns, int max) {
   if (n >= 4 * max)
     ASSERT(saw_queue); /* jobs waited for a thread */
   return atomic_load(&b.max_seen);
+}
+
+static intptr_t warm_fn(void *p) {
+  gate *g = p;
+  atomic_fetch_add(&g->entered, 1);
+  while (!atomic_load(&g->open))
+    nap(100 * TT_USEC);
+  return 0;
+}
+
+static void warm_caller(void *p) { ASSERT_OK(tt_blocking(warm_fn, p, NULL)); }
+
+static void warm_pool(int n) {
+  gate g = {0};
+  for (int i = 0; i < n; i++)
+    ASSERT_OK(tt_go(warm_caller, &g));
+  await_at_least(&g.entered, n); /* n threads at once */
+  atomic_store(&g.open, 1);
+  tt_test_await_alone();
+  ASSERT_GE(stats().threads, n);
 }
 
 static int bound_main(void *p) {
@@ -647,6 +674,7 @@ static int sd_main(void *p) {
 }
 
 TEST(blocking_shutdown_with_queued_and_running_jobs) {
+  tt_test_run(result_main, NULL, 2); /* a sanitizer may start a thread of its own at first use */
   int threads = tt_test_proc_count("task");
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -715,6 +743,7 @@ static int quick_main(void *p) {
 }
 
 TEST(blocking_shutdown_waits_for_a_job_within_grace) {
+  tt_test_run(result_main, NULL, 2); /* a sanitizer may start a thread of its own at first use */
   int threads = tt_test_proc_count("task");
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -927,6 +956,7 @@ typedef struct race_slot {
 } race_slot;
 
 static _Atomic int race_abandoned_total;
+static tt_wg race_wg = TT_WG_INIT;
 
 static intptr_t race_fn(void *p) {
   race_slot *s = p;
@@ -954,6 +984,7 @@ static void race_caller(void *p) {
   s->rc = tt_blocking_opt(race_fn, s, &o, &r);
   if (s->rc == 0)
     ASSERT_EQ(r, (intptr_t)s ^ 0x5a5a);
+  tt_wg_done(&race_wg); /* orders our writes before the checks */
 }
 
 static int race_main(void *p) {
@@ -961,11 +992,12 @@ static int race_main(void *p) {
   race_slot *slots = calloc((size_t)n, sizeof *slots);
   ASSERT_EQ(tt_blocking_set_max(4), 64); /* a short queue, so that some jobs wait */
   for (int i = 0; i < n; i++) {
+    ASSERT_OK(tt_wg_add(&race_wg, 1));
     ASSERT_OK(tt_go(race_caller, &slots[i]));
     if (i % 64 == 63)
-      tt_test_await_alone();
+      ASSERT_OK(tt_wg_wait(&race_wg));
   }
-  tt_test_await_alone();
+  ASSERT_OK(tt_wg_wait(&race_wg));
   int ok = 0, failed = 0;
   for (int i = 0; i < n; i++)
     failed += slots[i].rc != 0;

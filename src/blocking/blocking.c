@@ -27,14 +27,18 @@
  * park commit (tt__wait), so a fast job cannot complete before its caller is parked.
  *
  * Threads. A thread is created on demand when a job is queued with no idle thread and no thread
- * already on its way to the queue (starting, or woken for it: "takers"), up to pool.max; beyond,
- * jobs wait in the queue. An idle thread sleeps on a futex word of its own, on a doubly-linked
- * idle list: a submitter wakes the most recently idle one (warm), and one idle for idle_ns (10 s)
- * takes itself off the list and exits, so an idle process keeps no extra threads for long. Only
- * whoever takes a thread off the idle list (under the lock) decides that it works; the futex word
- * only ends its sleep. Threads above a lowered bound exit when they next look for work. An exiting
- * thread joins the one that exited before it (pool.zombie), so at most one exited thread is left
- * unjoined, and shut-down joins it: no thread ever blocks a worker in pthread_join.
+ * already on its way to the queue ("takers": starting, woken for a job, or just back from one, so
+ * that a caller that calls again as soon as it is woken reuses the same thread), up to pool.max;
+ * beyond, jobs wait in the queue. Every thread that leaves (exits) first wakes idle takers for
+ * the jobs that would otherwise have none, so a queued job always has a thread coming: a taker,
+ * or a busy thread that looks at the queue when its job ends. An idle thread sleeps on a futex word
+ * of its own, on a doubly-linked idle list: a submitter wakes the most recently idle one (warm),
+ * and one idle for idle_ns (10 s) takes itself off the list and exits, so an idle process keeps no
+ * extra threads for long. Only whoever takes a thread off the idle list (under the lock) decides
+ * that it works; the futex word only ends its sleep. Threads above a lowered bound exit when they
+ * next look for work. An exiting thread joins the one that exited before it (pool.zombie), so at
+ * most one exited thread is left unjoined, and shut-down joins it: no thread ever blocks a worker
+ * in pthread_join.
  *
  * Shut-down (tt__blocking_stop, from tt_run once the workers are joined, so no caller runs): the
  * callers still attached to jobs were discarded, so every job with j->wt != NULL is abandoned on
@@ -212,6 +216,22 @@ static pthr *thread_reserve(void) {
   return t;
 }
 
+/* The pool has no thread left and could not start one: every queued job's caller is woken with
+ * TT_ENOMEM (and takes its job off the queue itself, as after a timeout). Lock held; returns the
+ * claimed waiters, linked through their next fields, to commit once it is released. */
+static tt__waiter *orphans_claim_locked(void) {
+  tt__waiter *list = NULL;
+  if (pool.nthreads > 0)
+    return NULL;
+  for (job *j = pool.queue.head; j; j = j->next) {
+    if (j->wt && tt__wake_claim(j->wt, TT_ENOMEM)) {
+      j->wt->next = list;
+      list = j->wt;
+    }
+  }
+  return list;
+}
+
 /* Starts a reserved thread; lock not held. 0, or TT_ENOMEM with the reservation undone. */
 static int thread_start(pthr *t) {
   pthread_t tid;
@@ -222,9 +242,15 @@ static int thread_start(pthr *t) {
   pool.nthreads--;
   pool.nstarting--;
   pool.ntakers--;
+  tt__waiter *orphans = orphans_claim_locked();
   bool w = changed_locked();
   tt__lock_release(&pool.lock);
   changed_wake(w);
+  while (orphans) {
+    tt__waiter *nx = orphans->next; /* before the commit, after which it may die */
+    tt__wake_commit(orphans);
+    orphans = nx;
+  }
   free(t);
   return TT_ENOMEM;
 }
@@ -298,6 +324,7 @@ static bool idle_wait(pthr *t) {
   atomic_store_explicit(&t->wake, 0, memory_order_relaxed); /* relaxed: see idle_wake */
   int64_t deadline = tt__clock() + pool.idle_ns;
   tt__lock_release(&pool.lock);
+  /* relaxed: the word only ends the sleep; what to do is decided under the lock below. */
   while (atomic_load_explicit(&t->wake, memory_order_relaxed) == 0) {
     if (tt__futex_wait(&t->wake, 0, deadline) == TT_ETIMEDOUT)
       break;
@@ -366,6 +393,20 @@ static void *pool_main(void *p) {
 
 /* ---- Callers ------------------------------------------------------------------------------ */
 
+/* The park commit of a caller: runs once its context is saved, so nothing can wake it too early.
+ * Lets the pool threads in, then starts the thread the caller reserved (pthread_create takes tens
+ * of microseconds: never under the lock). */
+struct submit_commit {
+  pthr *t; /* NULL: no thread to start */
+};
+
+static void submit_unlock(void *p) {
+  struct submit_commit *sc = p;
+  tt__lock_release(&pool.lock);
+  if (sc->t)
+    thread_start(sc->t);
+}
+
 /* Queues j for the calling coroutine and waits for it. Returns 0 with fn's result in *res, or an
  * error after which j has been abandoned (its callback called or left to its thread). */
 static int submit_wait(tt__coro *co, job *j, int64_t deadline, intptr_t *res) {
@@ -374,40 +415,37 @@ static int submit_wait(tt__coro *co, job *j, int64_t deadline, intptr_t *res) {
   intptr_t slot = 0;
   wt.data = &slot;
   int r = 0;
+  struct submit_commit sc = {NULL};
   tt__lock_acquire(&pool.lock);
   if (!pool.open) {
     r = TT_ESHUTDOWN;
     goto fail_locked;
   }
-  if (pool.idle == NULL && pool.qlen + 1 > pool.ntakers && pool.nthreads < pool.max) {
-    /* No thread will come for this job: start one (outside the lock: pthread_create takes tens
-     * of microseconds). The job is queued afterwards, so nothing can see the waiter before the
-     * park below hides it again. */
-    pthr *t = thread_reserve();
-    tt__lock_release(&pool.lock);
-    r = t ? thread_start(t) : TT_ENOMEM;
-    tt__lock_acquire(&pool.lock);
-    if (!pool.open) {
-      r = TT_ESHUTDOWN;
-      goto fail_locked;
-    }
-    if (r != 0 && pool.nthreads > 0)
-      r = 0; /* the threads there are will get to it */
-    if (r != 0)
-      goto fail_locked;
-  }
   j->wt = &wt;
   j->state = JOB_QUEUED;
   list_push(&pool.queue, j);
   pool.qlen++;
+  /* A thread must be on its way for every queued job: an idle one woken, else a new one (reserved
+   * here, in the same critical section as the job, so no other caller can count on it), else a
+   * busy one that comes back when its job ends. */
   ensure_takers_locked();
-  r = tt__wait(&wt, TT_WAIT_BLOCKING_CALL, j, deadline, &pool.lock);
+  if (pool.qlen > pool.ntakers && pool.nthreads < pool.max) {
+    sc.t = thread_reserve();
+    if (sc.t == NULL && pool.nthreads == 0) {
+      list_unlink(&pool.queue, j);
+      pool.qlen--;
+      r = TT_ENOMEM;
+      goto fail_locked;
+    }
+  }
+  r = tt__wait_fn(&wt, TT_WAIT_BLOCKING_CALL, j, deadline, submit_unlock, &sc);
   if (!tt__wait_self_result(r)) {
     /* Woken by the job's thread, which owns (and frees) the job now. */
     *res = slot;
     return r;
   }
-  /* Our own result: our timer, a cancellation, shut-down. The job is ours to leave. */
+  /* Our own result: our timer, a cancellation, no thread to be had (TT_ENOMEM). The job is ours
+   * to leave. */
   tt__lock_acquire(&pool.lock);
   j->wt = NULL;
   int ran = -1;
@@ -430,6 +468,7 @@ static int submit_wait(tt__coro *co, job *j, int64_t deadline, intptr_t *res) {
   return r;
 
 fail_locked:
+  j->wt = NULL;
   tt__lock_release(&pool.lock);
   if (j->abandoned)
     j->abandoned(j->arg, 0, 0);
@@ -599,6 +638,8 @@ void tt__blocking_stop(int64_t deadline) {
     bool must = pool.nstarting > 0 || pool.nthreads > pool.nbusy;
     if (!must && (pool.nthreads == 0 || tt__clock() >= deadline))
       break;
+    /* relaxed: read under the lock, and bumped under it by every change waited for; a change
+     * after the unlock makes the futex wait return at once. */
     uint32_t seen = atomic_load_explicit(&pool.seq, memory_order_relaxed);
     tt__lock_release(&pool.lock);
     tt__futex_wait(&pool.seq, seen, must ? -1 : deadline);
