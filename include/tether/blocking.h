@@ -48,9 +48,9 @@ typedef struct tt_blocking_opts {
  * After any error but TT_EINVAL the job is abandoned: either fn never ran and never will (a queued
  * job is taken off the queue), or fn is still running and runs to completion on its pool thread,
  * its result then discarded. WITHOUT AN abandoned CALLBACK (tt_blocking, tt_blocking_dl), arg AND
- * WHATEVER fn TOUCHES MUST STAY VALID UNTIL fn RETURNS, WHICH MAY BE LONG AFTER THE CALL FAILED:
- * pass heap memory and use tt_blocking_opt's abandoned callback to release it, or memory that
- * lives for the whole program.
+ * WHATEVER fn TOUCHES MUST STAY VALID UNTIL fn RETURNS, WHICH MAY BE LONG AFTER THE CALL FAILED
+ * (shut-down cancels every caller): pass heap memory and use tt_blocking_opt's abandoned callback
+ * to release it, or memory that lives for the whole program. See docs/BLOCKING.md.
  * The pool holds at most tt_blocking_set_max threads (default 64; TT_BLOCKING_MAX,
  * tt_run_opts.blocking_max); further jobs wait in a FIFO queue. Threads start on demand and exit
  * after 10 s idle; tt_run's shut-down joins them (a thread still inside fn at the end of the

@@ -29,16 +29,20 @@
  * Threads. A thread is created on demand when a job is queued with no idle thread and no thread
  * already on its way to the queue ("takers": starting, woken for a job, or just back from one, so
  * that a caller that calls again as soon as it is woken reuses the same thread), up to pool.max;
- * beyond, jobs wait in the queue. Every thread that leaves (exits) first wakes idle takers for
+ * beyond, jobs wait in the queue. The caller reserves the new thread in the critical section that
+ * queues its job (so no other caller counts on it) and starts it from its park commit, with the
+ * lock released (pthread_create costs tens of microseconds of the worker's time, once per thread;
+ * Go's scheduler also starts its Ms itself). Every thread that exits first wakes idle takers for
  * the jobs that would otherwise have none, so a queued job always has a thread coming: a taker,
- * or a busy thread that looks at the queue when its job ends. An idle thread sleeps on a futex word
- * of its own, on a doubly-linked idle list: a submitter wakes the most recently idle one (warm),
- * and one idle for idle_ns (10 s) takes itself off the list and exits, so an idle process keeps no
- * extra threads for long. Only whoever takes a thread off the idle list (under the lock) decides
- * that it works; the futex word only ends its sleep. Threads above a lowered bound exit when they
- * next look for work. An exiting thread joins the one that exited before it (pool.zombie), so at
- * most one exited thread is left unjoined, and shut-down joins it: no thread ever blocks a worker
- * in pthread_join.
+ * or a busy thread that looks at the queue when its job ends. When the pool is left with no
+ * thread at all and cannot start one, every queued caller is woken with TT_ENOMEM. An idle thread
+ * sleeps on a futex word of its own, on a doubly-linked idle list: a submitter wakes the most
+ * recently idle one (warm), and one idle for idle_ns (10 s) takes itself off the list and exits, so
+ * an idle process keeps no extra threads for long. Only whoever takes a thread off the idle list
+ * (under the lock) decides that it works; the futex word only ends its sleep. Threads above a
+ * lowered bound exit when they next look for work. An exiting thread joins the one that exited
+ * before it (pool.zombie), so at most one exited thread is left unjoined, and shut-down joins it:
+ * no thread ever blocks a worker in pthread_join.
  *
  * Shut-down (tt__blocking_stop, from tt_run once the workers are joined, so no caller runs): the
  * callers still attached to jobs were discarded, so every job with j->wt != NULL is abandoned on
@@ -50,7 +54,8 @@
  * Plain threads run fn themselves: they may block, and a pool hop would only add latency.
  *
  * Lock order: the pool lock is a leaf, except that tt__wait releases it in the park commit, after
- * arming the caller's timer (the worker's private heap: no lock). Never held across fn, an
+ * arming the caller's timer (the worker's private heap: no lock); a thread start that fails in a
+ * park commit takes it again, to undo the reservation. Never held across fn, an
  * abandoned callback, pthread_create or pthread_join.
  *
  * Rejected: a lock per job (its state is shared by the queue, a thread and the caller; one lock
