@@ -67,6 +67,14 @@ static void await_at_least(_Atomic int *v, int n) {
   }
 }
 
+/* tt_test_run with the default bound whatever TT_BLOCKING_MAX says: the tests count on it. */
+static void run(int (*fn)(void *), void *arg, int procs) {
+  tt_run_opts o = {.procs = procs, .blocking_max = 64};
+  int r = tt_run(fn, arg, &o);
+  if (r != 0)
+    tt_test_fail(__FILE__, __LINE__, "tt_run returned %d (%s)", r, tt_strerror(r));
+}
+
 /* ---- The result, and where fn runs --------------------------------------------------------- */
 
 typedef struct probe {
@@ -140,7 +148,7 @@ static int result_main(void *p) {
   return 0;
 }
 
-TEST(blocking_returns_result) { tt_test_run(result_main, NULL, 2); }
+TEST(blocking_returns_result) { run(result_main, NULL, 2); }
 
 /* ---- The worker keeps running other coroutines meanwhile ---------------------------------- */
 
@@ -240,7 +248,7 @@ static int stall_one_main(void *p) {
 
 TEST(blocking_does_not_stall_the_worker) {
   stall st = {.tickers = TT_WG_INIT, .callers_wg = TT_WG_INIT};
-  tt_test_run(stall_one_main, &st, 1);
+  run(stall_one_main, &st, 1);
 }
 
 /* On two workers: a spinner that never yields holds each worker for a moment, so that the idle
@@ -290,7 +298,7 @@ static int stall_two_main(void *p) {
 
 TEST(blocking_many_callers_on_both_workers) {
   stall st = {.tickers = TT_WG_INIT, .callers_wg = TT_WG_INIT, .spinners = TT_WG_INIT};
-  tt_test_run(stall_two_main, &st, 2);
+  run(stall_two_main, &st, 2);
 }
 
 /* ---- The bound ------------------------------------------------------------------------------ */
@@ -399,7 +407,8 @@ static void gate_caller(void *p) {
 }
 
 static int raise_main(void *p) {
-  ASSERT_EQ(tt_blocking_set_max(1), 64);
+  int max0 = stats().max;
+  ASSERT_EQ(tt_blocking_set_max(1), max0);
   gate g = {0};
   bound b = {.nap = TT_MSEC, .wg = TT_WG_INIT};
   ASSERT_OK(tt_go(gate_caller, &g)); /* holds the only thread */
@@ -420,7 +429,7 @@ static int raise_main(void *p) {
   return 0;
 }
 
-TEST(blocking_raise_starts_waiting_jobs) { tt_test_run(raise_main, NULL, 2); }
+TEST(blocking_raise_starts_waiting_jobs) { run(raise_main, NULL, 2); }
 
 /* The bound from the environment, and the option that wins over it. */
 static int max_is(void *p) {
@@ -460,7 +469,8 @@ static intptr_t must_not_run(void *p) {
 /* The deadline passes while the job waits in the queue: it is dropped, fn never runs, and the
  * callback runs in the caller (ran 0) before the call returns. */
 static int queued_deadline_main(void *p) {
-  ASSERT_EQ(tt_blocking_set_max(1), 64);
+  int max0 = stats().max;
+  ASSERT_EQ(tt_blocking_set_max(1), max0);
   gate g = {0};
   ASSERT_OK(tt_go(gate_caller, &g));
   await_at_least(&g.entered, 1);
@@ -493,7 +503,7 @@ static int queued_deadline_main(void *p) {
   return 0;
 }
 
-TEST(blocking_deadline_before_fn_starts) { tt_test_run(queued_deadline_main, NULL, 2); }
+TEST(blocking_deadline_before_fn_starts) { run(queued_deadline_main, NULL, 2); }
 
 /* The deadline passes while fn runs: the caller returns at once; fn runs to its end on its
  * thread, which then calls the callback (ran 1, with the result). */
@@ -505,7 +515,7 @@ static void rd_abandoned(void *arg, int ran, intptr_t result) {
   on_abandoned(&rd_rec, ran, result);
 }
 
-static int running_deadline_main2(void *p) {
+static int running_deadline_main(void *p) {
   tt_blocking_opts o = {.deadline = tt_now() + 20 * TT_MSEC, .abandoned = rd_abandoned};
   intptr_t r = 7;
   int64_t t0 = tt_now();
@@ -534,7 +544,7 @@ static int running_deadline_main2(void *p) {
   return 0;
 }
 
-TEST(blocking_deadline_while_fn_runs) { tt_test_run(running_deadline_main2, NULL, 2); }
+TEST(blocking_deadline_while_fn_runs) { run(running_deadline_main, NULL, 2); }
 
 /* ---- Plain threads, and no runtime --------------------------------------------------------- */
 
@@ -576,7 +586,7 @@ static int plain_main(void *p) {
 
 TEST(blocking_from_plain_thread) {
   plain pl = {.pr = {.v = 10}};
-  tt_test_run(plain_main, &pl, 2);
+  run(plain_main, &pl, 2);
 }
 
 TEST(blocking_needs_running_runtime) {
@@ -627,7 +637,7 @@ static int reason_main(void *p) {
   return 0;
 }
 
-TEST(blocking_wait_reason) { tt_test_run(reason_main, NULL, 2); }
+TEST(blocking_wait_reason) { run(reason_main, NULL, 2); }
 
 /* ---- Shut-down ------------------------------------------------------------------------------ */
 
@@ -674,7 +684,7 @@ static int sd_main(void *p) {
 }
 
 TEST(blocking_shutdown_with_queued_and_running_jobs) {
-  tt_test_run(result_main, NULL, 2); /* a sanitizer may start a thread of its own at first use */
+  run(result_main, NULL, 2); /* a sanitizer may start a thread of its own at first use */
   int threads = tt_test_proc_count("task");
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -743,7 +753,7 @@ static int quick_main(void *p) {
 }
 
 TEST(blocking_shutdown_waits_for_a_job_within_grace) {
-  tt_test_run(result_main, NULL, 2); /* a sanitizer may start a thread of its own at first use */
+  run(result_main, NULL, 2); /* a sanitizer may start a thread of its own at first use */
   int threads = tt_test_proc_count("task");
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -806,7 +816,7 @@ TEST(blocking_shutdown_abandons_jobs_of_discarded_callers) {
   ASSERT_EQ(dc.running.result, 42);
   ASSERT_EQ(atomic_load(&never_ran), 0);
   /* The pool works again in the next run. */
-  tt_test_run(result_main, NULL, 2);
+  run(result_main, NULL, 2);
 }
 
 /* ---- tt_run cycles that use the pool leave no threads behind ------------------------------- */
@@ -886,14 +896,27 @@ static int idle_main(void *p) {
   return 0;
 }
 
+/* Sets TT_DEBUG to what it was (a run's own settings kept) plus setting. */
+static void debug_with(const char *old, const char *setting) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s%s%s", old ? old : "", old && *old ? "," : "", setting);
+  setenv("TT_DEBUG", buf, 1);
+}
+
 TEST(blocking_idle_threads_exit) {
-  setenv("TT_DEBUG", "blockingidle=20ms", 1);
-  tt_test_run(idle_main, NULL, 2);
-  setenv("TT_DEBUG", "blockingidle=0", 1);
+  const char *env = getenv("TT_DEBUG");
+  char *old = env ? strdup(env) : NULL;
+  debug_with(old, "blockingidle=20ms");
+  run(idle_main, NULL, 2);
+  debug_with(old, "blockingidle=0");
   ASSERT_ERR(tt_run(idle_main, NULL, NULL), TT_EINVAL);
-  setenv("TT_DEBUG", "blockingidle=soon", 1);
+  debug_with(old, "blockingidle=soon");
   ASSERT_ERR(tt_run(idle_main, NULL, NULL), TT_EINVAL);
-  unsetenv("TT_DEBUG");
+  if (old)
+    setenv("TT_DEBUG", old, 1);
+  else
+    unsetenv("TT_DEBUG");
+  free(old);
 }
 
 /* ---- Out of memory, out of threads -------------------------------------------------------- */
@@ -939,7 +962,7 @@ static int fault_main(void *p) {
   return 0;
 }
 
-TEST(blocking_out_of_memory_and_threads) { tt_test_run(fault_main, NULL, 1); }
+TEST(blocking_out_of_memory_and_threads) { run(fault_main, NULL, 1); }
 
 /* ---- Deadlines racing completions ---------------------------------------------------------- */
 
@@ -990,7 +1013,8 @@ static void race_caller(void *p) {
 static int race_main(void *p) {
   int n = (int)SCALED(4000, 200);
   race_slot *slots = calloc((size_t)n, sizeof *slots);
-  ASSERT_EQ(tt_blocking_set_max(4), 64); /* a short queue, so that some jobs wait */
+  int max0 = stats().max;
+  ASSERT_EQ(tt_blocking_set_max(4), max0); /* a short queue, so that some jobs wait */
   for (int i = 0; i < n; i++) {
     ASSERT_OK(tt_wg_add(&race_wg, 1));
     ASSERT_OK(tt_go(race_caller, &slots[i]));
@@ -1031,4 +1055,4 @@ static int race_main(void *p) {
   return 0;
 }
 
-TEST(blocking_deadlines_race_completions) { tt_test_run(race_main, NULL, 2); }
+TEST(blocking_deadlines_race_completions) { run(race_main, NULL, 2); }
