@@ -47,9 +47,10 @@
  * Shut-down (tt__blocking_stop, from tt_run once the workers are joined, so no caller runs): the
  * callers still attached to jobs were discarded, so every job with j->wt != NULL is abandoned on
  * their behalf: queued and unclaimed ones on the spot (ran 0 / 1), running ones by their threads.
- * Idle threads are woken and joined; threads still inside fn get until the end of the grace
- * period, then are detached (they free their own record and job when fn returns, touching only
- * the static lock, so a later run is unaffected) and reported.
+ * Idle threads are woken and joined, and commits in progress finished (a commit touches the
+ * caller's worker, freed next); threads still inside fn get until the end of the grace period, then
+ * are detached (they free their own record and job when fn returns, touching only the static lock,
+ * so a later run is unaffected) and reported.
  *
  * Plain threads run fn themselves: they may block, and a pool hop would only add latency.
  *
@@ -113,9 +114,10 @@ static struct {
   pthr *threads; /* every thread of this run that has not exited or been detached */
   pthr *idle;    /* idle threads, most recently idle first */
   int nthreads, nidle, nbusy;
-  int nstarting; /* created, not yet running (their tid is not known yet) */
-  int ntakers;   /* starting or woken, not yet back at the queue */
-  pthr *zombie;  /* the last thread that exited, not yet joined */
+  int nstarting;   /* created, not yet running (their tid is not known yet) */
+  int ntakers;     /* starting or woken, not yet back at the queue */
+  int ncommitting; /* threads between a won claim and the end of its commit */
+  pthr *zombie;    /* the last thread that exited, not yet joined */
   /* Futex word: bumped at every change shut-down waits for (threads starting, finishing a job,
    * exiting). */
   _Atomic uint32_t seq;
@@ -287,6 +289,9 @@ static void run_job(pthr *t, job *j) {
     if (tt__wake_claim(j->wt, 0)) {
       wake = j->wt;
       j->wt = NULL;
+      /* Shut-down waits for the commit, whatever the time: it touches the caller's descriptor
+       * and worker, which are freed once the pool is torn down. */
+      pool.ncommitting++;
     } else {
       /* Its timer or a cancellation won the token: it will come back for the job. */
       j->state = JOB_DONE;
@@ -304,6 +309,8 @@ static void run_job(pthr *t, job *j) {
       j->abandoned(j->arg, 1, r);
     free(j);
     tt__lock_acquire(&pool.lock);
+    if (wake)
+      pool.ncommitting--; /* t cannot have been detached meanwhile: shut-down waits for this */
   }
   if (!t->detached) {
     pool.nbusy--;
@@ -640,7 +647,7 @@ void tt__blocking_stop(int64_t deadline) {
    * one get until the deadline. */
   tt__lock_acquire(&pool.lock);
   for (;;) {
-    bool must = pool.nstarting > 0 || pool.nthreads > pool.nbusy;
+    bool must = pool.nstarting > 0 || pool.nthreads > pool.nbusy || pool.ncommitting > 0;
     if (!must && (pool.nthreads == 0 || tt__clock() >= deadline))
       break;
     /* relaxed: read under the lock, and bumped under it by every change waited for; a change
