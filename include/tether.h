@@ -10,6 +10,7 @@
 #include "tether/coro.h"
 #include "tether/time.h"
 #include "tether/sync.h"
+#include "tether/blocking.h"
 #include "tether/chan.h"
 #include "tether/ctx.h"
 #include "tether/group.h"

@@ -478,7 +478,10 @@ typedef struct tt__runtime {
   uint64_t seed;
   size_t stack_size; /* default usable size */
   int64_t grace_ns;
+  int64_t grace_end; /* when the shut-down grace period ends (set when fn returns), or 0 */
   int report_fd;
+  int blocking_max;         /* the blocking pool's bound at start-up */
+  int64_t blocking_idle_ns; /* how long a pool thread stays idle before it exits */
   bool debug_canary;
   int guard_mode;     /* 1 auto (budget), 0 never, 2 always */
   bool seed_given;    /* the seed came from the options or TT_SEED */
@@ -623,6 +626,11 @@ static inline void tt__stack_check(tt__coro *co) {
     tt__stack_check_slow(co, sp);
 }
 TT_NORETURN void tt__stack_overflow(tt__coro *co, const void *fault);
+
+/* The blocking pool (src/blocking/blocking.c): opened before the workers start; torn down once
+ * they are joined, threads still inside a job being given until deadline and then detached. */
+void tt__blocking_start(void);
+void tt__blocking_stop(int64_t deadline);
 
 /* Knobs (src/util/knobs.c): parses the environment into the runtime; 0 or TT_EINVAL. */
 int tt__knobs_load(const tt_run_opts *opts);

@@ -26,6 +26,8 @@ typedef struct tt_run_opts {
                         default TT_DEBUG=grace=..., else 1 s; negative means none */
   int report_fd;     /* where the shut-down report goes; 0 means stderr (2); -1 silences it */
   const char *name;  /* name of coroutine 1; default "main" */
+  int blocking_max;  /* tt_blocking's thread pool bound (1-10000); default TT_BLOCKING_MAX, else 64
+                      */
 } tt_run_opts;
 
 /* Starts the runtime on opts->procs workers, runs fn(arg) as coroutine 1 and, when fn returns,
@@ -42,6 +44,8 @@ typedef struct tt_run_opts {
  * runtime is already running, TT_EINVAL for a NULL fn or invalid options or environment knobs
  * (with a message on stderr naming the knob), TT_ENOMEM if start-up could not allocate.
  * May be called again after it returns, any number of times.
+ * The blocking pool's threads are joined too; one still inside a tt_blocking function at the end
+ * of the grace period is detached and reported instead (see tether/blocking.h).
  * Calls: blocks (the calling thread, until fn returns); not a cancel point; any thread that is not
  * a tether worker; not from signal handlers. */
 TT_EXTERN int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts);

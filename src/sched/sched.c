@@ -1001,6 +1001,7 @@ static void main_entry(void *p) {
   atomic_store_explicit(&tt__rt.state, RT_GRACE, memory_order_seq_cst);
   cancel_all(self);
   int64_t deadline = tt__clock() + tt__rt.grace_ns;
+  tt__rt.grace_end = deadline; /* read by tt_run once the workers are joined */
   int64_t pause = 20 * TT_USEC;
   while (tt_num_coroutines() > 1 && tt__clock() < deadline) {
     tt_sleep(pause);
@@ -1082,6 +1083,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store_explicit(&tt__rt.nspinning, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.nsleeping, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
+  tt__rt.grace_end = 0;
   memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
   tt__rt.run_id++; /* objects that outlive a run (timer channels) tell runs apart by it */
   tt__rt.workers = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
@@ -1123,6 +1125,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
   tt__stats_bump(TT__ST_CREATED);
 
+  tt__blocking_start();
   /* Start every worker before coroutine 1 is queued, so that a worker that cannot be started
    * fails the run before any of fn runs. */
   atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
@@ -1144,6 +1147,9 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   for (int i = 0; i < started; i++)
     pthread_join(tt__rt.workers[i].thread, NULL);
   tt__signal_shutdown(); /* a registration made by a plain thread during the shut-down */
+  /* No coroutine runs any more: the blocking pool abandons what its callers left, and gives
+   * threads still inside a job the rest of the grace period. */
+  tt__blocking_stop(tt__rt.grace_end);
   r = tt__rt.result;
   runtime_free();
   atomic_store_explicit(&tt__rt.state, RT_STOPPED, memory_order_release);

@@ -15,6 +15,8 @@
 #define TT_STACK_MIN ((size_t)16 << 10)
 #define TT_STACK_MAX ((size_t)1 << 30)
 #define TT_STACK_DEFAULT ((size_t)256 << 10)
+#define TT_BLOCKING_DEFAULT 64
+#define TT_BLOCKING_LIMIT 10000
 
 static int bad(const char *knob, const char *value, const char *why) {
   fprintf(stderr, "tether: invalid %s=\"%s\": %s\n", knob, value, why);
@@ -81,6 +83,11 @@ static int debug_key(const char *key, const char *val) {
     if (parse_duration(val, &d) != 0)
       return bad("TT_DEBUG grace", val, "want a duration such as 500ms");
     tt__rt.grace_ns = d;
+  } else if (strcmp(key, "blockingidle") == 0) {
+    int64_t d;
+    if (parse_duration(val, &d) != 0 || d <= 0)
+      return bad("TT_DEBUG blockingidle", val, "want a positive duration such as 10s");
+    tt__rt.blocking_idle_ns = d;
   } else if (strcmp(key, "stackcanary") == 0) {
     if (strcmp(val, "0") != 0 && strcmp(val, "1") != 0)
       return bad("TT_DEBUG stackcanary", val, "want 0 or 1");
@@ -172,7 +179,23 @@ int tt__knobs_load(const tt_run_opts *o) {
     tt__rt.stack_size = o->stack_size;
   }
 
+  tt__rt.blocking_max = TT_BLOCKING_DEFAULT;
+  if ((s = getenv("TT_BLOCKING_MAX")) != NULL && *s) {
+    uint64_t v;
+    if (parse_size(s, &v) != 0 || v < 1 || v > TT_BLOCKING_LIMIT)
+      return bad("TT_BLOCKING_MAX", s, "want a number of threads from 1 to 10000");
+    tt__rt.blocking_max = (int)v;
+  }
+  if (o->blocking_max < 0 || o->blocking_max > TT_BLOCKING_LIMIT) {
+    fprintf(stderr, "tether: invalid tt_run_opts.blocking_max %d: want 1 to 10000\n",
+            o->blocking_max);
+    return TT_EINVAL;
+  }
+  if (o->blocking_max > 0)
+    tt__rt.blocking_max = o->blocking_max;
+
   tt__rt.grace_ns = TT_SEC;
+  tt__rt.blocking_idle_ns = 10 * TT_SEC;
   tt__rt.debug_canary = false;
   tt__rt.guard_mode = 1;
   if ((s = getenv("TT_DEBUG")) != NULL && *s) {
