@@ -272,13 +272,14 @@ enum {
   B_SEM,
   B_ONCE,
   B_GROUP,
+  B_BLOCKING,
   B_KINDS
 };
 static const int kind_reason[B_KINDS] = {
     TT_WAIT_CHAN_RECV,      TT_WAIT_CHAN_SEND,     TT_WAIT_SELECT,          TT_WAIT_SLEEP,
     TT_WAIT_WAITGROUP_WAIT, TT_WAIT_CHAN_RECV_NIL, TT_WAIT_SELECT_NO_CASES, TT_WAIT_CHAN_RECV,
     TT_WAIT_MUTEX_LOCK,     TT_WAIT_RWMUTEX_RLOCK, TT_WAIT_RWMUTEX_LOCK,    TT_WAIT_COND_WAIT,
-    TT_WAIT_SEMACQUIRE,     TT_WAIT_ONCE_DO,       TT_WAIT_GROUP_WAIT,
+    TT_WAIT_SEMACQUIRE,     TT_WAIT_ONCE_DO,       TT_WAIT_GROUP_WAIT,      TT_WAIT_BLOCKING_CALL,
 };
 
 /* The objects the blockers wait on, each held or blocked by someone outside the context. */
@@ -291,6 +292,14 @@ static struct {
   tt_group *group;
   tt_chan *gate; /* untracked: closed at the end to let the once's function and the child go */
 } objs;
+
+static _Atomic int blocking_release;
+
+static intptr_t blocking_body(void *p) { /* runs on a pool thread: a real blocking call */
+  while (!atomic_load(&blocking_release))
+    usleep(200);
+  return 0;
+}
 
 static void once_body(void *p) { tt_chan_recv(objs.gate, NULL, NULL); }
 static void once_runner(void *p) { tt_once_do(&objs.once, once_body, NULL); }
@@ -363,6 +372,11 @@ static void block_fn(void *p) {
   case B_GROUP:
     r = tt_group_wait(objs.group);
     break;
+  case B_BLOCKING: {
+    intptr_t res;
+    r = tt_blocking(blocking_body, NULL, &res);
+    break;
+  }
   }
   atomic_store(&b->returned_at, tt_now());
   atomic_store(&b->result, r);
@@ -400,6 +414,7 @@ static int cancel_parked_main(void *p) {
   tt_once_init(&objs.once);
   ASSERT_OK(tt_sem_init(&objs.sem, 1));
   ASSERT_OK(tt_chan_make_opt(&objs.gate, 0, 0, &uo));
+  atomic_store(&blocking_release, 0);
   ASSERT_OK(tt_mutex_lock(&objs.m));
   ASSERT_OK(tt_rwmutex_lock(&objs.rw));
   ASSERT_OK(tt_sem_acquire(&objs.sem, 1));
@@ -447,7 +462,8 @@ static int cancel_parked_main(void *p) {
   }
   if (cc->procs == 1)
     ASSERT_EQ(other, 0); /* all on the canceller's worker */
-  /* Let the holders go. */
+  /* Let the holders go (the abandoned blocking calls end on their pool threads). */
+  atomic_store(&blocking_release, 1);
   ASSERT_OK(tt_mutex_unlock(&objs.m));
   ASSERT_OK(tt_rwmutex_unlock(&objs.rw));
   ASSERT_OK(tt_sem_release(&objs.sem, 1));
