@@ -481,6 +481,94 @@ static int bench_mutex(long n) {
   return 0;
 }
 
+/* ---- ctxcancel: a tree of n contexts, a coroutine blocked on each leaf's done channel -------- */
+
+enum { CTX_FANOUT = 10 };
+
+struct ctxw {
+  tt_wg started, done;
+};
+
+static void ctx_leaf_fn(void *arg) {
+  tt_ctx *leaf = arg;
+  struct ctxw *cw = tt_ctx_value(leaf, &ctx_leaf_fn);
+  tt_wg_done(&cw->started);
+  tt_chan_recv(tt_ctx_done(leaf), NULL, NULL); /* returns TT_ECLOSED once cancelled */
+  tt_wg_done(&cw->done);
+}
+
+/* The tree is built breadth first with CTX_FANOUT children per node (node i's parent is
+ * (i - 1) / CTX_FANOUT), as the Go twin builds it; about 90% of the nodes are leaves. The time is
+ * from the root's cancel until every blocked coroutine has returned, per context. */
+static int bench_ctxcancel(long n) {
+  struct ctxw cw = {TT_WG_INIT, TT_WG_INIT};
+  tt_ctx **v = calloc((size_t)n + 1, sizeof *v);
+  int err = 0;
+  long made = 0, leaves = 0;
+  if (v == NULL)
+    return fail("calloc", TT_ENOMEM);
+  /* The root carries the bench state as a value, so the leaves need no second argument. */
+  if ((err = tt_ctx_with_value(tt_ctx_background(), &ctx_leaf_fn, &cw, &v[n])) != 0)
+    goto out;
+  for (made = 0; made < n; made++) {
+    tt_ctx *parent = made == 0 ? v[n] : v[(made - 1) / CTX_FANOUT];
+    if ((err = tt_ctx_with_cancel(parent, &v[made])) != 0)
+      goto out;
+  }
+  for (long i = 0; i < n; i++) {
+    if (i * CTX_FANOUT + 1 < n)
+      continue; /* has children: not a leaf */
+    tt_wg_add(&cw.started, 1);
+    tt_wg_add(&cw.done, 1);
+    if ((err = tt_go(ctx_leaf_fn, v[i])) != 0) {
+      tt_wg_add(&cw.started, -1);
+      tt_wg_add(&cw.done, -1);
+      break;
+    }
+    leaves++;
+  }
+  tt_wg_wait(&cw.started);
+  int64_t t0 = tt_now();
+  tt_ctx_cancel(v[0]);
+  tt_wg_wait(&cw.done);
+  int64_t t1 = tt_now();
+  if (err == 0)
+    report("ctxcancel", (double)(t1 - t0) / (double)n, "ns/op");
+out:
+  if (err)
+    tt_ctx_cancel(v[0]), tt_wg_wait(&cw.done);
+  for (long i = 0; i < made; i++)
+    tt_ctx_release(v[i]);
+  tt_ctx_release(v[n]);
+  free(v);
+  return err ? fail("ctxcancel", err) : 0;
+}
+
+/* ---- group: n children through a group with a limit of 1000 -------------------------------- */
+
+enum { GROUP_LIMIT = 1000 };
+
+static int group_child(void *arg) { return 0; }
+
+static int bench_group(long n) {
+  tt_group *g;
+  int err;
+  int64_t t0 = tt_now();
+  if ((err = tt_group_make(NULL, &g)) != 0)
+    return fail("tt_group_make", err);
+  tt_group_set_limit(g, GROUP_LIMIT);
+  for (long i = 0; i < n; i++)
+    if ((err = tt_group_go(g, group_child, NULL)) != 0)
+      break;
+  int werr = tt_group_wait(g);
+  int64_t t1 = tt_now();
+  tt_group_free(g);
+  if (err || werr)
+    return fail("group", err ? err : werr);
+  report("group", (double)(t1 - t0) / (double)n, "ns/op");
+  return 0;
+}
+
 /* ---- driver ---------------------------------------------------------------------------------- */
 
 static const struct workload {
@@ -496,6 +584,8 @@ static const struct workload {
     {"select", 4000000, bench_select},
     {"timers", 100000, bench_timers},
     {"mutex", 1000000, bench_mutex},
+    {"ctxcancel", 100000, bench_ctxcancel},
+    {"group", 1000000, bench_group},
     /* clang-format on */
 };
 

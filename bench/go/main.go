@@ -11,12 +11,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 type workload struct {
@@ -34,6 +37,8 @@ var workloads = []workload{
 	{"select", 4000000, benchSelect},
 	{"timers", 100000, benchTimers},
 	{"mutex", 1000000, benchMutex},
+	{"ctxcancel", 100000, benchCtxcancel},
+	{"group", 1000000, benchGroup},
 }
 
 func report(name string, value float64, unit string) {
@@ -280,6 +285,65 @@ func benchMutex(n int) {
 		os.Exit(1)
 	}
 	report("mutex", float64(dt.Nanoseconds())/float64(coros*per), "ns/op")
+}
+
+// ctxFanout is the number of children per node of the ctxcancel tree.
+const ctxFanout = 10
+
+// ctxcancel: a tree of n contexts built breadth first (node i's parent is (i-1)/ctxFanout), a
+// goroutine blocked on each leaf's Done channel; the time from cancelling the root until every
+// goroutine has returned, per context.
+func benchCtxcancel(n int) {
+	v := make([]context.Context, n)
+	cancels := make([]context.CancelFunc, n)
+	var started, done sync.WaitGroup
+	for i := 0; i < n; i++ {
+		parent := context.Background()
+		if i > 0 {
+			parent = v[(i-1)/ctxFanout]
+		}
+		v[i], cancels[i] = context.WithCancel(parent)
+	}
+	for i := 0; i < n; i++ {
+		if i*ctxFanout+1 < n {
+			continue // has children: not a leaf
+		}
+		started.Add(1)
+		done.Add(1)
+		go func(leaf context.Context) {
+			started.Done()
+			<-leaf.Done()
+			done.Done()
+		}(v[i])
+	}
+	started.Wait()
+	t0 := time.Now()
+	cancels[0]()
+	done.Wait()
+	dt := time.Since(t0)
+	for _, c := range cancels {
+		c()
+	}
+	report("ctxcancel", float64(dt.Nanoseconds())/float64(n), "ns/op")
+}
+
+// groupLimit bounds the children running at once in the group workload.
+const groupLimit = 1000
+
+// group: n children through an errgroup with SetLimit(1000); the time per child, Wait included.
+func benchGroup(n int) {
+	t0 := time.Now()
+	g, _ := errgroup.WithContext(context.Background())
+	g.SetLimit(groupLimit)
+	for i := 0; i < n; i++ {
+		g.Go(func() error { return nil })
+	}
+	if err := g.Wait(); err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: group: %v\n", err)
+		os.Exit(1)
+	}
+	dt := time.Since(t0)
+	report("group", float64(dt.Nanoseconds())/float64(n), "ns/op")
 }
 
 func usage() {
