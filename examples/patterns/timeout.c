@@ -28,7 +28,8 @@ static int query_with_timeout(int64_t timeout, int *answer) {
   if (r == 0) {
     int64_t fired;
     tt_select_case cases[] = {TT_CASE_RECV(result, answer), TT_CASE_RECV(timer, &fired)};
-    r = tt_select(cases, 2) == 0 ? 0 : TT_ETIMEDOUT;
+    /* The worker may get there first with its own cut-short answer (-1): a timeout too. */
+    r = tt_select(cases, 2) == 0 && *answer >= 0 ? 0 : TT_ETIMEDOUT;
   }
   tt_chan_release(timer);
   tt_chan_release(result);
