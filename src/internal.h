@@ -533,7 +533,10 @@ void tt__spawn_enqueue_global(tt__coro *co); /* on the global queue (never yield
 void tt__worker_wake(tt__worker *w);         /* wakes w if it sleeps */
 /* Spawns fn(arg) from scheduler code (a timer's callback): parent as given, nothing inherited,
  * queued globally. 0 or tt_go's errors. */
-int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc);
+struct tt__holder;
+/* refs (or NULL): a holder table that becomes the child's own (a tt_after_func's references). */
+int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc,
+                         struct tt__holder *refs);
 TT_NORETURN void tt__coro_exit(void); /* the running coroutine ends */
 void tt__stats_bump_thread(int idx);  /* a plain thread's transition */
 

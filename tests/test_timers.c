@@ -370,3 +370,36 @@ static int park_race_main(void *p) {
 }
 
 TEST(timer_fires_not_inside_its_receivers_park) { tt_test_run(park_race_main, NULL, 1); }
+
+/* tt_after_func_opt: the timer carries references to its coroutine; unfired, it releases them. */
+static void send_seven(void *p) { ASSERT_OK(tt_chan_send_val((tt_chan *)p, int, 7)); }
+
+static void after_func_no_ref(void *p) {
+  ASSERT_ERR(tt_after_func_opt(NULL, 0, send_seven, p, (tt_chan *const *)&p, 1), TT_EPERM);
+}
+
+static int after_func_refs_main(void *p) {
+  int64_t live = tt__chan_count_live();
+  tt_chan *ch = tt_chan_make(sizeof(int), 1);
+  ASSERT_OK(tt_after_func_opt(NULL, TT_MSEC, send_seven, ch, &ch, 1));
+  ASSERT_EQ(tt_chan_recv_val(ch, int, NULL), 7);
+  tt_test_await_alone();
+  /* A timer that never fires: releasing its handle releases what it carried. */
+  tt_chan *ch2 = tt_chan_make(sizeof(int), 1), *h;
+  ASSERT_OK(tt_after_func_opt(&h, 3600 * TT_SEC, send_seven, ch2, &ch2, 1));
+  ASSERT_OK(tt_chan_release(ch2));
+  ASSERT_EQ(tt__chan_count_live(), live + 3); /* ch, ch2 (held by the timer), the handle */
+  ASSERT_OK(tt_chan_release(h));
+  ASSERT_EQ(tt__chan_count_live(), live + 1);
+  /* Without a reference to share: refused, nothing armed. */
+  tt_chan *foreign = tt_chan_make(sizeof(int), 1);
+  ASSERT_OK(tt_chan_release(foreign));
+  ASSERT_OK(tt_go(after_func_no_ref, foreign));
+  tt_test_await_alone();
+  ASSERT_ERR(tt_after_func_opt(NULL, 0, send_seven, NULL, NULL, 1), TT_EINVAL);
+  ASSERT_OK(tt_chan_release(ch));
+  ASSERT_EQ(tt__chan_count_live(), live);
+  return 0;
+}
+
+TEST(timer_after_func_carries_references) { tt_test_run(after_func_refs_main, NULL, 2); }

@@ -45,6 +45,13 @@ TT_EXTERN int tt_ticker_make(tt_chan **out, int64_t period);
  * tt_timer_stop/tt_timer_reset, released with tt_chan_release; with out NULL the timer frees
  * itself once it has fired. TT_EINVAL (NULL fn), TT_ENOTRUNNING, TT_ENOMEM. Calls: as tt_after. */
 TT_EXTERN int tt_after_func(tt_chan **out, int64_t d, void (*fn)(void *arg), void *arg);
+/* tt_after_func whose coroutine gets references to the nshare channels in share: the timer holds
+ * one to each (copied from the caller's, who must hold one to each tracked channel: TT_EPERM
+ * otherwise) until it fires, and they become the coroutine's (released when it exits); a timer
+ * freed unfired releases them. A timer reset after firing starts its next coroutine without any.
+ * Calls: as tt_after. */
+TT_EXTERN int tt_after_func_opt(tt_chan **out, int64_t d, void (*fn)(void *arg), void *arg,
+                                tt_chan *const *share, size_t nshare);
 /* Stops the timer: returns 1 if it was armed (it will not fire), 0 if it had already fired or
  * been stopped; TT_EINVAL (not a timer channel), TT_EPERM. Calls: never blocks; any thread. */
 TT_EXTERN int tt_timer_stop(tt_chan *timer);

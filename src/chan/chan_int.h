@@ -34,6 +34,7 @@ enum {
                              one reference to its channel from tt_signal_notify to tt_signal_stop */
   TT__HOLDER_CTX = 5,     /* owner: the tt_ctx (tt_ctx_with_chan) that carries the reference */
   TT__HOLDER_TASK = 6,    /* owner: a queued pool task (tt_pool_submit_opt) */
+  TT__HOLDER_TIMER = 7,   /* owner: the tt__atimer of a tt_after_func_opt not yet fired */
 };
 
 struct tt__ref {

@@ -388,7 +388,10 @@ void tt__refs_unshare(tt__holder *h, const tt_go_opts *o) {
     refs_unshare_n(h, o->share, o->nshare, o->share_mode);
 }
 
-void tt__holder_set_owner(tt__holder *h, tt__coro *co) { h->owner = co; }
+void tt__holder_set_owner(tt__holder *h, tt__coro *co) {
+  h->kind = TT__HOLDER_CORO; /* also a timer's table, given whole to the coroutine it starts */
+  h->owner = co;
+}
 
 int tt__refs_share(tt__holder **out, tt_chan *const *share, size_t n, int mode) {
   *out = NULL;

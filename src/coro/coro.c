@@ -407,8 +407,14 @@ static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t s
 /* Spawns fn(arg). from_sched: called from the scheduler's own code (a timer's callback) rather
  * than by the running coroutine: the child has the given parent, inherits nothing, and is queued
  * on the global queue (the running coroutine, if any, is mid-switch: no runnext, no yield). */
+/* Undoes a failed spawn's share; given references stay the giver's. */
+static void spawn_unshare(struct tt__holder *refs, const tt_go_opts *o, struct tt__holder *give) {
+  if (give == NULL)
+    tt__refs_unshare(refs, o);
+}
+
 static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc,
-                    bool from_sched, tt_id parent) {
+                    bool from_sched, tt_id parent, struct tt__holder *give) {
   if (fn == NULL)
     return TT_EINVAL;
   int state = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
@@ -426,7 +432,7 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
     return TT_EINVAL;
   tt__worker *w = tt__tls_worker;
   tt__coro *self = w && !from_sched ? w->cur : NULL;
-  struct tt__holder *refs = NULL;
+  struct tt__holder *refs = give; /* a timer's references, whole: the child's table */
   if (o && (o->share || o->nshare || o->share_mode)) {
     int err = tt__refs_share(&refs, o->share, o->nshare, o->share_mode);
     if (err)
@@ -438,7 +444,7 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
     int err;
     labels = labels_merge(labels, o->labels, o->nlabels, &err);
     if (err) {
-      tt__refs_unshare(refs, o);
+      spawn_unshare(refs, o, give);
       return err;
     }
   } else if (labels) {
@@ -448,14 +454,14 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
   char *name = NULL;
   if (o && o->name && (name = tt__strdup(o->name)) == NULL) {
     tt__labels_release(labels);
-    tt__refs_unshare(refs, o);
+    spawn_unshare(refs, o, give);
     return TT_ENOMEM;
   }
   tt__coro *co = tt__coro_alloc(w);
   if (co == NULL) {
     free(name);
     tt__labels_release(labels);
-    tt__refs_unshare(refs, o);
+    spawn_unshare(refs, o, give);
     return TT_ENOMEM;
   }
   co->name = name;
@@ -479,11 +485,12 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
 }
 
 static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc) {
-  return spawn_ex(fn, arg, o, idp, pc, false, 0);
+  return spawn_ex(fn, arg, o, idp, pc, false, 0, NULL);
 }
 
-int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc) {
-  return spawn_ex(fn, arg, NULL, NULL, pc, true, parent);
+int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc,
+                         struct tt__holder *refs) {
+  return spawn_ex(fn, arg, NULL, NULL, pc, true, parent, refs);
 }
 
 int tt_go(void (*fn)(void *), void *arg) {

@@ -41,7 +41,8 @@ typedef struct tt__atimer {
   tt_id creator;
   void *pc;
   tt__worker *home;
-  uint64_t run_id; /* the run home belongs to */
+  uint64_t run_id;  /* the run home belongs to */
+  tt__holder *refs; /* tt_after_func_opt's references, until the coroutine they go to starts */
   uint64_t gen;
 } tt__atimer;
 
@@ -123,8 +124,9 @@ static void fire(tt__timer *t, int64_t now) {
       break;
     }
     case FUNC:
-      if (tt__spawn_from_sched(a->fn, a->arg, a->creator, a->pc) != 0)
+      if (tt__spawn_from_sched(a->fn, a->arg, a->creator, a->pc, a->refs) != 0)
         tt__fatal("cannot spawn a tt_after_func coroutine");
+      a->refs = NULL; /* the coroutine's own table now */
       release = a->self_owned;
       break;
     }
@@ -146,6 +148,10 @@ void tt__atimer_destroy(tt__atimer *a) {
   /* acquire: pairs with the callback's release store. */
   while (atomic_load_explicit(&a->t.firing, memory_order_acquire))
     tt__spin_step(&spins);
+  if (a->refs) { /* never fired: the references it carried go with it */
+    tt__holder_drop_all(a->refs);
+    free(a->refs);
+  }
   free(a);
 }
 
@@ -162,23 +168,29 @@ void tt__atimer_orphan(tt__timer *t) {
     tt_chan_release(tt__chan_handle(a->c));
 }
 
-/* Makes a timer channel of the given kind, armed to fire at now + d. */
+/* Makes a timer channel of the given kind, armed to fire at now + d. refs (FUNC only, or NULL)
+ * becomes the timer's: on failure it is freed with the references it holds. */
 static int make(tt_chan **out, int kind, int64_t d, int64_t period, void (*fn)(void *), void *arg,
-                void *pc) {
+                void *pc, tt__holder *refs) {
+  int err = TT_ENOTRUNNING;
   if (!tt_running())
-    return TT_ENOTRUNNING;
+    goto drop;
   bool self_owned = kind == FUNC && out == NULL;
   tt_chan *ch;
   tt_chan_opts o = {.mode = self_owned ? TT_CHAN_UNTRACKED : TT_CHAN_TRACKED};
-  int err = tt_chan_make_opt(&ch, kind == FUNC ? 0 : sizeof(int64_t), kind == FUNC ? 0 : 1, &o);
+  err = tt_chan_make_opt(&ch, kind == FUNC ? 0 : sizeof(int64_t), kind == FUNC ? 0 : 1, &o);
   if (err)
-    return err;
+    goto drop;
   tt__atimer *a = tt__calloc(1, sizeof *a);
   if (a == NULL) {
     tt_chan_release(ch);
-    return TT_ENOMEM;
+    err = TT_ENOMEM;
+    goto drop;
   }
   tt__chan *c = tt__chan_of(ch);
+  a->refs = refs; /* from here on freed with the timer */
+  if (refs)
+    refs->owner = a;
   a->t.index = UINT32_MAX;
   a->t.fire = fire;
   a->c = c;
@@ -206,25 +218,31 @@ static int make(tt_chan **out, int kind, int64_t d, int64_t period, void (*fn)(v
   if (out)
     *out = ch;
   return 0;
+drop:
+  if (refs) {
+    tt__holder_drop_all(refs);
+    free(refs);
+  }
+  return err;
 }
 
 int tt_timer_make(tt_chan **out, int64_t d) {
   if (out == NULL)
     return TT_EINVAL;
   *out = NULL;
-  return make(out, ONESHOT, d, 0, NULL, NULL, NULL);
+  return make(out, ONESHOT, d, 0, NULL, NULL, NULL, NULL);
 }
 
 tt_chan *tt_after(int64_t d) {
   tt_chan *ch = NULL;
-  return make(&ch, ONESHOT, d, 0, NULL, NULL, NULL) == 0 ? ch : NULL;
+  return make(&ch, ONESHOT, d, 0, NULL, NULL, NULL, NULL) == 0 ? ch : NULL;
 }
 
 int tt_ticker_make(tt_chan **out, int64_t period) {
   if (out == NULL || period <= 0)
     return TT_EINVAL; /* Go panics: "non-positive interval for NewTicker" */
   *out = NULL;
-  return make(out, TICKER, period, period, NULL, NULL, NULL);
+  return make(out, TICKER, period, period, NULL, NULL, NULL, NULL);
 }
 
 int tt_after_func(tt_chan **out, int64_t d, void (*fn)(void *), void *arg) {
@@ -232,7 +250,37 @@ int tt_after_func(tt_chan **out, int64_t d, void (*fn)(void *), void *arg) {
     return TT_EINVAL;
   if (out)
     *out = NULL;
-  return make(out, FUNC, d, 0, fn, arg, __builtin_return_address(0));
+  return make(out, FUNC, d, 0, fn, arg, __builtin_return_address(0), NULL);
+}
+
+int tt_after_func_opt(tt_chan **out, int64_t d, void (*fn)(void *), void *arg,
+                      tt_chan *const *share, size_t nshare) {
+  if (fn == NULL || (share == NULL && nshare > 0))
+    return TT_EINVAL;
+  if (out)
+    *out = NULL;
+  tt__holder *refs = NULL;
+  if (nshare > 0) {
+    if ((refs = tt__calloc(1, sizeof *refs)) == NULL)
+      return TT_ENOMEM;
+    refs->kind = TT__HOLDER_TIMER;
+    for (size_t i = 0; i < nshare; i++) {
+      tt__holder *self;
+      int err = 0;
+      if (share[i] == NULL)
+        err = TT_EINVAL;
+      else if (tt__chan_mode(share[i]) != TT_CHAN_TRACKED)
+        continue; /* anyone may use it: nothing to carry */
+      else if (tt__chan_check(share[i], "tt_after_func_opt", &self, &err) != NULL)
+        err = tt__ref_add(refs, tt__chan_of(share[i]), 1);
+      if (err) {
+        tt__holder_drop_all(refs);
+        free(refs);
+        return err;
+      }
+    }
+  }
+  return make(out, FUNC, d, 0, fn, arg, __builtin_return_address(0), refs);
 }
 
 /* The timer of a timer channel the caller may use, or NULL with *err. */
