@@ -472,6 +472,14 @@ struct tt__worker {
   _Atomic(tt__coro *) rq[TT__RQ_SIZE];
 };
 
+/* Whether w has other coroutines ready to run (owner only; the inbox and ring reads are hints). */
+static inline bool tt__worker_has_work(tt__worker *w) {
+  return w->runnext || w->ready_head || w->claimed_n ||
+         atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
+         atomic_load_explicit(&w->rq_head, memory_order_relaxed) !=
+             atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+}
+
 typedef struct tt__runtime {
   _Atomic int state; /* 0 stopped, 1 running, 2 shutting down (grace), 3 stopping */
   int procs;

@@ -133,8 +133,14 @@ static void clear_woken(mutex_impl *mi) {
   }
 }
 
+/* Spinning pays only when the holder runs on another core and this worker has nothing else to
+ * run (Go's canSpin: an empty local run queue). A spinner reads the word between pauses, which
+ * takes the line from a holder that relocks in a loop: with other coroutines to run, parking and
+ * running them costs the holder nothing. */
 static inline bool can_spin(int rounds, uint64_t s) {
-  return rounds < SPIN_ROUNDS && !(s & (M_STARVING | M_EXITED)) && tt__rt.procs > 1;
+  tt__worker *w = tt__tls_worker;
+  return rounds < SPIN_ROUNDS && !(s & (M_STARVING | M_EXITED)) && tt__rt.procs > 1 &&
+         (w == NULL || !tt__worker_has_work(w));
 }
 
 /* Leaves the queue after a timeout, cancellation or shut-down claimed our waiter. */
