@@ -810,6 +810,8 @@ TEST(ctx_stress) { tt_test_run(stress_main, NULL, 2); }
 
 /* ---- Signals ------------------------------------------------------------------------------ */
 
+uint64_t tt__signal_handled(int sig); /* src/signal: deliveries the dispatcher has handled */
+
 static void sleep_report(void *p) { atomic_store((_Atomic int *)p, tt_sleep(3600 * TT_SEC)); }
 
 static int signals_main(void *p) {
@@ -832,8 +834,14 @@ static int signals_main(void *p) {
   ASSERT_EQ(tt_ctx_cause(c), SIGUSR2);
   tt_test_await_alone();
   ASSERT_EQ(atomic_load(&res), TT_ECANCELED);
-  ASSERT_EQ(kill(getpid(), SIGUSR2), 0); /* still caught while the context lives */
-  tt_sleep(TT_MSEC);
+  /* Still caught while the context lives: wait until the dispatcher has seen it (signals are
+   * delivered late under qemu), then let the context go. */
+  uint64_t seen = tt__signal_handled(SIGUSR2);
+  ASSERT_EQ(kill(getpid(), SIGUSR2), 0);
+  int64_t give_up = tt_now() + 10 * TT_SEC;
+  while (tt__signal_handled(SIGUSR2) == seen && tt_now() < give_up)
+    tt_sleep(100 * TT_USEC);
+  ASSERT_GT(tt__signal_handled(SIGUSR2), seen);
   tt_ctx_release(c);
   ASSERT_EQ(sigaction(SIGUSR2, NULL, &after), 0);
   ASSERT(after.sa_handler == before.sa_handler);

@@ -332,6 +332,7 @@ static int refs_main(void *p) {
   ASSERT_OK(tt_pool_cancel(pl));
   ASSERT_OK(tt_pool_wait(pl));
   ASSERT_OK(tt_pool_free(pl));
+  tt_test_await_alone(); /* the workers hold the pool's context (and its channel) until they exit */
   ASSERT_OK(tt_pool_make(&pl, 1, 4, NULL));
   ASSERT_OK(tt_chan_make_opt(&gate, sizeof(int), 0, &(tt_chan_opts){.mode = TT_CHAN_UNTRACKED}));
   atomic_store(&done_count, 0);
@@ -349,6 +350,7 @@ static int refs_main(void *p) {
   ASSERT_EQ(tt__chan_count_live(), chans + 4); /* the task ran and let keep go */
   /* Dropped unrun: the references go too. */
   ASSERT_OK(tt_pool_free(pl));
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), chans + 2);
   ASSERT_OK(tt_pool_make(&pl, 1, 4, NULL));
   ASSERT_OK(tt_pool_submit(pl, gated_task, NULL));
@@ -359,6 +361,7 @@ static int refs_main(void *p) {
   ASSERT_OK(tt_pool_cancel(pl));
   ASSERT_OK(tt_pool_wait(pl));
   ASSERT_OK(tt_pool_free(pl));
+  tt_test_await_alone();
   ASSERT_EQ(tt__chan_count_live(), chans + 2);
   /* Without a reference: refused. */
   ASSERT_OK(tt_pool_make(&pl, 1, 4, NULL));

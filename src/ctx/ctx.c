@@ -216,11 +216,11 @@ static void cancel(tt_ctx *c, int err, int cause) {
     run.v = few;
     run.cap = sizeof few / sizeof few[0];
   }
-  tt_ctx *work = c;
-  c->wnext = NULL;
-  while (work) {
-    tt_ctx *x = work;
-    work = x->wnext;
+  /* The work list holds the children we took off their parents' lists: ours alone. c itself is
+   * not put on it: another canceller may hold c on its own list (c's parent's cancellation), and
+   * c->wnext is that list's link. */
+  tt_ctx *work = NULL;
+  for (tt_ctx *x = c; x; x = work, work = work ? work->wnext : NULL) {
     tt__lock_acquire(&x->lock);
     bool first = atomic_load_explicit(&x->err, memory_order_relaxed) == 0;
     if (first) {
