@@ -856,3 +856,50 @@ static int signals_main(void *p) {
 }
 
 TEST(ctx_with_signals) { tt_test_run(signals_main, NULL, 2); }
+
+/* A context's own timer firing while an ancestor's cancellation walks through it: both walks
+ * must complete (each child is handled by exactly one, and every reference taken is returned).
+ * The timers are armed by a plain thread, so they live on random workers and fire in parallel
+ * with the cancellation. */
+typedef struct race {
+  tt_ctx *root;
+  tt_ctx *kids[64];
+  int64_t deadline;
+} race;
+
+static void *race_arm(void *p) {
+  race *r = p;
+  for (int i = 0; i < 64; i++) {
+    tt_ctx *mid;
+    ASSERT_OK(tt_ctx_with_deadline(r->root, r->deadline + (i % 8) * 5 * TT_USEC, &mid));
+    ASSERT_OK(tt_ctx_with_deadline(mid, r->deadline + (i % 5) * 7 * TT_USEC, &r->kids[i]));
+    tt_ctx_release(mid); /* held by its child */
+  }
+  return NULL;
+}
+
+static int timer_race_main(void *p) {
+  int64_t live = tt__ctx_count_live();
+  int64_t rounds = SCALED(300, 20);
+  for (int64_t k = 0; k < rounds; k++) {
+    race r;
+    ASSERT_OK(tt_ctx_with_cancel(tt_ctx_background(), &r.root));
+    r.deadline = tt_now() + 300 * TT_USEC;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, race_arm, &r), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    while (tt_now() < r.deadline + (k % 40) * TT_USEC) /* cancel among the firing timers */
+      ;
+    ASSERT_OK(tt_ctx_cancel(r.root));
+    for (int i = 0; i < 64; i++) {
+      ASSERT_NE(tt_ctx_err(r.kids[i]), 0);
+      tt_ctx_release(r.kids[i]);
+    }
+    tt_ctx_release(r.root);
+  }
+  tt_sleep(TT_MSEC);
+  ASSERT_EQ(tt__ctx_count_live(), live);
+  return 0;
+}
+
+TEST(ctx_cancel_races_own_timers) { tt_test_run(timer_race_main, NULL, 2); }

@@ -53,8 +53,9 @@ enum { K_BACKGROUND, K_CANCEL, K_VALUE };
 struct tt_ctx {
   _Atomic uint32_t refs;
   uint8_t kind;
-  bool linked; /* on the children list of parent->anchor (under that lock) */
-  bool armed;  /* its timer is in a heap (under lock) */
+  bool linked;       /* on the children list of parent->anchor (under that lock) */
+  bool armed;        /* its timer is in a heap (under lock) */
+  bool free_pending; /* freed while its timer's callback ran: the callback frees it (under lock) */
   tt_ctx *parent;
   tt_ctx *anchor;   /* the nearest cancellable context at or above, or NULL */
   int64_t deadline; /* the effective deadline (its own or an ancestor's); NO_DEADLINE: none */
@@ -276,12 +277,20 @@ int tt_ctx_cancel(tt_ctx *c) { return tt_ctx_cancel_cause(c, 0); }
 
 #define CTX_OF_TIMER(tp) ((tt_ctx *)(void *)((char *)(tp)-offsetof(tt_ctx, timer)))
 
+static void ctx_free(tt_ctx *c);
+
 static void timer_fire(tt__timer *t, int64_t now) {
   (void)now;
-  /* No reference: a release that frees the context waits for this callback (`firing`). */
-  cancel(CTX_OF_TIMER(t), TT_ETIMEDOUT, TT_ETIMEDOUT);
-  /* release: our last touch of the context; a waiting free may go ahead. */
-  atomic_store_explicit(&t->firing, 0, memory_order_release);
+  tt_ctx *c = CTX_OF_TIMER(t);
+  /* No reference: a release that frees the context meanwhile leaves the free to us. */
+  cancel(c, TT_ETIMEDOUT, TT_ETIMEDOUT);
+  tt__lock_acquire(&c->lock);
+  bool free_it = c->free_pending;
+  /* relaxed: the context's lock orders it against ctx_free's look. */
+  atomic_store_explicit(&t->firing, 0, memory_order_relaxed);
+  tt__lock_release(&c->lock);
+  if (free_it)
+    ctx_free(c);
 }
 
 static void timer_orphan(tt__timer *t) {
@@ -337,6 +346,7 @@ static void ctx_free(tt_ctx *c) {
     if (c->kind == K_CANCEL) {
       /* First the hook: once it is gone no signal can cancel (touch) us. */
       tt__signal_hook_del(c->sighook);
+      c->sighook = NULL; /* (a free finished by the timer's callback comes through here again) */
       tt_ctx *pa = parent ? parent->anchor : NULL;
       if (pa) {
         tt__lock_acquire(&pa->lock);
@@ -353,11 +363,15 @@ static void ctx_free(tt_ctx *c) {
       }
       tt__lock_acquire(&c->lock);
       timer_stop(c);
+      /* A callback under way (the timer left its heap, `firing` was set under the heap's lock,
+       * which timer_stop took after it) finishes the free: waiting for it here could wait for
+       * ourselves — a callback that frees a context whose own timer is due in the same batch. */
+      bool firing = atomic_load_explicit(&c->timer.firing, memory_order_relaxed) != 0;
+      if (firing)
+        c->free_pending = true;
       tt__lock_release(&c->lock);
-      /* acquire: the callback's writes are done before we free what it touched. */
-      uint32_t spins = 0;
-      while (atomic_load_explicit(&c->timer.firing, memory_order_acquire))
-        tt__spin_step(&spins);
+      if (firing)
+        return;
       if (c->done)
         tt_chan_release(c->done);
     }
