@@ -29,13 +29,16 @@
  * anchor's lock and copies the anchor's state into its CTX bit there, so a cancellation is
  * either seen at the join or finds the coroutine on the list.
  *
- * Freeing: the last release unlinks the context from its parent's anchor, stops its timer and
- * waits out a firing callback, releases its done channel and its carried channel, and releases
+ * Freeing: the last release unlinks the context from its parent's anchor, stops its timer (or,
+ * when its callback is under way, leaves the rest of the free to that callback), releases its
+ * done channel and its carried channel, and releases
  * its parent — iteratively, up the chain. A context with children or members is never freed:
  * both hold references.
  *
  * The deadline timer is a program timer in a worker's shared heap (src/time), with no reference:
- * freeing deletes it and waits for a callback under way (`firing`), as timer channels do. */
+ * freeing deletes it, and a callback under way (`firing`) finishes the free itself: waiting for it
+ * could wait for ourselves (a callback's cancellation dropping the last reference to a context
+ * whose own timer is due later in the same batch). */
 #include <stdlib.h>
 #include <string.h>
 
