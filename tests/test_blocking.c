@@ -522,11 +522,13 @@ static void rd_abandoned(void *arg, int ran, intptr_t result) {
 }
 
 static int running_deadline_main(void *p) {
-  tt_blocking_opts o = {.deadline = tt_now() + 20 * TT_MSEC, .abandoned = rd_abandoned};
+  /* Long enough for the pool thread to start fn first, even under Valgrind (TT_TEST_SLOW). */
+  int64_t d = 20 * TT_MSEC * (int64_t)tt_test_slow();
+  tt_blocking_opts o = {.deadline = tt_now() + d, .abandoned = rd_abandoned};
   intptr_t r = 7;
   int64_t t0 = tt_now();
   ASSERT_ERR(tt_blocking_opt(gate_fn, &rd_gate, &o, &r), TT_ETIMEDOUT);
-  ASSERT_LE(tt_now() - t0, 20 * TT_MSEC + TOL);
+  ASSERT_LE(tt_now() - t0, d + TOL);
   ASSERT_EQ(r, 7);
   ASSERT_EQ(atomic_load(&rd_gate.entered), 1);
   ASSERT_EQ(atomic_load(&rd_rec.calls), 0); /* fn still runs */
@@ -539,7 +541,7 @@ static int running_deadline_main(void *p) {
   ASSERT(!pthread_equal(rd_rec.thread, pthread_self()));
   /* Without a callback: the same, and arg (static here) must outlive fn. */
   atomic_store(&rd_gate.open, 0);
-  ASSERT_ERR(tt_blocking_dl(gate_fn, &rd_gate, &r, tt_now() + 5 * TT_MSEC), TT_ETIMEDOUT);
+  ASSERT_ERR(tt_blocking_dl(gate_fn, &rd_gate, &r, tt_now() + d), TT_ETIMEDOUT);
   atomic_store(&rd_gate.open, 1);
   await_at_least(&rd_gate.left, 2);
   for (int64_t end = tt_now() + (int64_t)(5 * TT_SEC * tt_test_slow()); stats().busy > 0;) {
