@@ -441,15 +441,6 @@ static void mark_running(tt__coro *co) {
   tt__stats_bump(TT__ST_RUNS);
 }
 
-/* Where a stack's first frame starts below its top: stacks lie a fixed stride apart, so without
- * an offset every coroutine's saved context and hot frames would sit at the same page offset and
- * compete for the same cache sets (the 100,000 cold coroutines of a timer wheel or a cancelled
- * context tree evicting one another). The page number spreads them over 32 cache lines, within the
- * top page (a parked coroutine still touches one page). */
-static inline size_t stack_colour(const char *lo) {
-  return (size_t)(((uintptr_t)lo >> 12) % 32) * 64;
-}
-
 /* Marks co running on w, binding a stack first if it has never run. */
 static void prepare_run(tt__worker *w, tt__coro *co) {
   TT_DASSERT(co->w == w || co->sp == NULL);
@@ -460,7 +451,7 @@ static void prepare_run(tt__worker *w, tt__coro *co) {
     if (tt__stack_bind(w, co) != 0)
       tt__fatal("out of memory: cannot allocate a coroutine stack");
     co->w = w;
-    co->sp = tt__ctx_make(co->stack_lo + co->stack_size - stack_colour(co->stack_lo), coro_entry);
+    co->sp = tt__ctx_make(co->stack_lo + co->stack_size, coro_entry);
   }
 }
 
