@@ -280,7 +280,7 @@ TT_EXTERN int tt_once_done(const tt_once *o);
  * all-zero semaphore has no capacity (every acquire fails with TT_EINVAL). tt_sem_destroy is
  * optional, and every call below returns TT_EINVAL on a destroyed semaphore. */
 typedef struct tt_sem {
-  int64_t size_; /* the capacity: set by TT_SEM_INIT or tt_sem_init; INT64_MIN once destroyed */
+  int64_t size_; /* the capacity: set by TT_SEM_INIT or tt_sem_init, never changed */
   _Alignas(8) unsigned char opaque_[40];
 } tt_sem;
 

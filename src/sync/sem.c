@@ -27,9 +27,11 @@ _Static_assert(_Alignof(sem_impl) <= 8, "tt_sem under-aligned");
 
 #define IMPL(s) ((sem_impl *)(void *)(s)->opaque_)
 
-/* A destroyed semaphore's capacity. Every acquire already refuses a capacity below 1 (its first
- * test), so the acquires need no new test; release and the query test for it under the lock. */
-#define SEM_DEAD INT64_MIN
+/* A destroyed semaphore's count of units held (under the lock, like every access to it): no
+ * request ever fits beside it, so the acquires' tests fail as on a full semaphore and only their
+ * slow branches look for it; release and the query test for it. (The capacity stays as it was:
+ * it is read without the lock.) */
+#define SEM_DEAD INT64_MAX
 
 typedef struct swait {
   tt__waiter wt; /* first: the queue links waiters */
@@ -50,12 +52,12 @@ int tt_sem_destroy(tt_sem *sem) {
   sem_impl *si = IMPL(sem);
   int r = 0;
   tt__lock_acquire(&si->lock);
-  if (sem->size_ == SEM_DEAD)
+  if (si->cur == SEM_DEAD)
     r = TT_EINVAL;
   else if (si->cur != 0 || si->q.head != NULL)
     r = TT_EBUSY; /* units held, or waiters (or a timed-out one still leaving) */
   else
-    sem->size_ = SEM_DEAD; /* under the lock, where the acquires look again before they queue */
+    si->cur = SEM_DEAD; /* under the lock, where the acquires look before they queue */
   tt__lock_release(&si->lock);
   return r;
 }
@@ -92,7 +94,7 @@ int tt_sem_acquire_dl(tt_sem *sem, int64_t k, int64_t deadline) {
     return 0;
   }
   /* Destroyed since the test above (the caller's race; SEM_DEAD never fits): never queue. */
-  int r = TT_UNLIKELY(sem->size_ == SEM_DEAD) ? TT_EINVAL : tt__block_check(co);
+  int r = TT_UNLIKELY(si->cur == SEM_DEAD) ? TT_EINVAL : tt__block_check(co);
   if (r != 0) {
     tt__lock_release(&si->lock);
     return r;
@@ -126,7 +128,7 @@ int tt_sem_try_acquire(tt_sem *sem, int64_t k) {
   if (sem->size_ - si->cur >= k && si->q.head == NULL) {
     si->cur += k;
     r = 0;
-  } else if (sem->size_ == SEM_DEAD) { /* as in tt_sem_acquire_dl: SEM_DEAD never fits */
+  } else if (si->cur == SEM_DEAD) { /* as in tt_sem_acquire_dl: SEM_DEAD never fits */
     r = TT_EINVAL;
   }
   tt__lock_release(&si->lock);
@@ -139,9 +141,9 @@ int tt_sem_release(tt_sem *sem, int64_t k) {
   sem_impl *si = IMPL(sem);
   tt__waiter *woken = NULL, **tail = &woken;
   tt__lock_acquire(&si->lock);
-  if (sem->size_ == SEM_DEAD || k > si->cur) {
+  if (si->cur == SEM_DEAD || k > si->cur) {
     tt__lock_release(&si->lock);
-    return sem->size_ == SEM_DEAD ? TT_EINVAL : TT_EPERM;
+    return si->cur == SEM_DEAD ? TT_EINVAL : TT_EPERM;
   }
   si->cur -= k;
   serve(sem, &tail);
@@ -155,7 +157,7 @@ int64_t tt_sem_held(const tt_sem *sem) {
     return TT_EINVAL;
   sem_impl *si = IMPL((tt_sem *)sem);
   tt__lock_acquire(&si->lock);
-  int64_t n = sem->size_ == SEM_DEAD ? TT_EINVAL : si->cur;
+  int64_t n = si->cur == SEM_DEAD ? TT_EINVAL : si->cur;
   tt__lock_release(&si->lock);
   return n;
 }
