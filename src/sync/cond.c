@@ -16,10 +16,12 @@
 #include "sync_int.h"
 
 typedef struct cond_impl {
-  tt__lock lock; /* protects q */
-  uint32_t pad;
+  tt__lock lock;         /* protects q; dead is stored under it */
+  _Atomic uint32_t dead; /* COND_DEAD once destroyed (0 when initialised) */
   tt__wq q;
 } cond_impl;
+
+#define COND_DEAD 0xdeadu
 
 _Static_assert(sizeof(cond_impl) <= sizeof(tt_cond), "tt_cond too small for its implementation");
 _Static_assert(_Alignof(cond_impl) <= _Alignof(tt_cond), "tt_cond under-aligned");
@@ -31,10 +33,36 @@ void tt_cond_init(tt_cond *c) {
     memset(c, 0, sizeof *c);
 }
 
+/* Whether c was destroyed. relaxed: destroy stores it under the lock, and a caller that uses c
+ * after destroying it is ordered after that store by its own program order (or races its own
+ * destroy: then the checks under the lock decide). */
+static inline bool dead(cond_impl *ci) {
+  return atomic_load_explicit(&ci->dead, memory_order_relaxed) == COND_DEAD;
+}
+
+int tt_cond_destroy(tt_cond *c) {
+  if (c == NULL)
+    return TT_EINVAL;
+  cond_impl *ci = IMPL(c);
+  int r = 0;
+  tt__lock_acquire(&ci->lock);
+  if (dead(ci))
+    r = TT_EINVAL;
+  else if (ci->q.head != NULL)
+    r = TT_EBUSY; /* waiters, or a timed-out one still leaving */
+  else
+    /* relaxed: read under this lock by any waiter before it queues (see dead()). */
+    atomic_store_explicit(&ci->dead, COND_DEAD, memory_order_relaxed);
+  tt__lock_release(&ci->lock);
+  return r;
+}
+
 int tt_cond_wait_dl(tt_cond *c, tt_mutex *m, int64_t deadline) {
   if (c == NULL || m == NULL)
     return TT_EINVAL;
   cond_impl *ci = IMPL(c);
+  if (dead(ci) || tt__mutex_dead(m))
+    return TT_EINVAL;
   tt__coro *co = tt__self();
   uint64_t tok = tt__sync_token(co);
   if (!tt__mutex_held_by(m, tok))
@@ -45,6 +73,10 @@ int tt_cond_wait_dl(tt_cond *c, tt_mutex *m, int64_t deadline) {
   tt__waiter wt;
   tt__waiter_init(&wt, co);
   tt__lock_acquire(&ci->lock);
+  if (TT_UNLIKELY(dead(ci))) { /* destroyed since the check (the caller's race): m is still held */
+    tt__lock_release(&ci->lock);
+    return TT_EINVAL;
+  }
   tt__wq_push(&ci->q, &wt);
   r = tt__mutex_unlock_for_wait(m, co, tok);
   TT_ASSERT(r == 0); /* we hold it (checked above), and only the holder can release it */
@@ -67,6 +99,10 @@ static int wake(tt_cond *c, int64_t n) {
   cond_impl *ci = IMPL(c);
   tt__waiter *woken = NULL, **tail = &woken;
   tt__lock_acquire(&ci->lock);
+  if (TT_UNLIKELY(dead(ci))) {
+    tt__lock_release(&ci->lock);
+    return TT_EINVAL;
+  }
   for (tt__waiter *wt = ci->q.head, *nx; wt && n != 0; wt = nx) {
     nx = wt->next;
     if (!tt__wake_claim(wt, 0))

@@ -58,6 +58,13 @@
 #define M_EXITED ((uint64_t)16)
 #define M_SHIFT 5
 
+/* A destroyed mutex's word: every bit set. No lock swap expects it (they all expect LOCKED clear)
+ * and no unlock swap does (its owner field, 2^59 - 1, is no token: thread tokens are 2^56 plus a
+ * counter that never gets that far, coroutine ids are below 2^56), so the fast paths fail on it as
+ * on any held mutex, and only the slow paths test for it. It has LOCKED and EXITED set, so the
+ * spin test and the queries' callers treat it as held for good even before they look. */
+#define M_DEAD (~(uint64_t)0)
+
 #define STARVE_NS (1 * TT_MSEC) /* Go's starvationThresholdNs */
 #define SPIN_ROUNDS 4           /* Go's active_spin */
 #define SPIN_PAUSES 64          /* pauses per round, watching the word between them */
@@ -88,6 +95,25 @@ static inline uint64_t owner_of(uint64_t s) { return s >> M_SHIFT; }
 void tt_mutex_init(tt_mutex *m) {
   if (m)
     memset(m, 0, sizeof *m);
+}
+
+/* Poisons an idle mutex: swaps its word from 0 (free, nobody queued: WAITERS is set, under the
+ * queue's lock, whenever the queue is not empty) to M_DEAD. The swap is made under the queue's
+ * lock, which a locker holds from its last look at the word until it has queued: so a racing
+ * locker either queued first (the word is not 0: TT_EBUSY) or sees the poison under that lock and
+ * leaves with TT_EINVAL; none parks on a destroyed mutex. */
+int tt_mutex_destroy(tt_mutex *m) {
+  if (m == NULL)
+    return TT_EINVAL;
+  mutex_impl *mi = IMPL(m);
+  uint64_t s = 0;
+  tt__lock_acquire(&mi->lock);
+  /* relaxed: nothing is published with the poison; a later operation needs only to see the
+   * value (ordered after destroy by the caller, or a race the caller owns). */
+  bool ok = atomic_compare_exchange_strong_explicit(&mi->state, &s, M_DEAD, memory_order_relaxed,
+                                                    memory_order_relaxed);
+  tt__lock_release(&mi->lock);
+  return ok ? 0 : s == M_DEAD ? TT_EINVAL : TT_EBUSY;
 }
 
 /* Records the acquisition: since (for tt_mutex_holder) and co's held list (room reserved). */
@@ -165,6 +191,10 @@ static TT_NOINLINE int lock_slow(mutex_impl *mi, tt__coro *co, uint64_t tok, int
   if ((s & M_LOCKED) && owner_of(s) == tok)
     return TT_EDEADLK;
   for (;;) {
+    /* Destroyed (before the call, or under us: the caller's race). We own no WOKEN bit here:
+     * destroy swaps only a word of 0, and a WOKEN we own stays set until we clear it. */
+    if (TT_UNLIKELY(s == M_DEAD))
+      return TT_EINVAL;
     if ((s & M_LOCKED) && can_spin(rounds, s)) {
       /* Tell unlockers someone is awake, so that they wake nobody (Go does the same). */
       if (!awoke && !(s & M_WOKEN) && (s & M_WAITERS) &&
@@ -202,6 +232,10 @@ static TT_NOINLINE int lock_slow(mutex_impl *mi, tt__coro *co, uint64_t tok, int
     tt__lock_acquire(&mi->lock);
     s = atomic_load_explicit(&mi->state, memory_order_relaxed);
     bool queued = false;
+    if (TT_UNLIKELY(s == M_DEAD)) { /* destroy swaps under this lock: no waiter queues after it */
+      tt__lock_release(&mi->lock);
+      return TT_EINVAL;
+    }
     while (s & M_LOCKED) {
       uint64_t ns = s | M_WAITERS;
       if (awoke)
@@ -305,7 +339,7 @@ int tt_mutex_trylock(tt_mutex *m) {
   uint64_t s = atomic_load_explicit(&mi->state, memory_order_relaxed);
   for (;;) {
     if (s & M_LOCKED)
-      return owner_of(s) == tok ? TT_EDEADLK : TT_EBUSY;
+      return s == M_DEAD ? TT_EINVAL : owner_of(s) == tok ? TT_EDEADLK : TT_EBUSY;
     /* Free, so not starving (see the invariant): barging is allowed. */
     uint64_t ns = (s & (M_WAITERS | M_WOKEN)) | (tok << M_SHIFT) | M_LOCKED;
     /* acquire: as in tt_mutex_lock_dl. */
@@ -321,7 +355,7 @@ int tt_mutex_trylock(tt_mutex *m) {
 static TT_NOINLINE int unlock_slow(mutex_impl *mi, uint64_t tok, uint64_t s) {
   for (;;) {
     if (!(s & M_LOCKED) || owner_of(s) != tok)
-      return TT_EPERM;
+      return s == M_DEAD ? TT_EINVAL : TT_EPERM;
     if (!(s & M_STARVING) && (!(s & M_WAITERS) || (s & M_WOKEN))) {
       /* Nobody to wake, or someone is awake already: release. release: the critical section's
        * writes are visible to the next holder. */
@@ -423,6 +457,8 @@ int tt__mutex_info(const tt_mutex *m, tt__lockinfo *out) {
   /* acquire: since, written after the swap that took the lock, is at least that holder's. */
   uint64_t s = atomic_load_explicit(&((mutex_impl *)mi)->state, memory_order_acquire);
   memset(out, 0, sizeof *out);
+  if (s == M_DEAD)
+    return TT_EINVAL;
   if (!(s & M_LOCKED))
     return 0;
   out->token = owner_of(s);
@@ -445,6 +481,12 @@ void tt__mutex_holder_exited(const void *m, tt_id id) {
 }
 
 /* ---- For tt_cond ------------------------------------------------------------------------- */
+
+bool tt__mutex_dead(const tt_mutex *m) {
+  /* relaxed: a destroyed mutex is not in use, so the poison was stored before this call (or the
+   * caller races its own destroy). */
+  return atomic_load_explicit(&((mutex_impl *)IMPL(m))->state, memory_order_relaxed) == M_DEAD;
+}
 
 bool tt__mutex_held_by(const tt_mutex *m, uint64_t tok) {
   /* relaxed: only our own token can make this true, and we wrote it ourselves (or a hand-off did,
@@ -487,10 +529,13 @@ int tt__mutex_relock_after_wait(tt_mutex *m, tt__coro *co, uint64_t tok) {
         (r = lock_slow(mi, co, tok, TT_FOREVER)) == 0)
       break;
     TT_ASSERT(r != TT_EDEADLK && r != TT_ENOMEM);
-    if (atomic_load_explicit(&mi->state, memory_order_relaxed) & M_EXITED) {
+    /* A mutex destroyed while its cond waiter had released it (the caller's bug) can never be
+     * had either: TT_EINVAL rather than a hang. */
+    uint64_t s = atomic_load_explicit(&mi->state, memory_order_relaxed);
+    if (r == TT_EINVAL || (s & M_EXITED)) {
       if (co)
         tt_shield_end();
-      return TT_EDEADLK;
+      return s == M_DEAD ? TT_EINVAL : TT_EDEADLK;
     }
     if (co)
       tt_yield();

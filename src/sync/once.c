@@ -13,7 +13,9 @@
 
 #include "sync_int.h"
 
-enum { O_NEW = 0, O_RUNNING = 1, O_DONE = 2 };
+/* O_DEAD: destroyed. The fast path tests for DONE only, so it never sees it; the slow path's swap
+ * from NEW fails on it and the failure is where it is recognised. */
+enum { O_NEW = 0, O_RUNNING = 1, O_DONE = 2, O_DEAD = 3 };
 
 typedef struct once_impl {
   _Atomic uint32_t state;
@@ -36,7 +38,35 @@ int tt_once_done(const tt_once *o) {
   if (o == NULL)
     return TT_EINVAL;
   /* acquire: a caller that sees DONE sees fn's effects. */
-  return atomic_load_explicit(&IMPL((tt_once *)o)->state, memory_order_acquire) == O_DONE;
+  uint32_t s = atomic_load_explicit(&IMPL((tt_once *)o)->state, memory_order_acquire);
+  return s == O_DEAD ? TT_EINVAL : s == O_DONE;
+}
+
+int tt_once_destroy(tt_once *o) {
+  if (o == NULL)
+    return TT_EINVAL;
+  once_impl *oi = IMPL(o);
+  int r = 0;
+  tt__lock_acquire(&oi->lock);
+  uint32_t s = atomic_load_explicit(&oi->state, memory_order_relaxed);
+  for (;;) {
+    if (s == O_DEAD) {
+      r = TT_EINVAL;
+      break;
+    }
+    if (s == O_RUNNING || oi->q.head != NULL) {
+      r = TT_EBUSY; /* fn runs, or callers wait for it (or are still leaving after a cancel) */
+      break;
+    }
+    /* A swap, not a store, so that a caller electing itself runner at this moment (the caller's
+     * race) is not overwritten. relaxed: nothing is published with the poison, and a waiter reads
+     * the state under this lock before it queues. */
+    if (atomic_compare_exchange_weak_explicit(&oi->state, &s, O_DEAD, memory_order_relaxed,
+                                              memory_order_relaxed))
+      break;
+  }
+  tt__lock_release(&oi->lock);
+  return r;
 }
 
 int tt_once_do(tt_once *o, void (*fn)(void *), void *arg) {
@@ -76,6 +106,8 @@ int tt_once_do(tt_once *o, void (*fn)(void *), void *arg) {
     atomic_thread_fence(memory_order_acquire); /* the failed swap read DONE relaxed */
     return 0;
   }
+  if (exp == O_DEAD)
+    return TT_EINVAL;
   if (atomic_load_explicit(&oi->runner, memory_order_relaxed) == tok)
     return TT_EDEADLK; /* fn called us: Go deadlocks here */
   int r = tt__block_check(co);
@@ -83,9 +115,10 @@ int tt_once_do(tt_once *o, void (*fn)(void *), void *arg) {
     return r;
   tt__lock_acquire(&oi->lock);
   /* acquire: as above. */
-  if (atomic_load_explicit(&oi->state, memory_order_acquire) == O_DONE) {
+  uint32_t s = atomic_load_explicit(&oi->state, memory_order_acquire);
+  if (s == O_DONE || s == O_DEAD) { /* DEAD: destroyed since the swap (the caller's race) */
     tt__lock_release(&oi->lock);
-    return 0;
+    return s == O_DONE ? 0 : TT_EINVAL;
   }
   tt__waiter wt;
   tt__waiter_init(&wt, co);

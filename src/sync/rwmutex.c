@@ -33,6 +33,9 @@
 #define RW_WLOCKED ((uint64_t)1 << 30)
 #define RW_PENDING ((uint64_t)1 << 31)
 #define RW_WEXITED ((uint64_t)1 << 32)
+/* A destroyed rwmutex's word: every bit set. Every fast path fails on it (WLOCKED and PENDING are
+ * set, the read count is full), so only the slow paths, under the lock, test for it. */
+#define RW_DEAD (~(uint64_t)0)
 
 typedef struct rw_impl {
   _Atomic uint64_t state;
@@ -136,6 +139,30 @@ static void leave(rw_impl *r, tt__wq *q, tt__waiter *wt, bool writer) {
   tt__wake_commit_list(woken);
 }
 
+/* The error for an unlock by a party that holds nothing: a destroyed rwmutex is held by no one,
+ * so it is checked here, off the unlocks' paths. */
+static TT_NOINLINE int not_held(rw_impl *r) {
+  /* relaxed: the poison is stored before the call (destroy happens before the misuse), or the
+   * caller races its own destroy. */
+  return atomic_load_explicit(&r->state, memory_order_relaxed) == RW_DEAD ? TT_EINVAL : TT_EPERM;
+}
+
+/* Poisons an idle rwmutex: swaps its word from 0 (no read holds, no writer, nobody queued: PENDING
+ * is set whenever a queue is not empty) to RW_DEAD, under the lock, which a party that must wait
+ * holds from its decision to its queueing (so none parks on a destroyed rwmutex). */
+int tt_rwmutex_destroy(tt_rwmutex *rw) {
+  if (rw == NULL)
+    return TT_EINVAL;
+  rw_impl *r = IMPL(rw);
+  uint64_t s = 0;
+  tt__lock_acquire(&r->lock);
+  /* relaxed: nothing is published with the poison (see tt_mutex_destroy). */
+  bool ok = atomic_compare_exchange_strong_explicit(&r->state, &s, RW_DEAD, memory_order_relaxed,
+                                                    memory_order_relaxed);
+  tt__lock_release(&r->lock);
+  return ok ? 0 : s == RW_DEAD ? TT_EINVAL : TT_EBUSY;
+}
+
 /* ---- Readers ------------------------------------------------------------------------------- */
 
 static void read_acquired(rw_impl *r, tt__coro *co) {
@@ -150,6 +177,10 @@ static TT_NOINLINE int rlock_slow(rw_impl *r, tt__coro *co, int64_t deadline, bo
   tt__lock_acquire(&r->lock);
   uint64_t s = atomic_load_explicit(&r->state, memory_order_relaxed);
   for (;;) {
+    if (TT_UNLIKELY(s == RW_DEAD)) { /* destroyed: poisoned under this lock, so none queues */
+      tt__lock_release(&r->lock);
+      return TT_EINVAL;
+    }
     if (!(s & RW_WLOCKED) && r->writers.head == NULL) {
       if ((s & RW_RMASK) == RW_RMASK) {
         tt__lock_release(&r->lock);
@@ -219,12 +250,12 @@ int tt_rwmutex_runlock(tt_rwmutex *rw) {
   int64_t i = -1;
   if (co) {
     if ((i = tt__held_find(co, r, TT__HELD_READ)) < 0)
-      return TT_EPERM;
+      return not_held(r);
   } else {
     uint32_t n = atomic_load_explicit(&r->thread_readers, memory_order_relaxed);
     do
       if (n == 0)
-        return TT_EPERM;
+        return not_held(r);
     /* relaxed: as in read_acquired. */
     while (!atomic_compare_exchange_weak_explicit(&r->thread_readers, &n, n - 1,
                                                   memory_order_relaxed, memory_order_relaxed));
@@ -259,6 +290,10 @@ static TT_NOINLINE int lock_slow(rw_impl *r, tt__coro *co, uint64_t tok, int64_t
   tt__lock_acquire(&r->lock);
   uint64_t s = atomic_load_explicit(&r->state, memory_order_relaxed);
   for (;;) {
+    if (TT_UNLIKELY(s == RW_DEAD)) { /* as in rlock_slow */
+      tt__lock_release(&r->lock);
+      return TT_EINVAL;
+    }
     if ((s & (RW_RMASK | RW_WLOCKED)) == 0 && r->writers.head == NULL) {
       /* acquire: the write section follows the last holders' releases. */
       if (atomic_compare_exchange_weak_explicit(&r->state, &s, s | RW_WLOCKED, memory_order_acquire,
@@ -330,7 +365,7 @@ int tt_rwmutex_unlock(tt_rwmutex *rw) {
   uint64_t tok = tt__sync_token(co);
   /* relaxed: only our own token can match (see wlock). */
   if (atomic_load_explicit(&r->wowner, memory_order_relaxed) != tok)
-    return TT_EPERM;
+    return not_held(r);
   atomic_store_explicit(&r->wowner, 0, memory_order_relaxed);
   uint64_t s = atomic_load_explicit(&r->state, memory_order_relaxed);
   for (;;) {
@@ -363,6 +398,8 @@ int tt__rwmutex_info(const tt_rwmutex *rw, tt__lockinfo *writer, int64_t *reader
   rw_impl *r = IMPL((tt_rwmutex *)rw);
   /* acquire: the owner and since written after the swap are at least that holder's. */
   uint64_t s = atomic_load_explicit(&r->state, memory_order_acquire);
+  if (s == RW_DEAD)
+    return TT_EINVAL;
   if (writer) {
     memset(writer, 0, sizeof *writer);
     uint64_t tok = atomic_load_explicit(&r->wowner, memory_order_relaxed);

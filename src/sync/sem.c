@@ -27,6 +27,12 @@ _Static_assert(_Alignof(sem_impl) <= 8, "tt_sem under-aligned");
 
 #define IMPL(s) ((sem_impl *)(void *)(s)->opaque_)
 
+/* A destroyed semaphore's count of units held (under the lock, like every access to it): no
+ * request ever fits beside it, so the acquires' tests fail as on a full semaphore and only their
+ * slow branches look for it; release and the query test for it. (The capacity stays as it was:
+ * it is read without the lock.) */
+#define SEM_DEAD INT64_MAX
+
 typedef struct swait {
   tt__waiter wt; /* first: the queue links waiters */
   int64_t k;
@@ -38,6 +44,22 @@ int tt_sem_init(tt_sem *sem, int64_t n) {
   memset(sem, 0, sizeof *sem);
   sem->size_ = n;
   return 0;
+}
+
+int tt_sem_destroy(tt_sem *sem) {
+  if (sem == NULL)
+    return TT_EINVAL;
+  sem_impl *si = IMPL(sem);
+  int r = 0;
+  tt__lock_acquire(&si->lock);
+  if (si->cur == SEM_DEAD)
+    r = TT_EINVAL;
+  else if (si->cur != 0 || si->q.head != NULL)
+    r = TT_EBUSY; /* units held, or waiters (or a timed-out one still leaving) */
+  else
+    si->cur = SEM_DEAD; /* under the lock, where the acquires look before they queue */
+  tt__lock_release(&si->lock);
+  return r;
 }
 
 /* Serves waiters from the head while their requests fit. Lock held; granted waiters are appended
@@ -71,7 +93,8 @@ int tt_sem_acquire_dl(tt_sem *sem, int64_t k, int64_t deadline) {
     tt__lock_release(&si->lock);
     return 0;
   }
-  int r = tt__block_check(co);
+  /* Destroyed since the test above (the caller's race; SEM_DEAD never fits): never queue. */
+  int r = TT_UNLIKELY(si->cur == SEM_DEAD) ? TT_EINVAL : tt__block_check(co);
   if (r != 0) {
     tt__lock_release(&si->lock);
     return r;
@@ -105,6 +128,8 @@ int tt_sem_try_acquire(tt_sem *sem, int64_t k) {
   if (sem->size_ - si->cur >= k && si->q.head == NULL) {
     si->cur += k;
     r = 0;
+  } else if (si->cur == SEM_DEAD) { /* as in tt_sem_acquire_dl: SEM_DEAD never fits */
+    r = TT_EINVAL;
   }
   tt__lock_release(&si->lock);
   return r;
@@ -116,9 +141,9 @@ int tt_sem_release(tt_sem *sem, int64_t k) {
   sem_impl *si = IMPL(sem);
   tt__waiter *woken = NULL, **tail = &woken;
   tt__lock_acquire(&si->lock);
-  if (k > si->cur) {
+  if (si->cur == SEM_DEAD || k > si->cur) {
     tt__lock_release(&si->lock);
-    return TT_EPERM;
+    return si->cur == SEM_DEAD ? TT_EINVAL : TT_EPERM;
   }
   si->cur -= k;
   serve(sem, &tail);
@@ -132,7 +157,7 @@ int64_t tt_sem_held(const tt_sem *sem) {
     return TT_EINVAL;
   sem_impl *si = IMPL((tt_sem *)sem);
   tt__lock_acquire(&si->lock);
-  int64_t n = si->cur;
+  int64_t n = si->cur == SEM_DEAD ? TT_EINVAL : si->cur;
   tt__lock_release(&si->lock);
   return n;
 }

@@ -205,6 +205,7 @@ static inline tt_id tt__token_id(uint64_t tok) { return (tok & TT__TOK_THREAD) ?
 /* Used by tt_cond (cond.c): whether the caller (token tok) holds m; releasing m on the cond
  * waiter's behalf, and taking it back on every return path. */
 bool tt__mutex_held_by(const tt_mutex *m, uint64_t tok);
+bool tt__mutex_dead(const tt_mutex *m); /* destroyed (tt_mutex_destroy) */
 int tt__mutex_unlock_for_wait(tt_mutex *m, tt__coro *co, uint64_t tok);
 int tt__mutex_relock_after_wait(tt_mutex *m, tt__coro *co, uint64_t tok);
 

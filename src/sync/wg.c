@@ -27,6 +27,11 @@ typedef struct wg_impl {
 
 static inline int64_t counter_of(uint64_t s) { return (int32_t)(uint32_t)(s >> 32); }
 
+/* A destroyed wait group's word: the counter at -1, which no Add can produce (the counter never
+ * goes negative), and no waiters. Add's one range test refuses it (see tt_wg_add); Wait's fast
+ * path tests for a zero counter, which it is not, and the slow path looks for it. */
+#define WG_DEAD ((uint64_t)UINT32_MAX << 32)
+
 _Static_assert(sizeof(wg_impl) <= sizeof(tt_wg), "tt_wg too small for its implementation");
 _Static_assert(_Alignof(wg_impl) <= _Alignof(tt_wg), "tt_wg under-aligned");
 
@@ -77,17 +82,23 @@ int tt_wg_add(tt_wg *wg, int64_t delta) {
   if (wg == NULL)
     return TT_EINVAL;
   wg_impl *g = IMPL(wg);
-  uint64_t s = atomic_load_explicit(&g->state, memory_order_relaxed), ns;
+  uint64_t s = atomic_load_explicit(&g->state, memory_order_relaxed), ns, n;
   int64_t c;
   do {
     c = counter_of(s);
-    if ((delta < 0 && c + delta < 0) || (delta > 0 && delta > INT32_MAX - c))
-      return TT_EINVAL; /* Go panics; the counter is left as it was */
-    ns = ((uint64_t)(uint32_t)(int32_t)(c + delta) << 32) | (uint32_t)s;
+    /* The new counter must lie in [0, INT32_MAX] (Go panics otherwise; the counter is left as it
+     * was), and so must the old one: only a destroyed wait group's does not (WG_DEAD). One
+     * unsigned test covers both, a negative value being above INT32_MAX as unsigned. The sum is
+     * taken modulo 2^64, and lands in [0, INT32_MAX] only if the true sum does: the true sum lies
+     * within 2^63 + 2^31 of 0, and every other value congruent to [0, INT32_MAX] is further. */
+    n = (uint64_t)c + (uint64_t)delta;
+    if (TT_UNLIKELY((n | (uint64_t)c) > INT32_MAX))
+      return TT_EINVAL;
+    ns = (n << 32) | (uint32_t)s;
     /* seq_cst: one total order with the waiters' increments of the same word. */
   } while (!atomic_compare_exchange_weak_explicit(&g->state, &s, ns, memory_order_seq_cst,
                                                   memory_order_relaxed));
-  if (c + delta == 0 && delta != 0 && (uint32_t)ns > 0)
+  if (n == 0 && delta != 0 && (uint32_t)ns > 0)
     wake_all(g);
   return 0;
 }
@@ -97,7 +108,24 @@ int tt_wg_done(tt_wg *wg) { return tt_wg_add(wg, -1); }
 int64_t tt_wg_count(tt_wg *wg) {
   if (wg == NULL)
     return TT_EINVAL;
-  return counter_of(atomic_load_explicit(&IMPL(wg)->state, memory_order_acquire));
+  int64_t c = counter_of(atomic_load_explicit(&IMPL(wg)->state, memory_order_acquire));
+  return c < 0 ? TT_EINVAL : c; /* only WG_DEAD's counter is negative */
+}
+
+/* Poisons an idle wait group: swaps its word from 0 (counter zero, no waiter counted in) to
+ * WG_DEAD. Under the lock, where a waiter counts itself in: a waiter counted in first makes the
+ * word non-zero (TT_EBUSY), one that comes after finds the poison there and does not queue. */
+int tt_wg_destroy(tt_wg *wg) {
+  if (wg == NULL)
+    return TT_EINVAL;
+  wg_impl *g = IMPL(wg);
+  uint64_t s = 0;
+  tt__lock_acquire(&g->lock);
+  /* relaxed: nothing is published with the poison; later calls need only see the value. */
+  bool ok = atomic_compare_exchange_strong_explicit(&g->state, &s, WG_DEAD, memory_order_relaxed,
+                                                    memory_order_relaxed);
+  tt__lock_release(&g->lock);
+  return ok ? 0 : s == WG_DEAD ? TT_EINVAL : TT_EBUSY;
 }
 
 int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
@@ -105,18 +133,22 @@ int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
     return TT_EINVAL;
   wg_impl *g = IMPL(wg);
   /* acquire: the work of every Done happens before Wait returns. */
-  if (counter_of(atomic_load_explicit(&g->state, memory_order_acquire)) == 0)
+  int64_t c = counter_of(atomic_load_explicit(&g->state, memory_order_acquire));
+  if (c == 0)
     return 0;
+  if (c < 0)
+    return TT_EINVAL; /* destroyed (WG_DEAD) */
   tt__coro *co = tt__self();
   int r = tt__block_check(co);
   if (r != 0)
     return r;
   tt__lock_acquire(&g->lock);
   /* Count ourselves in; seq_cst: ordered with the Add that zeroes the counter (see above). */
-  if (counter_of(atomic_fetch_add_explicit(&g->state, 1, memory_order_seq_cst)) == 0) {
+  c = counter_of(atomic_fetch_add_explicit(&g->state, 1, memory_order_seq_cst));
+  if (c <= 0) { /* zero, or destroyed (WG_DEAD: checked under the lock its swap is made under) */
     atomic_fetch_sub_explicit(&g->state, 1, memory_order_relaxed);
     tt__lock_release(&g->lock);
-    return 0;
+    return c == 0 ? 0 : TT_EINVAL;
   }
   tt__waiter wt;
   tt__waiter_init(&wt, co);
