@@ -52,6 +52,8 @@ TT_MAIN(argc, argv) {
   tt_group_free(g);
   tt_chan_release(flush);
   tt_ctx_release(ctx);
+  while (tt_num_coroutines() > 1) /* a child is done with the group a moment before it exits */
+    tt_sleep(TT_MSEC);
   printf("coroutines left: %lld\n", (long long)tt_num_coroutines() - 1);
   return 0;
 }

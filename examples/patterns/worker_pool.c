@@ -49,6 +49,8 @@ TT_MAIN(argc, argv) {
   tt_pool_wait(pool);
   tt_pool_free(pool);
   printf("tt_pool: %d jobs, sum %ld\n", JOBS, (long)pool_sum);
+  while (tt_num_coroutines() > 1) /* a worker is done with the pool a moment before it exits */
+    tt_sleep(TT_MSEC);
   printf("coroutines left: %lld\n", (long long)tt_num_coroutines() - 1);
   return 0;
 }
