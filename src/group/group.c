@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sync/sync_int.h"
 #include "tether/ctx.h"
 #include "tether/group.h"
 
@@ -28,41 +29,36 @@ typedef struct gchild {
   struct gchild *next, *prev;
 } gchild;
 
-typedef struct wq {
-  tt__waiter *head, *tail;
-} wq;
-
 struct tt_group {
   tt__lock lock;
   tt_ctx *ctx;
   int limit;
   int64_t live; /* slots taken: children spawned (or being spawned) and not finished */
   int err;
-  wq waiters; /* tt_group_wait */
-  wq slots;   /* tt_group_go at the limit */
+  tt__wq waiters; /* tt_group_wait */
+  tt__wq slots;   /* tt_group_go at the limit */
   gchild *children;
 };
 
-static void wq_push(wq *q, tt__waiter *wt) {
-  wt->next = NULL;
-  wt->prev = q->tail;
-  if (q->tail)
-    q->tail->next = wt;
-  else
-    q->head = wt;
-  q->tail = wt;
-}
-
-static void wq_unlink(wq *q, tt__waiter *wt) {
-  if (wt->prev)
-    wt->prev->next = wt->next;
-  else
-    q->head = wt->next;
-  if (wt->next)
-    wt->next->prev = wt->prev;
-  else
-    q->tail = wt->prev;
-  wt->next = wt->prev = NULL;
+/* Queues the caller on q and waits (g->lock held; released on return). 0: woken by a child (a
+ * slot handed over, or the count at zero); else the wait's own error, off the queue again. */
+static int queue_wait(tt_group *g, tt__wq *q, int reason, int64_t deadline) {
+  tt__coro *co = tt__self();
+  int r = tt__block_check(co);
+  if (r != 0) {
+    tt__lock_release(&g->lock);
+    return r;
+  }
+  tt__waiter wt;
+  tt__waiter_init(&wt, co);
+  tt__wq_push(q, &wt);
+  r = tt__wait(&wt, reason, g, deadline, &g->lock);
+  if (tt__wait_self_result(r)) {
+    tt__lock_acquire(&g->lock);
+    tt__wq_unlink(q, &wt);
+    tt__lock_release(&g->lock);
+  }
+  return r;
 }
 
 int tt_group_make(tt_ctx *parent, tt_group **out) {
@@ -111,7 +107,7 @@ static tt__waiter *slot_put(tt_group *g) {
   for (tt__waiter *wt = g->slots.head, *nx; wt; wt = nx) {
     nx = wt->next;
     if (tt__wake_claim(wt, 0)) {
-      wq_unlink(&g->slots, wt);
+      tt__wq_unlink(&g->slots, wt);
       wt->next = NULL;
       return wt;
     }
@@ -122,20 +118,12 @@ static tt__waiter *slot_put(tt_group *g) {
       nx = wt->next;
       if (!tt__wake_claim(wt, 0))
         continue; /* a timeout or cancellation won it: it removes itself */
-      wq_unlink(&g->waiters, wt);
+      tt__wq_unlink(&g->waiters, wt);
       wt->next = woken;
       woken = wt;
     }
   }
   return woken;
-}
-
-static void commit_all(tt__waiter *woken) {
-  while (woken) {
-    tt__waiter *nx = woken->next; /* before the commit, after which it may die */
-    tt__wake_commit(woken);
-    woken = nx;
-  }
 }
 
 static void child_main(void *p) {
@@ -166,7 +154,7 @@ static void child_main(void *p) {
     c->next->prev = c->prev;
   tt__waiter *woken = slot_put(g);
   tt__lock_release(&g->lock); /* our last touch of the group */
-  commit_all(woken);
+  tt__wake_commit_list(woken);
   free(c->name);
   free(c);
 }
@@ -183,22 +171,9 @@ static int slot_get(tt_group *g, bool try, int64_t deadline) {
     tt__lock_release(&g->lock);
     return TT_EAGAIN;
   }
-  tt__coro *co = tt__self();
-  int r = tt__block_check(co);
-  if (r != 0) {
-    tt__lock_release(&g->lock);
+  int r = queue_wait(g, &g->slots, TT_WAIT_SEMACQUIRE, deadline);
+  if (r != 0)
     return r;
-  }
-  tt__waiter wt;
-  tt__waiter_init(&wt, co);
-  wq_push(&g->slots, &wt);
-  r = tt__wait(&wt, TT_WAIT_SEMACQUIRE, g, deadline, &g->lock);
-  if (tt__wait_self_result(r)) {
-    tt__lock_acquire(&g->lock);
-    wq_unlink(&g->slots, &wt);
-    tt__lock_release(&g->lock);
-    return r;
-  }
   return 0; /* a finishing child handed us its slot */
 }
 
@@ -241,7 +216,7 @@ static int group_go(tt_group *g, int (*fn)(void *), void *arg, const tt_go_opts 
       c->next->prev = c->prev;
     tt__waiter *woken = slot_put(g);
     tt__lock_release(&g->lock);
-    commit_all(woken);
+    tt__wake_commit_list(woken);
     free(c->name);
     free(c);
   }
@@ -266,22 +241,9 @@ int tt_group_wait_dl(tt_group *g, int64_t deadline) {
     return TT_EINVAL;
   tt__lock_acquire(&g->lock);
   if (g->live > 0) {
-    tt__coro *co = tt__self();
-    int r = tt__block_check(co);
-    if (r != 0) {
-      tt__lock_release(&g->lock);
+    int r = queue_wait(g, &g->waiters, TT_WAIT_GROUP_WAIT, deadline);
+    if (r != 0)
       return r;
-    }
-    tt__waiter wt;
-    tt__waiter_init(&wt, co);
-    wq_push(&g->waiters, &wt);
-    r = tt__wait(&wt, TT_WAIT_GROUP_WAIT, g, deadline, &g->lock);
-    if (tt__wait_self_result(r)) {
-      tt__lock_acquire(&g->lock);
-      wq_unlink(&g->waiters, &wt);
-      tt__lock_release(&g->lock);
-      return r;
-    }
     tt__lock_acquire(&g->lock); /* the last child has let go of it: read the error */
   }
   int err = g->err;
