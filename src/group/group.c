@@ -171,10 +171,7 @@ static int slot_get(tt_group *g, bool try, int64_t deadline) {
     tt__lock_release(&g->lock);
     return TT_EAGAIN;
   }
-  int r = queue_wait(g, &g->slots, TT_WAIT_SEMACQUIRE, deadline);
-  if (r != 0)
-    return r;
-  return 0; /* a finishing child handed us its slot */
+  return queue_wait(g, &g->slots, TT_WAIT_SEMACQUIRE, deadline); /* 0: a child's slot */
 }
 
 static int group_go(tt_group *g, int (*fn)(void *), void *arg, const tt_go_opts *opts,
