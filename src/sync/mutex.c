@@ -404,9 +404,8 @@ static TT_NOINLINE int unlock_slow(mutex_impl *mi, uint64_t tok, uint64_t s) {
   return 0;
 }
 
-static TT_NOINLINE int unlock_general(mutex_impl *mi) {
-  tt__coro *co = tt__self();
-  uint64_t tok = tt__sync_token(co);
+/* Unlocks as the holder named by tok (co: the caller, NULL on a plain thread). */
+static int unlock_as(mutex_impl *mi, tt__coro *co, uint64_t tok) {
   uint64_t s = (tok << M_SHIFT) | M_LOCKED;
   /* release: the critical section's writes are visible to the next holder. */
   if (!atomic_compare_exchange_strong_explicit(&mi->state, &s, 0, memory_order_release,
@@ -418,6 +417,11 @@ static TT_NOINLINE int unlock_general(mutex_impl *mi) {
   if (co)
     tt__held_pop(co, mi, TT__HELD_MUTEX);
   return 0;
+}
+
+static TT_NOINLINE int unlock_general(mutex_impl *mi) {
+  tt__coro *co = tt__self();
+  return unlock_as(mi, co, tt__sync_token(co));
 }
 
 int tt_mutex_unlock(tt_mutex *m) {
@@ -496,18 +500,7 @@ bool tt__mutex_held_by(const tt_mutex *m, uint64_t tok) {
 }
 
 int tt__mutex_unlock_for_wait(tt_mutex *m, tt__coro *co, uint64_t tok) {
-  mutex_impl *mi = IMPL(m);
-  uint64_t s = (tok << M_SHIFT) | M_LOCKED;
-  /* release: as in tt_mutex_unlock. */
-  if (!atomic_compare_exchange_strong_explicit(&mi->state, &s, 0, memory_order_release,
-                                               memory_order_relaxed)) {
-    int r = unlock_slow(mi, tok, s);
-    if (r != 0)
-      return r;
-  }
-  if (co)
-    tt__held_pop(co, mi, TT__HELD_MUTEX);
-  return 0;
+  return unlock_as(IMPL(m), co, tok);
 }
 
 /* Takes m back after a condition wait, whatever happened to the wait. A coroutine raises a
