@@ -67,6 +67,7 @@
 
 #define STARVE_NS (1 * TT_MSEC) /* Go's starvationThresholdNs */
 #define SPIN_ROUNDS 4           /* Go's active_spin */
+#define LOCAL_SCAN 8            /* waiters an unlock looks at for one on its own worker */
 #define SPIN_PAUSES 64          /* pauses per round, watching the word between them */
 
 typedef struct mutex_impl {
@@ -352,6 +353,27 @@ int tt_mutex_trylock(tt_mutex *m) {
 }
 
 /* The contended (or misused) unlock; s is the word as the fast path found it. */
+/* Normal mode prefers a waiter on the unlocker's own worker (among the first LOCAL_SCAN), while
+ * the head has waited less than STARVE_NS: woken into runnext, it runs when the unlocker next
+ * switches, on the same core, and meanwhile its WOKEN keeps unlocks from waking waiters on other
+ * workers — who would only lose to an unlocker that relocks in a loop, and requeue, each round a
+ * cross-core wake and a stolen cache line. The head is still served within STARVE_NS: past it,
+ * it is woken, loses at worst, and its requeue turns on starvation mode. Under mi->lock. */
+static tt__waiter *wake_local(mutex_impl *mi) {
+  tt__worker *w = tt__tls_worker;
+  mwait *head = (mwait *)mi->q.head;
+  if (w == NULL || head == NULL || tt__rt.procs == 1 || w->now - head->start > STARVE_NS)
+    return NULL;
+  int n = 0;
+  for (tt__waiter *wt = mi->q.head; wt && n < LOCAL_SCAN; wt = wt->next, n++) {
+    if (wt->co && wt->co->w == w && tt__wake_claim(wt, 0)) {
+      tt__wq_unlink(&mi->q, wt);
+      return wt;
+    }
+  }
+  return NULL;
+}
+
 static TT_NOINLINE int unlock_slow(mutex_impl *mi, uint64_t tok, uint64_t s) {
   for (;;) {
     if (!(s & M_LOCKED) || owner_of(s) != tok)
@@ -372,7 +394,9 @@ static TT_NOINLINE int unlock_slow(mutex_impl *mi, uint64_t tok, uint64_t s) {
    * STARVING only under the lock we now hold. */
   s = atomic_load_explicit(&mi->state, memory_order_relaxed);
   bool handoff = (s & M_STARVING) != 0;
-  if (handoff || !(s & M_WOKEN)) {
+  if (!handoff && !(s & M_WOKEN))
+    woken = wake_local(mi);
+  if (woken == NULL && (handoff || !(s & M_WOKEN))) {
     for (tt__waiter *wt = mi->q.head; wt; wt = wt->next) {
       /* Waiters claimed by a timer or a cancellation stay queued until they remove themselves. */
       if (tt__wake_claim(wt, handoff ? TT__GRANTED : 0)) {
