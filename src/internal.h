@@ -268,6 +268,9 @@ void tt__wake_commit(tt__waiter *wt);
 
 /* Claim and commit at once, for wakers that hold no object lock (timers, cancellation). */
 bool tt__wake(tt__waiter *wt, int result);
+/* tt__wake for a batch of wakes on this worker (due timers): a coroutine of this worker is queued
+ * behind the ones readied before it, so the batch runs in the order it was woken. */
+bool tt__wake_fifo(tt__waiter *wt, int result);
 
 /* The results a waiter gets from a timer, a cancellation or shut-down rather than from the
  * object: after one of these the waiter is still queued and must take itself off. */

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <string.h>
+
 #include "test.h"
 
 static int cmp64(const void *a, const void *b) {
@@ -79,6 +81,31 @@ static int order_main(void *p) {
 }
 
 TEST(timers_fire_in_deadline_order) { tt_test_run(order_main, NULL, 1); }
+
+/* The same when the worker is busy past every deadline, so that all five are due in one batch:
+ * they must still run in deadline order (the batch's wakes queue behind each other, rather than
+ * each taking the run-next slot from the one before). */
+static int batch_main(void *p) {
+  int ks[] = {5, 1, 4, 2, 3};
+  memset(&ord, 0, sizeof ord);
+  tt_wg_add(&started, 5);
+  tt_wg_add(&go_on, 1);
+  for (int i = 0; i < 5; i++)
+    ASSERT_OK(tt_go(sleep_n, (void *)(intptr_t)ks[i]));
+  ASSERT_OK(tt_wg_wait(&started));
+  base = tt_now() + (int64_t)(20 * TT_MSEC * tt_test_slow());
+  tt_wg_done(&go_on);
+  tt_yield(); /* let them go to sleep */
+  while (tt_now() < base + 6 * 3 * TT_MSEC)
+    ; /* busy, never yielding: every deadline passes */
+  while (atomic_load(&ord.n) < 5)
+    tt_sleep(TT_MSEC);
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ(ord.log[i], i + 1);
+  return 0;
+}
+
+TEST(timers_due_together_run_in_deadline_order) { tt_test_run(batch_main, NULL, 1); }
 
 static void many_sleep(void *p) {
   ASSERT_OK(tt_sleep(10 * TT_MSEC));

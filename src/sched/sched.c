@@ -403,6 +403,23 @@ void tt__wake_commit(tt__waiter *wt) {
   tt__futex_wake(&wt->released, 1); /* at worst a spurious wake of whatever reuses the address */
 }
 
+bool tt__wake_fifo(tt__waiter *wt, int result) {
+  if (!tt__wake_claim(wt, result))
+    return false;
+  tt__coro *co = wt->co;
+  tt__worker *me = tt__tls_worker;
+  if (co == NULL || co->w != me) {
+    tt__wake_commit(wt);
+    return true;
+  }
+  /* As tt__ready, but behind what is queued rather than in runnext, which the next wake of a
+   * batch would take over (running the batch backwards). */
+  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
+  tt__stats_bump(TT__ST_WAKE0 + co->wait_reason);
+  ready_push(me, co);
+  return true;
+}
+
 bool tt__wake(tt__waiter *wt, int result) {
   if (!tt__wake_claim(wt, result))
     return false;

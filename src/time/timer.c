@@ -194,7 +194,7 @@ int64_t tt__timers_run(tt__timer_heap *h, int64_t now, bool single) {
       *tail = t;
       tail = &t->fnext;
     } else {
-      tt__wake(t->wt, t->result);
+      tt__wake_fifo(t->wt, t->result); /* due timers wake in deadline order, and run in it */
     }
     if (single)
       break;
