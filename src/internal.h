@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -271,6 +272,8 @@ bool tt__wake(tt__waiter *wt, int result);
 /* tt__wake for a batch of wakes on this worker (due timers): a coroutine of this worker is queued
  * behind the ones readied before it, so the batch runs in the order it was woken. */
 bool tt__wake_fifo(tt__waiter *wt, int result);
+/* Prints every worker's queues and sleeping flag (racy reads), for post-mortems in tests. */
+void tt__sched_dump(FILE *f);
 
 /* The results a waiter gets from a timer, a cancellation or shut-down rather than from the
  * object: after one of these the waiter is still queued and must take itself off. */

@@ -114,6 +114,7 @@ void tt_test_await_alone(void);
 /* The runtime's internal hooks that tests use (hidden symbols, linked from the static library). */
 int64_t tt__chan_count_live(void); /* channels made and not yet freed */
 int64_t tt__ctx_count_live(void);  /* contexts made and not yet freed */
+void tt__sched_dump(FILE *f);      /* every worker's queues, for post-mortems */
 void tt__fault_arm(int site, int64_t nth);
 int tt__chan_bias_owner(tt_chan *h); /* the worker a channel is biased to, or -1 */
 int tt__chan_bias_available(void);

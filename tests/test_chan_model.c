@@ -378,6 +378,7 @@ static void model_fail(seqctx *g, const char *fmt, ...) {
   fprintf(stderr, "the model after the step (c.k: case k of a select, c.-1: a plain operation):\n");
   dump(g);
   fprintf(stderr, "reproduce with TT_MODEL_SEED=%" PRIu64 "\n", g->seed);
+  tt__sched_dump(stderr);
   tt_test_fail(__FILE__, __LINE__, "seed %" PRIu64 " step %d: %s", g->seed, g->step, msg);
 }
 

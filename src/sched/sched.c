@@ -293,8 +293,22 @@ static void drain_inbox(tt__worker *w) {
   }
 }
 
+/* The store-then-load of the sleep handshake (a worker stores its sleeping flag and then looks
+ * for work; a waker publishes work and then looks at the flag) is ordered by seq_cst alone in C11,
+ * and aarch64 hardware keeps a store-release before a later load-acquire (stlr, ldar). qemu-user on
+ * an x86 host does not: it lets the store sit in the host's store buffer past the load, and a
+ * worker then slept with coroutines in its inbox (the model test, under load). A full fence on
+ * aarch64 (dmb ish: tens of cycles, on the sleep path and on a cross-worker wake) closes it there;
+ * x86's seq_cst store is already a full barrier. */
+static inline void sleep_fence(void) {
+#if defined(__aarch64__)
+  atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* Wakes w if it sleeps. Precondition: the work for it was published with a seq_cst operation. */
 static void wake_worker(tt__worker *w) {
+  sleep_fence();
   if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
       atomic_exchange_explicit(&w->sleeping, 0, memory_order_seq_cst) == 1)
     tt__futex_wake(&w->sleeping, 1);
@@ -309,6 +323,8 @@ static void wake_idle(bool must) {
   if (!must && (atomic_load_explicit(&tt__rt.nsleeping, memory_order_relaxed) == 0 ||
                 atomic_load_explicit(&tt__rt.nspinning, memory_order_relaxed) != 0))
     return;
+  if (must)
+    sleep_fence();
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__worker *v = &tt__rt.workers[i];
     if (atomic_load_explicit(&v->sleeping, must ? memory_order_seq_cst : memory_order_relaxed) &&
@@ -401,6 +417,26 @@ void tt__wake_commit(tt__waiter *wt) {
   /* release: the thread sees everything the waker did; it may return (and wt die) at once. */
   atomic_store_explicit(&wt->released, 1, memory_order_release);
   tt__futex_wake(&wt->released, 1); /* at worst a spurious wake of whatever reuses the address */
+}
+
+void tt__sched_dump(FILE *f) {
+  /* Racy reads, for a post-mortem: every worker's queues and sleeping flag. */
+  fprintf(f, "scheduler: %d workers, %d sleeping, %d spinning, global queue %u\n", tt__rt.procs,
+          atomic_load(&tt__rt.nsleeping), atomic_load(&tt__rt.nspinning),
+          (unsigned)atomic_load(&tt__rt.gq_len));
+  for (int i = 0; i < tt__rt.procs; i++) {
+    tt__worker *w = &tt__rt.workers[i];
+    tt__coro *cur = w->cur, *rn = w->runnext, *in = atomic_load(&w->inbox);
+    fprintf(f, "  worker %d: sleeping %u, cur %llu, runnext %llu, inbox head %llu, ready", i,
+            (unsigned)atomic_load(&w->sleeping), cur ? (unsigned long long)cur->id : 0ULL,
+            rn ? (unsigned long long)rn->id : 0ULL, in ? (unsigned long long)in->id : 0ULL);
+    int n = 0;
+    for (tt__coro *c = w->ready_head; c && n < 8; c = c->next, n++)
+      fprintf(f, " %llu", (unsigned long long)c->id);
+    fprintf(f, "%s, claimed %u/%u, ring %u..%u, progress %u, tick %u\n", n ? "" : " -",
+            w->claimed_head, w->claimed_n, (unsigned)atomic_load(&w->rq_head),
+            (unsigned)atomic_load(&w->rq_tail), (unsigned)atomic_load(&w->progress), w->tick);
+  }
 }
 
 bool tt__wake_fifo(tt__waiter *wt, int result) {
@@ -925,6 +961,7 @@ static tt__coro *find_runnable(tt__worker *w) {
     tt__stacks_trim(w);
     atomic_fetch_add_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
+    sleep_fence();
     if (!has_work(w)) {
       w->now = tt__clock();
       int64_t until = tt__worker_timers_next(w);
