@@ -432,7 +432,7 @@ static void race_user(race *r) {
     /* With 18 users an object is rarely idle: a destroyer refused too often asks them to leave
      * gaps (they keep calling, so the race goes on). */
     if (atomic_load_explicit(&r->pause, memory_order_relaxed))
-      tt_sleep(20 * TT_USEC);
+      tt_sleep((int64_t)(100 * TT_USEC * tt_test_slow())); /* real gaps, even under Valgrind */
     else if (i % 16 == 0)
       tt_yield();
   }
@@ -465,10 +465,12 @@ static int race_main(void *p) {
     int e, tries = 0;
 #define DESTROY(call)                                                                              \
   while ((e = (call)) == TT_EBUSY)                                                                 \
-    if (++tries == 1000)                                                                           \
+    if (++tries >= 1000) {                                                                         \
       atomic_store(&r.pause, 1);                                                                   \
-    else                                                                                           \
+      tt_sleep(10 * TT_USEC);                                                                      \
+    } else {                                                                                       \
       tt_yield();                                                                                  \
+    }                                                                                              \
   ASSERT_OK(e)
     DESTROY(tt_mutex_destroy(&r.m));
     DESTROY(tt_rwmutex_destroy(&r.rw));
