@@ -302,8 +302,16 @@ int tt__thread_block(tt__waiter *wt, int64_t deadline);
 tt__coro *tt__self(void);
 
 /* Whether the caller (a coroutine, or NULL for a plain thread) must stop blocking: it has been
- * cancelled, or (plain thread) the runtime is not running. Returns 0 or the error to return. */
-int tt__block_check(tt__coro *co);
+ * cancelled, or (plain thread) the runtime is not running. Returns 0 or the error to return. The
+ * coroutine's half is inline: every blocking path asks it. */
+int tt__block_check_thread(void);
+static inline int tt__block_check(tt__coro *co) {
+  if (TT_LIKELY(co != NULL))
+    return tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))
+               ? TT_ECANCELED
+               : 0;
+  return tt__block_check_thread();
+}
 
 /* ---- Timers (src/time) -------------------------------------------------------------------- */
 
@@ -566,7 +574,8 @@ void tt__sync_coro_exit(tt__coro *co);
 /* Channel references (src/chan/ref.c): release an exited coroutine's; build (share) or undo
  * (unshare) the ones a child gets at spawn; name the child as the holder. */
 void tt__coro_drop_refs(tt__coro *co);
-int tt__refs_share(struct tt__holder **out, struct tt_chan *const *share, size_t n, int mode);
+int tt__refs_share(struct tt__holder **out, struct tt_chan *const *share, size_t n, int mode,
+                   const char *op);
 void tt__refs_unshare(struct tt__holder *h, const tt_go_opts *o);
 void tt__holder_set_owner(struct tt__holder *h, tt__coro *co);
 int64_t tt__chan_count_live(void); /* channels made and not yet freed, process-wide */

@@ -62,8 +62,10 @@ static void sleep_n(void *p) {
   ord.log[atomic_fetch_add(&ord.n, 1)] = (int)k;
 }
 
-static int order_main(void *p) {
+/* Starts the five sleepers (deadlines out of spawn order) and sets their common base. */
+static void start_sleepers(void) {
   int ks[] = {5, 1, 4, 2, 3};
+  memset(&ord, 0, sizeof ord);
   tt_wg_add(&started, 5);
   tt_wg_add(&go_on, 1);
   for (int i = 0; i < 5; i++)
@@ -73,10 +75,19 @@ static int order_main(void *p) {
    * first deadline: deadlines, not start times, decide the order. */
   base = tt_now() + (int64_t)(20 * TT_MSEC * tt_test_slow());
   tt_wg_done(&go_on);
+}
+
+/* Waits for the five and checks they ran in deadline order. */
+static void check_order(void) {
   while (atomic_load(&ord.n) < 5)
     tt_sleep(TT_MSEC);
   for (int i = 0; i < 5; i++)
     ASSERT_EQ(ord.log[i], i + 1);
+}
+
+static int order_main(void *p) {
+  start_sleepers();
+  check_order();
   return 0;
 }
 
@@ -86,22 +97,11 @@ TEST(timers_fire_in_deadline_order) { tt_test_run(order_main, NULL, 1); }
  * they must still run in deadline order (the batch's wakes queue behind each other, rather than
  * each taking the run-next slot from the one before). */
 static int batch_main(void *p) {
-  int ks[] = {5, 1, 4, 2, 3};
-  memset(&ord, 0, sizeof ord);
-  tt_wg_add(&started, 5);
-  tt_wg_add(&go_on, 1);
-  for (int i = 0; i < 5; i++)
-    ASSERT_OK(tt_go(sleep_n, (void *)(intptr_t)ks[i]));
-  ASSERT_OK(tt_wg_wait(&started));
-  base = tt_now() + (int64_t)(20 * TT_MSEC * tt_test_slow());
-  tt_wg_done(&go_on);
+  start_sleepers();
   tt_yield(); /* let them go to sleep */
   while (tt_now() < base + 6 * 3 * TT_MSEC)
     ; /* busy, never yielding: every deadline passes */
-  while (atomic_load(&ord.n) < 5)
-    tt_sleep(TT_MSEC);
-  for (int i = 0; i < 5; i++)
-    ASSERT_EQ(ord.log[i], i + 1);
+  check_order();
   return 0;
 }
 

@@ -352,10 +352,7 @@ static int wait_on(tt__chan *c, int how, tt__chan_waitq *q, tt__chan_wait *node,
                    const void *obj, int64_t deadline) {
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w ? w->cur : NULL;
-  int r = co ? (tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))
-                    ? TT_ECANCELED
-                    : 0)
-             : tt__block_check(NULL);
+  int r = tt__block_check(co);
   if (r != 0) {
     tt__chan_unlock(c, how);
     return r;

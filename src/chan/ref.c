@@ -393,7 +393,7 @@ void tt__holder_set_owner(tt__holder *h, tt__coro *co) {
   h->owner = co;
 }
 
-int tt__refs_share(tt__holder **out, tt_chan *const *share, size_t n, int mode) {
+int tt__refs_share(tt__holder **out, tt_chan *const *share, size_t n, int mode, const char *op) {
   *out = NULL;
   if ((share == NULL && n > 0) || (mode != TT_SHARE_COPY && mode != TT_SHARE_MOVE))
     return TT_EINVAL;
@@ -412,7 +412,7 @@ int tt__refs_share(tt__holder **out, tt_chan *const *share, size_t n, int mode) 
     /* Each listed reference must be the spawner's to give: with MOVE, the ones already moved no
      * longer are. */
     if (self == NULL || tt__holder_find(self, c) == NULL) {
-      err = tt__chan_eperm("tt_go_opt share", handle);
+      err = tt__chan_eperm(op, handle);
       break;
     }
     if (h == NULL && (h = holder_new(TT__HOLDER_CORO, NULL)) == NULL) {

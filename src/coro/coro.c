@@ -434,7 +434,7 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
   tt__coro *self = w && !from_sched ? w->cur : NULL;
   struct tt__holder *refs = give; /* a timer's references, whole: the child's table */
   if (o && (o->share || o->nshare || o->share_mode)) {
-    int err = tt__refs_share(&refs, o->share, o->nshare, o->share_mode);
+    int err = tt__refs_share(&refs, o->share, o->nshare, o->share_mode, "tt_go_opt share");
     if (err)
       return err;
   }

@@ -517,31 +517,31 @@ int tt_ctx_with_chan(tt_ctx *parent, const void *key, tt_chan *ch, tt_ctx **out)
   if (parent == NULL || key == NULL || ch == NULL || out == NULL)
     return TT_EINVAL;
   *out = NULL;
-  tt__chan *cc = tt__chan_of(ch);
-  tt__holder *self = NULL;
-  int err;
-  if (tt__chan_mode(ch) == TT_CHAN_TRACKED &&
-      tt__chan_check(ch, "tt_ctx_with_chan", &self, &err) == NULL)
+  /* The context's own reference: a copy of the caller's (TT_EPERM without one), or for an
+   * untracked or detached channel one more on its plain count. */
+  tt__holder *h = NULL;
+  int err = tt__refs_share(&h, &ch, 1, TT_SHARE_COPY, "tt_ctx_with_chan");
+  if (err == 0 && h == NULL)
+    err = tt_chan_retain(ch);
+  if (err)
     return err;
   tt_ctx *c = ctx_new(parent, K_VALUE);
-  if (c == NULL)
-    return TT_ENOMEM;
-  c->key = key;
-  c->vchan = cc;
-  if (tt__chan_mode(ch) == TT_CHAN_TRACKED) {
-    c->holder = tt__calloc(1, sizeof *c->holder);
-    if (c->holder == NULL || tt__ref_add(c->holder, cc, 1) != 0) {
-      free(c->holder);
-      c->holder = NULL;
-      tt_ctx_release(c);
-      return TT_ENOMEM;
+  if (c == NULL) {
+    if (h) {
+      tt__holder_drop_all(h);
+      free(h);
+    } else {
+      tt_chan_release(ch);
     }
-    c->holder->kind = TT__HOLDER_CTX;
-    c->holder->owner = c;
-  } else if ((err = tt_chan_retain(ch)) != 0) {
-    tt_ctx_release(c);
-    return err;
+    return TT_ENOMEM;
   }
+  if (h) {
+    h->kind = TT__HOLDER_CTX;
+    h->owner = c;
+  }
+  c->key = key;
+  c->vchan = tt__chan_of(ch);
+  c->holder = h;
   c->vhandle = ch;
   *out = c;
   return 0;

@@ -126,6 +126,24 @@ static tt__waiter *slot_put(tt_group *g) {
   return woken;
 }
 
+/* A child is done (or failed to spawn): off the group's list, its slot given back, freed. The
+ * unlock is the last touch of the group. */
+static void child_done(gchild *c) {
+  tt_group *g = c->g;
+  tt__lock_acquire(&g->lock);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    g->children = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  tt__waiter *woken = slot_put(g);
+  tt__lock_release(&g->lock);
+  tt__wake_commit_list(woken);
+  free(c->name);
+  free(c);
+}
+
 static void child_main(void *p) {
   gchild *c = p;
   tt_group *g = c->g;
@@ -145,18 +163,7 @@ static void child_main(void *p) {
     if (first)
       tt_ctx_cancel_cause(g->ctx, r);
   }
-  tt__lock_acquire(&g->lock);
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    g->children = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  tt__waiter *woken = slot_put(g);
-  tt__lock_release(&g->lock); /* our last touch of the group */
-  tt__wake_commit_list(woken);
-  free(c->name);
-  free(c);
+  child_done(c);
 }
 
 /* Takes a slot, waiting at the limit unless try. */
@@ -203,20 +210,8 @@ static int group_go(tt_group *g, int (*fn)(void *), void *arg, const tt_go_opts 
   g->children = c;
   tt__lock_release(&g->lock);
   r = tt_go_opt(child_main, c, &o, id);
-  if (r != 0) {
-    tt__lock_acquire(&g->lock);
-    if (c->prev)
-      c->prev->next = c->next;
-    else
-      g->children = c->next;
-    if (c->next)
-      c->next->prev = c->prev;
-    tt__waiter *woken = slot_put(g);
-    tt__lock_release(&g->lock);
-    tt__wake_commit_list(woken);
-    free(c->name);
-    free(c);
-  }
+  if (r != 0)
+    child_done(c); /* never ran: its slot and record go back */
   return r;
 }
 

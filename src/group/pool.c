@@ -145,30 +145,19 @@ int tt_pool_submit_opt(tt_pool *pl, void (*fn)(void *), void *arg, tt_chan *cons
     return TT_EINVAL;
   ptask t = {fn, arg, drop, NULL, NULL, 0};
   if (nshare > 0) {
-    t.chans = tt__calloc(nshare, sizeof *t.chans);
-    t.refs = tt__calloc(1, sizeof *t.refs);
-    if (t.chans == NULL || t.refs == NULL) {
-      free(t.chans);
-      free(t.refs);
-      return TT_ENOMEM;
-    }
-    t.refs->kind = TT__HOLDER_TASK;
-    t.refs->owner = pl;
-    for (size_t i = 0; i < nshare; i++) {
-      tt_chan *h = share[i];
-      tt__holder *self;
-      int err = 0;
-      if (h == NULL)
-        err = TT_EINVAL;
-      else if (tt__chan_mode(h) != TT_CHAN_TRACKED)
-        continue; /* anyone may use it: nothing to carry */
-      else if (tt__chan_check(h, "tt_pool_submit_opt", &self, &err) != NULL)
-        err = tt__ref_add(t.refs, tt__chan_of(h), 1);
-      if (err) {
+    int err = tt__refs_share(&t.refs, share, nshare, TT_SHARE_COPY, "tt_pool_submit_opt");
+    if (err)
+      return err;
+    if (t.refs) { /* NULL: no tracked channel, nothing to carry */
+      t.refs->kind = TT__HOLDER_TASK;
+      t.refs->owner = pl;
+      if ((t.chans = tt__calloc(nshare, sizeof *t.chans)) == NULL) {
         task_free_refs(&t);
-        return err;
+        return TT_ENOMEM;
       }
-      t.chans[t.nchans++] = h;
+      for (size_t i = 0; i < nshare; i++)
+        if (tt__chan_mode(share[i]) == TT_CHAN_TRACKED)
+          t.chans[t.nchans++] = share[i];
     }
   }
   int r = submit(pl, &t, deadline, false);

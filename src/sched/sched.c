@@ -385,7 +385,9 @@ void tt__spawn_enqueue_global(tt__coro *co) {
 
 void tt__worker_wake(tt__worker *w) { wake_worker(w); }
 
-void tt__ready(tt__coro *co) {
+/* Readies co: on its own worker into runnext (or, fifo, behind what is queued), else into its
+ * worker's inbox. */
+static void ready(tt__coro *co, bool fifo) {
   TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_WAITING);
   /* The claimed waker alone moves co now, so a plain store does; a scanner holding co still is
    * undisturbed (its bit is in another word), and the worker that picks co up waits for it.
@@ -395,7 +397,10 @@ void tt__ready(tt__coro *co) {
   tt__stats_bump(TT__ST_WAKE0 + co->wait_reason);
   tt__worker *w = co->w, *me = tt__tls_worker;
   if (w == me) {
-    runnext_put(w, co);
+    if (fifo)
+      ready_push(w, co);
+    else
+      runnext_put(w, co);
     return;
   }
   /* Another worker's coroutine: its inbox. seq_cst on the push pairs with the worker's seq_cst
@@ -407,6 +412,8 @@ void tt__ready(tt__coro *co) {
                                                 memory_order_relaxed));
   wake_worker(w);
 }
+
+void tt__ready(tt__coro *co) { ready(co, false); }
 
 void tt__wake_commit(tt__waiter *wt) {
   tt__coro *co = wt->co;
@@ -442,17 +449,12 @@ void tt__sched_dump(FILE *f) {
 bool tt__wake_fifo(tt__waiter *wt, int result) {
   if (!tt__wake_claim(wt, result))
     return false;
-  tt__coro *co = wt->co;
-  tt__worker *me = tt__tls_worker;
-  if (co == NULL || co->w != me) {
+  /* Behind what is queued rather than in runnext, which the next wake of a batch would take
+   * over (running the batch backwards). */
+  if (wt->co)
+    ready(wt->co, true);
+  else
     tt__wake_commit(wt);
-    return true;
-  }
-  /* As tt__ready, but behind what is queued rather than in runnext, which the next wake of a
-   * batch would take over (running the batch backwards). */
-  atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
-  tt__stats_bump(TT__ST_WAKE0 + co->wait_reason);
-  ready_push(me, co);
   return true;
 }
 
@@ -769,11 +771,7 @@ int tt_procs(void) { return tt_running() ? tt__rt.procs : 0; }
 
 uint64_t tt_seed(void) { return tt_running() ? tt__rt.seed : 0; }
 
-int tt__block_check(tt__coro *co) {
-  if (co)
-    return tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))
-               ? TT_ECANCELED
-               : 0;
+int tt__block_check_thread(void) {
   int s = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
   if (s == RT_STOPPED)
     return TT_ENOTRUNNING;

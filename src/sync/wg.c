@@ -16,13 +16,13 @@
  * so one on either side's stack may die as soon as that side's call returns. */
 #include <string.h>
 
-#include "internal.h"
+#include "sync_int.h"
 
 typedef struct wg_impl {
   _Atomic uint64_t state; /* counter (int32) << 32 | queued waiters (uint32) */
   tt__lock lock;          /* protects the queue */
   uint32_t pad;
-  tt__waiter *head, *tail;
+  tt__wq q;
 } wg_impl;
 
 static inline int64_t counter_of(uint64_t s) { return (int32_t)(uint32_t)(s >> 32); }
@@ -37,15 +37,9 @@ _Static_assert(_Alignof(wg_impl) <= _Alignof(tt_wg), "tt_wg under-aligned");
 
 #define IMPL(wg) ((wg_impl *)(void *)(wg)->opaque_)
 
+/* Takes wt off the queue and out of the count of waiters; g->lock held. */
 static void unlink(wg_impl *g, tt__waiter *wt) {
-  if (wt->prev)
-    wt->prev->next = wt->next;
-  else
-    g->head = wt->next;
-  if (wt->next)
-    wt->next->prev = wt->prev;
-  else
-    g->tail = wt->prev;
+  tt__wq_unlink(&g->q, wt);
   atomic_fetch_sub_explicit(&g->state, 1, memory_order_relaxed);
 }
 
@@ -59,7 +53,7 @@ static void wake_all(wg_impl *g) {
   tt__waiter *woken = NULL;
   tt__lock_acquire(&g->lock);
   if (counter_of(atomic_load_explicit(&g->state, memory_order_relaxed)) == 0) {
-    for (tt__waiter *wt = g->head, *nx; wt; wt = nx) {
+    for (tt__waiter *wt = g->q.head, *nx; wt; wt = nx) {
       nx = wt->next;
       /* Waiters already claimed by a timer or a cancellation stay queued: they remove
        * themselves. */
@@ -71,11 +65,7 @@ static void wake_all(wg_impl *g) {
     }
   }
   tt__lock_release(&g->lock);
-  while (woken) {
-    tt__waiter *nx = woken->next; /* read before the commit, after which woken may die */
-    tt__wake_commit(woken);
-    woken = nx;
-  }
+  tt__wake_commit_list(woken);
 }
 
 int tt_wg_add(tt_wg *wg, int64_t delta) {
@@ -152,12 +142,7 @@ int tt_wg_wait_dl(tt_wg *wg, int64_t deadline) {
   }
   tt__waiter wt;
   tt__waiter_init(&wt, co);
-  wt.prev = g->tail;
-  if (g->tail)
-    g->tail->next = &wt;
-  else
-    g->head = &wt;
-  g->tail = &wt;
+  tt__wq_push(&g->q, &wt);
   r = tt__wait(&wt, TT_WAIT_WAITGROUP_WAIT, wg, deadline, &g->lock);
   if (tt__wait_self_result(r)) {
     tt__lock_acquire(&g->lock);

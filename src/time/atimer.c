@@ -260,26 +260,11 @@ int tt_after_func_opt(tt_chan **out, int64_t d, void (*fn)(void *), void *arg,
   if (out)
     *out = NULL;
   tt__holder *refs = NULL;
-  if (nshare > 0) {
-    if ((refs = tt__calloc(1, sizeof *refs)) == NULL)
-      return TT_ENOMEM;
+  int err = tt__refs_share(&refs, share, nshare, TT_SHARE_COPY, "tt_after_func_opt");
+  if (err)
+    return err;
+  if (refs)
     refs->kind = TT__HOLDER_TIMER;
-    for (size_t i = 0; i < nshare; i++) {
-      tt__holder *self;
-      int err = 0;
-      if (share[i] == NULL)
-        err = TT_EINVAL;
-      else if (tt__chan_mode(share[i]) != TT_CHAN_TRACKED)
-        continue; /* anyone may use it: nothing to carry */
-      else if (tt__chan_check(share[i], "tt_after_func_opt", &self, &err) != NULL)
-        err = tt__ref_add(refs, tt__chan_of(share[i]), 1);
-      if (err) {
-        tt__holder_drop_all(refs);
-        free(refs);
-        return err;
-      }
-    }
-  }
   return make(out, FUNC, d, 0, fn, arg, __builtin_return_address(0), refs);
 }
 
