@@ -222,10 +222,10 @@ TT_EXTERN int tt_cond_destroy(tt_cond *c);
  * not hold m; nothing changed), TT_ECANCELED, TT_ESHUTDOWN (m held again in each case), or
  * TT_EDEADLK in one case only: the wait was cancelled or shut down and m's holder exited while
  * holding it, so m can never be taken back (m is then not held; and TT_EINVAL, m not held, if m was
- * destroyed while the caller waited: the caller's bug). A cancelled waiter takes m back
- * by retrying (it cannot park), yielding between tries. There are no spurious wake-ups, but loop on
- * your predicate all the same. Calls: blocks; cancel point; plain threads; not from signal
- * handlers. */
+ * destroyed while the caller waited: the caller's bug). A cancelled coroutine takes m back under a
+ * cancellation shield (it waits for m like any locker); a plain thread at shut-down retries,
+ * yielding between tries. There are no spurious wake-ups, but loop on your predicate all the same.
+ * Calls: blocks; cancel point; plain threads; not from signal handlers. */
 TT_EXTERN int tt_cond_wait(tt_cond *c, tt_mutex *m);
 
 /* tt_cond_wait with a deadline: TT_ETIMEDOUT when it passes before a signal (m held again).
