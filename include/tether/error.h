@@ -13,6 +13,7 @@ TT_BEGIN_DECLS
  * only appended. */
 #define TT_ERRNO_MAP(XX)                                                                           \
   XX(EPERM, -1, "operation not permitted")                                                         \
+  XX(EIO, -5, "input/output error")                                                                \
   XX(EAGAIN, -11, "resource temporarily unavailable")                                              \
   XX(ENOMEM, -12, "out of memory")                                                                 \
   XX(EBUSY, -16, "resource busy")                                                                  \

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/* The output sink the dump formats write through: a buffered file descriptor or a growing heap
+ * buffer, with a sticky error so that a format's writer checks once, at the end. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "diag/diag_int.h"
+#include "tether/error.h"
+
+void tt__sink_fd(tt__sink *s, int fd, char *buf, size_t cap) {
+  *s = (tt__sink){.fd = fd, .buf = buf, .cap = cap};
+}
+
+void tt__sink_mem(tt__sink *s) { *s = (tt__sink){.fd = -1, .own_buf = true}; }
+
+/* Writes the buffered bytes to the descriptor, retrying short writes and EINTR. */
+static void drain(tt__sink *s) {
+  size_t off = 0;
+  while (off < s->len) {
+    ssize_t k = write(s->fd, s->buf + off, s->len - off);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      s->err = TT_EIO;
+      break;
+    }
+    off += (size_t)k;
+  }
+  s->len = 0;
+}
+
+/* Memory mode: room for n more bytes and a terminating NUL. */
+static bool grow(tt__sink *s, size_t n) {
+  if (s->len + n + 1 <= s->cap)
+    return true;
+  size_t cap = s->cap ? s->cap : 4096;
+  while (cap < s->len + n + 1) {
+    if (cap > SIZE_MAX / 2) {
+      s->err = TT_ENOMEM;
+      return false;
+    }
+    cap *= 2;
+  }
+  char *p = realloc(s->buf, cap);
+  if (p == NULL) {
+    s->err = TT_ENOMEM;
+    return false;
+  }
+  s->buf = p;
+  s->cap = cap;
+  return true;
+}
+
+void tt__sink_write(tt__sink *s, const void *p, size_t n) {
+  if (s->err || n == 0)
+    return;
+  if (s->fd < 0) {
+    if (grow(s, n)) {
+      memcpy(s->buf + s->len, p, n);
+      s->len += n;
+      s->buf[s->len] = '\0';
+    }
+    return;
+  }
+  const char *q = p;
+  while (n > 0 && !s->err) {
+    if (s->len == s->cap)
+      drain(s);
+    size_t k = s->cap - s->len < n ? s->cap - s->len : n;
+    memcpy(s->buf + s->len, q, k);
+    s->len += k;
+    q += k;
+    n -= k;
+  }
+}
+
+void tt__sink_str(tt__sink *s, const char *str) {
+  if (str != NULL)
+    tt__sink_write(s, str, strlen(str));
+}
+
+void tt__sink_u64(tt__sink *s, uint64_t v) {
+  char buf[24];
+  char *p = buf + sizeof buf;
+  do
+    *--p = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  tt__sink_write(s, p, (size_t)(buf + sizeof buf - p));
+}
+
+void tt__sink_i64(tt__sink *s, int64_t v) {
+  if (v < 0) {
+    tt__sink_write(s, "-", 1);
+    tt__sink_u64(s, (uint64_t)0 - (uint64_t)v);
+  } else {
+    tt__sink_u64(s, (uint64_t)v);
+  }
+}
+
+void tt__sink_hex(tt__sink *s, uint64_t v) {
+  char buf[24];
+  char *p = buf + sizeof buf;
+  do
+    *--p = "0123456789abcdef"[v & 15];
+  while ((v >>= 4) != 0);
+  *--p = 'x';
+  *--p = '0';
+  tt__sink_write(s, p, (size_t)(buf + sizeof buf - p));
+}
+
+void tt__sink_printf(tt__sink *s, const char *fmt, ...) {
+  char small[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    s->err = s->err ? s->err : TT_EINVAL;
+    return;
+  }
+  if ((size_t)n < sizeof small) {
+    tt__sink_write(s, small, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (big == NULL) {
+    s->err = s->err ? s->err : TT_ENOMEM;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  tt__sink_write(s, big, (size_t)n);
+  free(big);
+}
+
+int tt__sink_flush(tt__sink *s) {
+  if (s->fd >= 0 && !s->err)
+    drain(s);
+  return s->err;
+}
+
+int tt__sink_take(tt__sink *s, char **out, size_t *len) {
+  if (s->fd >= 0)
+    return TT_EINVAL;
+  if (!s->err && s->buf == NULL)
+    grow(s, 0);
+  if (s->err) {
+    free(s->buf);
+    *s = (tt__sink){.fd = -1, .err = s->err};
+    return s->err;
+  }
+  s->buf[s->len] = '\0';
+  *out = s->buf;
+  if (len != NULL)
+    *len = s->len;
+  s->buf = NULL;
+  s->len = s->cap = 0;
+  return 0;
+}
