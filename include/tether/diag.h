@@ -88,6 +88,8 @@ typedef struct tt_coro_info {
   const tt_label *labels; /* nlabels entries */
   size_t nlabels;
   void *sp; /* saved stack pointer while suspended after its first run, else NULL */
+  /* The bound stack's usable range [stack_lo, stack_hi) once it has run (NULL before). */
+  const void *stack_lo, *stack_hi;
   /* A coroutine waiting in tt_select (wait reason "select"): its cases, which name the channels
    * it waits on (wait_obj is then the same array). Valid while the callback runs. */
   const struct tt_select_case *select_cases;

@@ -599,6 +599,8 @@ static void fill_info(tt__coro *co, uint32_t st, tt_coro_info *ci) {
   ci->labels = co->labels ? co->labels->v : NULL;
   ci->nlabels = co->labels ? co->labels->n : 0;
   ci->sp = co->sp;
+  ci->stack_lo = co->sp ? co->stack_lo : NULL;
+  ci->stack_hi = co->sp ? co->stack_lo + co->stack_size : NULL;
 }
 
 static void foreach_one(tt__coro *co, uint32_t st, bool held, void *p) {
