@@ -2,7 +2,7 @@
 /* tether-bench: the C side of `make bench`; each workload has a twin in bench/go/main.go with the
  * same program shape and the same output, one `name value unit` line per result.
  *
- * Usage: tether-bench WORKLOAD [COUNT]
+ * Usage: tether-bench WORKLOAD [COUNT] [--out DIR]   (--out: where `dump` writes its files)
  *
  * Rules every workload follows, so that the comparison with Go is fair (DESIGN.md section 7):
  *   - the runtime runs with its defaults (tt_run(fn, arg, NULL): all CPUs), as Go runs with
@@ -569,6 +569,162 @@ static int bench_group(long n) {
   return 0;
 }
 
+/* ---- dump: n parked coroutines in four stacks, written in each format ------------------------
+ * A quarter each: a channel receive at depth 1, a mutex lock at depth 3, a select at depth 2, a
+ * sleep at depth 5 (the Go twin parks the same shapes). Each format is timed from the call to the
+ * last byte written to DIR (--out DIR; default a temporary directory, removed afterwards). */
+
+static const char *dump_dir;
+static tt_chan *dump_ch;
+static tt_mutex dump_mu = TT_MUTEX_INIT;
+static tt_wg dump_parked = TT_WG_INIT, dump_done = TT_WG_INIT;
+static _Atomic int dump_stop;
+static volatile long dump_sink;
+
+__attribute__((noinline)) static void dump_recv(void) {
+  int v;
+  bool ok;
+  tt_wg_done(&dump_parked);
+  tt_chan_recv(dump_ch, &v, &ok);
+  dump_sink++;
+}
+
+__attribute__((noinline)) static void dump_lock3(void) {
+  tt_wg_done(&dump_parked);
+  if (tt_mutex_lock(&dump_mu) == 0)
+    tt_mutex_unlock(&dump_mu);
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_lock2(void) {
+  dump_lock3();
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_lock1(void) {
+  dump_lock2();
+  dump_sink++;
+}
+
+__attribute__((noinline)) static void dump_select2(void) {
+  int v;
+  tt_select_case c[2] = {TT_CASE_RECV(dump_ch, &v), TT_CASE_RECV(NULL, &v)};
+  tt_wg_done(&dump_parked);
+  tt_select(c, 2);
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_select1(void) {
+  dump_select2();
+  dump_sink++;
+}
+
+__attribute__((noinline)) static void dump_sleep5(int first) {
+  if (first)
+    tt_wg_done(&dump_parked);
+  tt_sleep(100 * TT_MSEC);
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_sleep4(int first) {
+  dump_sleep5(first);
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_sleep3(int first) {
+  dump_sleep4(first);
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_sleep2(int first) {
+  dump_sleep3(first);
+  dump_sink++;
+}
+__attribute__((noinline)) static void dump_sleep1(void) {
+  for (int first = 1; !atomic_load_explicit(&dump_stop, memory_order_relaxed); first = 0)
+    dump_sleep2(first);
+}
+
+static void dump_fn(void *arg) {
+  switch ((intptr_t)arg) {
+  case 0:
+    dump_recv();
+    break;
+  case 1:
+    dump_lock1();
+    break;
+  case 2:
+    dump_select1();
+    break;
+  default:
+    dump_sleep1();
+  }
+  tt_wg_done(&dump_done);
+}
+
+static int dump_one(const char *file, int format, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dump_dir, file);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "tether-bench: %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  int64_t t0 = tt_now();
+  int err = tt_dump(fd, format);
+  int64_t t1 = tt_now();
+  close(fd);
+  if (err)
+    return fail(name, err);
+  report(name, (double)(t1 - t0) / 1e6, "ms");
+  return 0;
+}
+
+static int bench_dump(long n) {
+  char tmp[] = "/tmp/tether-dump-XXXXXX";
+  bool own = dump_dir == NULL;
+  if (own && (dump_dir = mkdtemp(tmp)) == NULL) {
+    fprintf(stderr, "tether-bench: mkdtemp: %s\n", strerror(errno));
+    return 1;
+  }
+  /* Untracked: every coroutine uses it without a reference of its own (Go's shape). */
+  tt_chan_opts co = {.mode = TT_CHAN_UNTRACKED};
+  int merr = tt_chan_make_opt(&dump_ch, sizeof(int), 0, &co);
+  if (merr)
+    return fail("tt_chan_make_opt", merr);
+  tt_mutex_lock(&dump_mu);
+  tt_wg_add(&dump_parked, n);
+  tt_wg_add(&dump_done, n);
+  int err = 0;
+  long i = 0;
+  for (; i < n; i++)
+    if ((err = tt_go(dump_fn, (void *)(intptr_t)(i % 4))) < 0)
+      break;
+  if (err < 0) {
+    tt_wg_add(&dump_parked, -(n - i));
+    tt_wg_add(&dump_done, -(n - i));
+  }
+  tt_wg_wait(&dump_parked);
+  int r = err < 0 ? fail("tt_go", err) : 0;
+  if (r == 0)
+    r = dump_one("goroutine.pb.gz", TT_DUMP_PPROF, "dump-pprof");
+  if (r == 0)
+    r = dump_one("goroutine-debug1.txt", TT_DUMP_COUNTS, "dump-debug1");
+  if (r == 0)
+    r = dump_one("goroutine-debug2.txt", TT_DUMP_TRACES, "dump-debug2");
+  /* Let everything finish. */
+  atomic_store(&dump_stop, 1);
+  tt_chan_close(dump_ch);
+  tt_mutex_unlock(&dump_mu);
+  tt_wg_wait(&dump_done);
+  tt_chan_release(dump_ch);
+  if (own) {
+    static const char *files[] = {"goroutine.pb.gz", "goroutine-debug1.txt",
+                                  "goroutine-debug2.txt"};
+    char path[4096];
+    for (int f = 0; f < 3; f++) {
+      snprintf(path, sizeof path, "%s/%s", dump_dir, files[f]);
+      unlink(path);
+    }
+    rmdir(dump_dir);
+  }
+  return r;
+}
+
 /* ---- driver ---------------------------------------------------------------------------------- */
 
 static const struct workload {
@@ -586,6 +742,7 @@ static const struct workload {
     {"mutex", 1000000, bench_mutex},
     {"ctxcancel", 100000, bench_ctxcancel},
     {"group", 1000000, bench_group},
+    {"dump", 1000000, bench_dump},
     /* clang-format on */
 };
 
@@ -602,7 +759,7 @@ static int run_job(void *arg) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: tether-bench WORKLOAD [COUNT]\nworkloads:");
+  fprintf(stderr, "usage: tether-bench WORKLOAD [COUNT] [--out DIR]\nworkloads:");
   for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
     fprintf(stderr, " %s", workloads[i].name);
   fprintf(stderr, "\n");
@@ -610,6 +767,11 @@ static int usage(void) {
 }
 
 int main(int argc, char **argv) {
+  /* --out DIR (the dump workload's directory) may follow the other arguments. */
+  if (argc >= 4 && strcmp(argv[argc - 2], "--out") == 0) {
+    dump_dir = argv[argc - 1];
+    argc -= 2;
+  }
   if (argc < 2 || argc > 3)
     return usage();
   struct job job = {NULL, 0};

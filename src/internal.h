@@ -163,6 +163,23 @@ typedef struct tt__labels {
   tt_label v[]; /* strings stored after the array, in the same allocation */
 } tt__labels;
 
+/* The spawner's stack at a spawn, recorded with TT_DEBUG=creationstack=N (Go's
+ * GODEBUG=tracebackancestors=N): immutable once built, shared by reference, chained to the
+ * spawner's own record up to N levels (src/diag/trigger.c). */
+typedef struct tt__ancestry {
+  _Atomic uint32_t refs;
+  uint32_t npcs;
+  uint32_t depth; /* records in the chain from this one up */
+  tt_id goid;     /* the spawner */
+  tt_id gparent;  /* the spawner's parent */
+  void *gopc;     /* where the spawner was itself spawned */
+  struct tt__ancestry *up;
+  uintptr_t pcs[];
+} tt__ancestry;
+void tt__ancestry_release(tt__ancestry *a);
+/* The calling coroutine's (or thread's) record for a child it spawns now, or NULL. */
+tt__ancestry *tt__ancestry_capture(void);
+
 typedef struct tt__worker tt__worker;
 typedef struct tt__waiter tt__waiter;
 
@@ -203,6 +220,7 @@ typedef struct tt__coro {
   uint32_t ctx_depth, ctx_cap; /* tt_ctx_enter regions: the contexts current before each */
   struct tt_ctx **ctx_saved;   /* (references, released at exit if a region is never left) */
   struct tt__held *locks; /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
+  tt__ancestry *ancestry; /* TT_DEBUG=creationstack: the spawner's stack; NULL: not recorded */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -223,6 +241,9 @@ int64_t tt__ctx_count_live(void); /* contexts made and not yet freed, for tests 
 /* Wakes with TT_ECANCELED those of v[0..n) (sorted by address, no duplicates) that are parked
  * with a cancellation pending, holding each still meanwhile (src/coro/coro.c). */
 void tt__coro_cancel_wake(tt__coro *const *v, size_t n);
+/* Holds co still if it is suspended (its scan bit; release with tt__scan_release) and says so,
+ * with its state; false if it runs (then nothing is held). */
+bool tt__coro_hold(tt__coro *co, uint32_t *state);
 
 /* ---- Waiters ------------------------------------------------------------------------------ */
 
@@ -505,10 +526,13 @@ typedef struct tt__runtime {
   int blocking_max;         /* the blocking pool's bound at start-up */
   int64_t blocking_idle_ns; /* how long a pool thread stays idle before it exits */
   bool debug_canary;
-  int guard_mode;     /* 1 auto (budget), 0 never, 2 always */
-  bool seed_given;    /* the seed came from the options or TT_SEED */
-  bool deterministic; /* one worker and a given seed: a reproducible schedule */
-  bool scan_asym;     /* the scan protocol's barrier is membarrier (see TT__S_*) */
+  int creationstack;     /* TT_DEBUG=creationstack=N: ancestry levels recorded per spawn; 0 none */
+  int traceback;         /* TT_TRACEBACK: TT__TB_* */
+  bool sigquit_continue; /* TT_SIGQUIT=dump: SIGQUIT dumps and the process goes on */
+  int guard_mode;        /* 1 auto (budget), 0 never, 2 always */
+  bool seed_given;       /* the seed came from the options or TT_SEED */
+  bool deterministic;    /* one worker and a given seed: a reproducible schedule */
+  bool scan_asym;        /* the scan protocol's barrier is membarrier (see TT__S_*) */
   tt__worker *workers;
   _Atomic int nspinning;
   _Atomic int nsleeping;
@@ -531,6 +555,7 @@ typedef struct tt__runtime {
   size_t page;
   /* Ids. */
   _Atomic uint64_t next_id;
+  _Atomic int64_t peak; /* most coroutines alive at once, sampled (tt_counts.peak) */
   /* Plain threads' counters. */
   tt__lock tstats_lock;
   tt__stats tstats;
@@ -538,6 +563,13 @@ typedef struct tt__runtime {
   int result;
   uint64_t run_id; /* counts the runs of this process, from 1 */
 } tt__runtime;
+
+/* TT_TRACEBACK levels (Go's GOTRACEBACK): what a crash prints. */
+#define TT__TB_NONE 0   /* the header only */
+#define TT__TB_SINGLE 1 /* and the crashing coroutine's stack (the default) */
+#define TT__TB_ALL 2    /* and every coroutine's */
+#define TT__TB_SYSTEM 3 /* all, with tether's own internal frames shown */
+#define TT__TB_CRASH 4  /* system, then re-raise the signal for a core dump */
 
 extern tt__runtime tt__rt;
 extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inline check */
@@ -665,6 +697,8 @@ int tt__check_stack_size(size_t size);
 
 /* Diagnostics (src/diag). */
 int tt__signals_install(void);
+int tt__dumper_start(void); /* SIGQUIT's dump thread (src/diag/trigger.c) */
+void tt__dumper_stop(void);
 int tt__altstack_setup(tt__worker *w);
 void tt__altstack_teardown(tt__worker *w);
 /* Async-signal-safe writing. */

@@ -28,6 +28,9 @@ typedef struct tt_run_opts {
   const char *name;  /* name of coroutine 1; default "main" */
   int blocking_max;  /* tt_blocking's thread pool bound (1-10000); default TT_BLOCKING_MAX, else 64
                       */
+  int creationstack; /* record the spawner's stack at every spawn, this many levels of ancestors
+                        (0-64), printed in dumps as Go's tracebackancestors; default
+                        TT_DEBUG=creationstack=N, else 0 (only the spawn call's address) */
 } tt_run_opts;
 
 /* Starts the runtime on opts->procs workers, runs fn(arg) as coroutine 1 and, when fn returns,

@@ -65,6 +65,8 @@ typedef struct tt_counts {
   int64_t by_reason[TT_WAIT_COUNT];
   uint64_t created; /* coroutines spawned in this run */
   uint64_t exited;  /* coroutines that finished in this run */
+  int64_t peak;     /* the most alive at once in this run: sampled every 64 spawns per worker
+                       and at every tt_counts_get, so exact to within 64 per worker */
 } tt_counts;
 
 /* Fills *out. Returns 0, TT_EINVAL (out is NULL), or TT_ENOTRUNNING (then *out is zeroed).
@@ -94,7 +96,24 @@ typedef struct tt_coro_info {
    * it waits on (wait_obj is then the same array). Valid while the callback runs. */
   const struct tt_select_case *select_cases;
   size_t select_ncases;
+  /* Snapshots only (tt_snapshot_get; NULL/0 in tt_coro_foreach): the coroutine's stack as program
+   * counters, innermost first, each a return address (the code is at pc - 1; the innermost
+   * frame of a coroutine captured while running is stored as its pc + 1, as Go does). At most
+   * TT_STACK_KEEP are kept: when the stack is deeper (stack_depth > nstack), the innermost and
+   * outermost TT_STACK_KEEP / 2 are kept and the frames between them are elided. */
+  const uintptr_t *stack;
+  size_t nstack;
+  size_t stack_depth;
+  int stack_status; /* TT_STACK_OK, or why the stack is missing (TT_STACK_UNAVAILABLE ...) */
+  /* The spawner's stack at the spawn, with TT_DEBUG=creationstack=N (else NULL/0). */
+  const uintptr_t *create_stack;
+  size_t ncreate_stack;
 } tt_coro_info;
+
+#define TT_STACK_KEEP 100 /* frames kept per stack: Go prints 50 innermost and 50 outermost */
+#define TT_STACK_OK 0
+#define TT_STACK_NOT_STARTED 1 /* never ran: stack holds its start function */
+#define TT_STACK_UNAVAILABLE 2 /* running on another worker and its capture timed out */
 
 /* Calls fn once for every live coroutine (in no particular order), stopping early when fn returns
  * non-zero (which is then returned). A suspended coroutine is held still (its scan bit is taken)
@@ -102,6 +121,44 @@ typedef struct tt_coro_info {
  * during the walk may or may not be seen. Returns 0, fn's non-zero result, or TT_ENOTRUNNING.
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_coro_foreach(int (*fn)(const tt_coro_info *info, void *arg), void *arg);
+
+/* ---- Dumps: every coroutine's stack, in Go's formats (docs/DIAGNOSTICS.md) ---------------- */
+
+/* The formats, numbered as Go's goroutine profile numbers its debug levels. */
+typedef enum tt_dump_format {
+  TT_DUMP_PPROF = 0,  /* gzip'd profile.proto, sample type goroutine/count: `go tool pprof` */
+  TT_DUMP_COUNTS = 1, /* "goroutine profile: total N": stacks aggregated with their counts */
+  TT_DUMP_TRACES = 2, /* every coroutine's traceback, as Go's SIGQUIT dump (panicparse reads it) */
+  TT_DUMP_JSON = 3    /* every registry field per coroutine (docs/DIAGNOSTICS.md has the schema) */
+} tt_dump_format;
+
+/* A still picture of every live coroutine with its stack. Coroutines are held still one group at
+ * a time while they are read, never all at once, so a big process is never stopped for long;
+ * the picture is therefore not one instant (nor is Go's goroutine profile at debug=1). */
+typedef struct tt_snapshot tt_snapshot;
+
+/* Takes a snapshot. Returns 0 (*out set; free it with tt_snapshot_free), TT_EINVAL (out NULL),
+ * TT_ENOTRUNNING or TT_ENOMEM. Calls: never blocks on tether objects (it waits microseconds for
+ * each running coroutine on another worker to be captured); any thread; not from signal
+ * handlers. */
+TT_EXTERN int tt_snapshot_take(tt_snapshot **out);
+/* The number of coroutines in s (0 for NULL). */
+TT_EXTERN size_t tt_snapshot_len(const tt_snapshot *s);
+/* Fills *out with coroutine i (0 <= i < len; ordered by id, the caller first when it is a
+ * coroutine). Strings and arrays point into s: valid until s is freed. 0 or TT_EINVAL. */
+TT_EXTERN int tt_snapshot_get(const tt_snapshot *s, size_t i, tt_coro_info *out);
+/* Keeps only the coroutines for which keep returns non-zero; returns how many remain. */
+TT_EXTERN size_t tt_snapshot_filter(tt_snapshot *s, int (*keep)(const tt_coro_info *, void *),
+                                    void *arg);
+/* Writes s in a format to fd. 0, TT_EINVAL (bad format, fd or s) or TT_EIO (a write failed). */
+TT_EXTERN int tt_snapshot_write(const tt_snapshot *s, int fd, int format);
+/* The same into a heap buffer (*out, NUL-terminated after *len bytes; free() it). */
+TT_EXTERN int tt_snapshot_write_mem(const tt_snapshot *s, int format, char **out, size_t *len);
+TT_EXTERN void tt_snapshot_free(tt_snapshot *s);
+
+/* Snapshot and write in one call. Calls: as tt_snapshot_take. */
+TT_EXTERN int tt_dump(int fd, int format);
+TT_EXTERN int tt_dump_mem(int format, char **out, size_t *len);
 
 TT_END_DECLS
 

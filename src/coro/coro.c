@@ -31,6 +31,7 @@ int tt__registry_init(void) {
   if (tt__rt.chunks == NULL)
     return TT_ENOMEM;
   atomic_store_explicit(&tt__rt.nchunks, 0, memory_order_relaxed);
+  atomic_store_explicit(&tt__rt.peak, 0, memory_order_relaxed);
   tt__rt.gfree = NULL;
   tt__rt.ngfree = 0;
   return 0;
@@ -148,7 +149,7 @@ void tt__labels_release(tt__labels *l) {
 
 void tt__coro_release_fields(tt__coro *co) {
   if (co->name == NULL && co->labels == NULL && co->holder == NULL && co->ctx == NULL &&
-      co->ctx_saved == NULL && co->shield == 0 && co->locks == NULL)
+      co->ctx_saved == NULL && co->shield == 0 && co->locks == NULL && co->ancestry == NULL)
     return;
   /* The context first: a region's context may carry the last reference to a channel. */
   tt__ctx_exit(co);
@@ -160,6 +161,8 @@ void tt__coro_release_fields(tt__coro *co) {
   co->name = NULL;
   tt__labels_release(co->labels);
   co->labels = NULL;
+  tt__ancestry_release(co->ancestry);
+  co->ancestry = NULL;
 }
 
 void tt__scan_init(void) {
@@ -211,6 +214,12 @@ static bool scan_check(tt__coro *co, uint32_t *state) {
     return true;
   tt__scan_release(co);
   return false;
+}
+
+bool tt__coro_hold(tt__coro *co, uint32_t *state) {
+  scan_set(co);
+  tt__asym_barrier();
+  return scan_check(co, state);
 }
 
 void tt__coro_cancel_wake(tt__coro *const *v, size_t n) {
@@ -413,6 +422,8 @@ static void spawn_unshare(struct tt__holder *refs, const tt_go_opts *o, struct t
     tt__refs_unshare(refs, o);
 }
 
+static void peak_sample(void);
+
 static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc,
                     bool from_sched, tt_id parent, struct tt__holder *give) {
   if (fn == NULL)
@@ -467,11 +478,14 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
   co->name = name;
   co->labels = labels;
   co->holder = refs;
+  if (TT_UNLIKELY(tt__rt.creationstack > 0))
+    co->ancestry = tt__ancestry_capture();
   if (refs)
     tt__holder_set_owner(refs, co);
   if (w && w->id_next == w->id_end) {
     w->id_next = atomic_fetch_add_explicit(&tt__rt.next_id, ID_BATCH, memory_order_relaxed);
     w->id_end = w->id_next + ID_BATCH;
+    peak_sample();
   }
   tt_id id = w ? w->id_next++ : atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   /* Born during shut-down's grace period: cancelled from the start. */
@@ -501,6 +515,7 @@ int tt_go(void (*fn)(void *), void *arg) {
    * clean descriptor waits on this worker's free list. Everything else takes spawn(). */
   if (TT_LIKELY(w != NULL && (self = w->cur) != NULL && fn != NULL && self->labels == NULL &&
                 self->ctx == NULL && (co = w->free_co) != NULL && w->id_next != w->id_end &&
+                tt__rt.creationstack == 0 &&
                 atomic_load_explicit(&tt__rt.state, memory_order_relaxed) == 1)) {
     w->free_co = co->next;
     w->nfree_co--;
@@ -526,6 +541,27 @@ static void collect(uint64_t *sum) {
   }
 }
 
+static void peak_note(int64_t live) {
+  int64_t p = atomic_load_explicit(&tt__rt.peak, memory_order_relaxed);
+  /* relaxed: the peak is a statistic; the CAS only keeps it monotonic. */
+  while (live > p && !atomic_compare_exchange_weak_explicit(
+                         &tt__rt.peak, &p, live, memory_order_relaxed, memory_order_relaxed))
+    ;
+}
+
+/* Samples the live count into the peak: called every ID_BATCH spawns per worker (when a worker
+ * takes a new batch of ids), so the peak is exact to within ID_BATCH coroutines per worker, at
+ * the cost of one pass over the workers' counters per batch. */
+static void peak_sample(void) {
+  int64_t created = 0, exited = 0;
+  for (int b = 0; b <= tt__rt.procs; b++) {
+    tt__stats *st = b < tt__rt.procs ? &tt__rt.workers[b].stats : &tt__rt.tstats;
+    created += (int64_t)atomic_load_explicit(&st->c[TT__ST_CREATED], memory_order_relaxed);
+    exited += (int64_t)atomic_load_explicit(&st->c[TT__ST_EXITED], memory_order_relaxed);
+  }
+  peak_note(created - exited);
+}
+
 int tt_counts_get(tt_counts *out) {
   if (out == NULL)
     return TT_EINVAL;
@@ -548,6 +584,10 @@ int tt_counts_get(tt_counts *out) {
   out->created = a[TT__ST_CREATED];
   out->exited = a[TT__ST_EXITED];
   out->total = (int64_t)(out->created - out->exited);
+  peak_note(out->total);
+  out->peak = atomic_load_explicit(&tt__rt.peak, memory_order_relaxed);
+  if (out->peak > (int64_t)out->created)
+    out->peak = (int64_t)out->created;
   uint64_t parks = 0, wakes = 0;
   for (int r = 0; r < TT_WAIT_COUNT; r++) {
     out->by_reason[r] = (int64_t)(a[TT__ST_PARK0 + r] - a[TT__ST_WAKE0 + r]);

@@ -51,6 +51,16 @@ void tt__uregs_from_ucontext(tt__uregs *r, const void *ucontext);
  * async-signal-safe except for the first parse of a module (dl_iterate_phdr). */
 int tt__unwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max);
 
+/* Unwinds the calling thread or coroutine from its caller (skipping `skip` more frames), within
+ * [stack_lo, stack_hi). */
+int tt__unwind_here(uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max, int skip);
+
+/* The same walk over a copy of the stack's range [lo, hi) held at `copy` (a capture of a running
+ * coroutine): every read of an address in [lo, hi) reads the copy instead; nothing outside it is
+ * read. */
+int tt__unwind_copy(const tt__uregs *r, uintptr_t lo, uintptr_t hi, const void *copy,
+                    uintptr_t *pcs, int max);
+
 /* The same walk through libunwind alone (the oracle the tests compare tt__unwind with); returns
  * TT_ENOSYS when built without libunwind. */
 int tt__unwind_libunwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs,

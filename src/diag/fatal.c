@@ -17,7 +17,7 @@
 
 #include "internal.h"
 
-#define ALTSTACK_SIZE ((size_t)64 << 10)
+#define ALTSTACK_SIZE ((size_t)256 << 10) /* lazily committed: crash reports symbolize on it */
 
 void tt__write_str(int fd, const char *s) {
   if (fd < 0 || s == NULL)
@@ -114,6 +114,8 @@ void tt__list_coroutines(int fd) {
  * reports never interleave. */
 static _Atomic int dying;
 
+void tt__fatal_dump(int fd);
+
 static void die_once(void) {
   if (atomic_exchange_explicit(&dying, 1, memory_order_acq_rel))
     for (;;)
@@ -125,7 +127,7 @@ void tt__fatal(const char *msg) {
   tt__write_str(2, "fatal error: ");
   tt__write_str(2, msg);
   tt__write_str(2, "\n\n");
-  tt__list_coroutines(2);
+  tt__fatal_dump(2);
   _exit(2);
 }
 
@@ -138,8 +140,8 @@ void tt__assert_fail(const char *expr, const char *file, int line) {
   tt__write_str(2, ":");
   tt__write_u64(2, (uint64_t)line);
   tt__write_str(2, ")\n\n");
-  tt__list_coroutines(2);
-  abort();
+  tt__fatal_dump(2);
+  _exit(2);
 }
 
 void tt__stack_overflow(tt__coro *co, const void *fault) {
@@ -173,34 +175,15 @@ void tt__stack_overflow(tt__coro *co, const void *fault) {
 
 /* ---- Signals --------------------------------------------------------------------------------- */
 
-static struct sigaction old_segv, old_bus;
-static _Atomic int installed;
-
-static void on_fault(int sig, siginfo_t *si, void *uctx) {
-  tt__worker *w = tt__tls_worker;
-  tt__coro *co = w ? w->cur : NULL;
-  const char *addr = si->si_addr;
-  if (co && co->stack_lo && addr < co->stack_lo && addr >= co->stack_lo - tt__rt.page)
-    tt__stack_overflow(co, addr);
-  /* Not ours: put back the previous handler and let the fault happen again under it. */
-  sigaction(sig, sig == SIGSEGV ? &old_segv : &old_bus, NULL);
-  (void)uctx;
-}
+int tt__crash_install(void);
 
 int tt__signals_install(void) {
   /* Installed once per process and left in place: later runs reuse it, and a handler installed
-   * by the program after ours keeps working. */
+   * by the program after ours keeps working. The crash handlers are in trigger.c. */
+  static _Atomic int installed;
   if (atomic_exchange_explicit(&installed, 1, memory_order_relaxed))
     return 0;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  /* Under ASan, run with ASAN_OPTIONS=handle_segv=0 to see our report rather than ASan's. */
-  if (sigaction(SIGSEGV, &sa, &old_segv) != 0 || sigaction(SIGBUS, &sa, &old_bus) != 0)
-    return TT_EINVAL;
-  return 0;
+  return tt__crash_install();
 }
 
 int tt__altstack_setup(tt__worker *w) {

@@ -467,7 +467,8 @@ bool tt__wake(tt__waiter *wt, int result) {
 
 /* ---- Switching ----------------------------------------------------------------------------- */
 
-static void coro_entry(void);
+/* Every coroutine stack's bottom frame (the diagnostics hide it, as Go hides goexit). */
+void tt__coro_entry(void);
 
 /* RUNNABLE -> RUNNING, waiting out a scanner that holds the coroutine still: the worker's half
  * of the scan protocol (see TT__S_* in internal.h). */
@@ -506,7 +507,7 @@ static void prepare_run(tt__worker *w, tt__coro *co) {
     if (tt__stack_bind(w, co) != 0)
       tt__fatal("out of memory: cannot allocate a coroutine stack");
     co->w = w;
-    co->sp = tt__ctx_make(co->stack_lo + co->stack_size, coro_entry);
+    co->sp = tt__ctx_make(co->stack_lo + co->stack_size, tt__coro_entry);
   }
 }
 
@@ -667,7 +668,7 @@ static void switch_away(tt__worker *w, tt__coro *co, tt__coro *next, bool dying)
   finish_switch(w);
 }
 
-static void coro_entry(void) {
+void tt__coro_entry(void) {
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w->cur;
   san_after(w, co);
@@ -700,7 +701,7 @@ void tt__coro_exit(void) {
     next->w = w;
     next->sp = next->stack_lo + next->stack_size; /* started: never stolen, never rebound */
     w->cur = next;
-    tt__ctx_restart(next->stack_lo + next->stack_size, coro_entry);
+    tt__ctx_restart(next->stack_lo + next->stack_size, tt__coro_entry);
   }
 #endif
   w->pend_kind = TT__PEND_EXIT;
@@ -1178,6 +1179,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   tt__stats_bump(TT__ST_CREATED);
 
   tt__blocking_start();
+  tt__dumper_start(); /* SIGQUIT's dump thread; without it SIGQUIT keeps its old action */
   /* Start every worker before coroutine 1 is queued, so that a worker that cannot be started
    * fails the run before any of fn runs. */
   atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
@@ -1198,6 +1200,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   }
   for (int i = 0; i < started; i++)
     pthread_join(tt__rt.workers[i].thread, NULL);
+  tt__dumper_stop();
   tt__signal_shutdown(); /* a registration made by a plain thread during the shut-down */
   /* No coroutine runs any more: the blocking pool abandons what its callers left, and gives
    * threads still inside a job the rest of the grace period. */

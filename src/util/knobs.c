@@ -92,6 +92,11 @@ static int debug_key(const char *key, const char *val) {
     if (strcmp(val, "0") != 0 && strcmp(val, "1") != 0)
       return bad("TT_DEBUG stackcanary", val, "want 0 or 1");
     tt__rt.debug_canary = val[0] == '1';
+  } else if (strcmp(key, "creationstack") == 0) {
+    uint64_t v;
+    if (parse_size(val, &v) != 0 || v > 64)
+      return bad("TT_DEBUG creationstack", val, "want a number of levels from 0 to 64");
+    tt__rt.creationstack = (int)v;
   } else if (strcmp(key, "stackguard") == 0) {
     if (strcmp(val, "auto") == 0)
       tt__rt.guard_mode = 1;
@@ -198,10 +203,37 @@ int tt__knobs_load(const tt_run_opts *o) {
   tt__rt.blocking_idle_ns = 10 * TT_SEC;
   tt__rt.debug_canary = false;
   tt__rt.guard_mode = 1;
+  tt__rt.creationstack = 0;
   if ((s = getenv("TT_DEBUG")) != NULL && *s) {
     int r = parse_debug(s);
     if (r != 0)
       return r;
+  }
+  if (o->creationstack < 0 || o->creationstack > 64) {
+    fprintf(stderr, "tether: invalid tt_run_opts.creationstack %d: want 0 to 64\n",
+            o->creationstack);
+    return TT_EINVAL;
+  }
+  if (o->creationstack > 0)
+    tt__rt.creationstack = o->creationstack;
+
+  tt__rt.traceback = TT__TB_SINGLE;
+  if ((s = getenv("TT_TRACEBACK")) != NULL && *s) {
+    static const char *const levels[] = {"none", "single", "all", "system", "crash"};
+    int lv = -1;
+    for (int i = 0; i < 5; i++)
+      if (strcmp(s, levels[i]) == 0)
+        lv = i;
+    if (lv < 0)
+      return bad("TT_TRACEBACK", s, "want none, single, all, system or crash");
+    tt__rt.traceback = lv;
+  }
+  tt__rt.sigquit_continue = false;
+  if ((s = getenv("TT_SIGQUIT")) != NULL && *s) {
+    if (strcmp(s, "dump") == 0)
+      tt__rt.sigquit_continue = true;
+    else if (strcmp(s, "exit") != 0)
+      return bad("TT_SIGQUIT", s, "want dump (dump and go on) or exit (dump and exit 2)");
   }
   if (o->grace_ns)
     tt__rt.grace_ns = o->grace_ns < 0 ? 0 : o->grace_ns;

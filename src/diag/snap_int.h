@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/* Snapshots (snapshot.c) as the formats (format.c) and the triggers (trigger.c) see them. */
+#ifndef TT_DIAG_SNAP_INT_H
+#define TT_DIAG_SNAP_INT_H
+
+#include "diag/diag_int.h"
+#include "internal.h"
+
+/* A distinct stack: its kept pcs (see tt_coro_info.stack), interned so that a million coroutines
+ * parked in a few places share a few records. */
+typedef struct tt__stk {
+  uint64_t hash;
+  uint32_t n;     /* kept pcs */
+  uint32_t depth; /* frames the walk found (> n when the middle was elided) */
+  uintptr_t pcs[];
+} tt__stk;
+
+/* One coroutine in a snapshot. */
+typedef struct tt__snap_entry {
+  tt_id id, parent;
+  const char *name;         /* interned copy, or NULL */
+  const tt__labels *labels; /* a reference the snapshot holds, or NULL */
+  const void *wait_obj;
+  const tt_select_case *cases; /* a copy of a blocked select's cases, or NULL */
+  size_t ncases;
+  int64_t blocked_since;
+  void *create_pc;
+  const tt__stk *stack;
+  const tt__ancestry *ancestry; /* a reference the snapshot holds, or NULL */
+  size_t stack_size;
+  const void *stack_lo, *stack_hi;
+  int32_t worker;
+  uint8_t state, reason, daemon, stack_status;
+} tt__snap_entry;
+
+struct tt_snapshot {
+  tt__snap_entry *v;
+  size_t n, cap;
+  tt_id self;      /* the coroutine that took it, or 0 */
+  int64_t taken;   /* tt_now() when it was taken */
+  int64_t wall_ns; /* the wall clock then (Unix ns), for pprof's time_nanos */
+  /* Interning. */
+  tt__stk **stk; /* open addressing by content */
+  size_t nstk, capstk;
+  char **names; /* open addressing by content */
+  size_t nnames, capnames;
+  const tt__labels **lsets; /* open addressing by pointer */
+  size_t nlsets, caplsets;
+  const tt__ancestry **anc; /* open addressing by pointer */
+  size_t nanc, capanc;
+  /* Bump allocator for stacks, names and case copies. */
+  struct tt__arena_blk *arena;
+  int err; /* sticky: the first allocation failure */
+};
+
+/* How a frame is presented. Tether's own internal frames (its scheduler, the switch, a blocking
+ * call's internals) are hidden as Go hides its runtime's, except with TT_TRACEBACK=system; the
+ * public call the coroutine waits in (tt_chan_recv, tt_mutex_lock) stays, as Go shows
+ * sync.(*Mutex).Lock. */
+typedef struct tt__frame {
+  uintptr_t pc; /* as stored: return-address-like */
+  tt__sym sym[8];
+  int nsym; /* inline chain, innermost first; at least 1 */
+} tt__frame;
+
+/* Symbolizes pc (a stored, return-address-like value) into f. */
+void tt__frame_get(uintptr_t pc, tt__frame *f);
+/* Which of stk's kept frames to show: [*first, *last). */
+void tt__frames_visible(const tt__stk *stk, size_t *first, size_t *last);
+/* True for a file name panicparse accepts (".c", ".go", ".s"). */
+bool tt__file_parsable(const char *file);
+
+/* Takes a snapshot into *out (which the caller frees with tt_snapshot_free). In a crash or
+ * signal context (crash = true) it skips capturing coroutines running on other workers. */
+int tt__snapshot_take(tt_snapshot **out, bool crash);
+
+/* Captures the stack of co (id) running on another worker: signals the worker, whose handler
+ * copies its registers and the top of the stack, and unwinds the copy. Returns the number of pcs
+ * stored, or a TT_E* code when co is no longer running there or the capture timed out; *worker
+ * gets co's worker (capture.c). */
+int tt__capture_running(tt__coro *co, tt_id id, uintptr_t *pcs, int max, int32_t *worker);
+int tt__capture_setup(void); /* the signal handler and a slot per worker, at start-up */
+
+/* The formats (format.c). Each returns 0 or the sink's error. */
+int tt__write_traces(const tt_snapshot *s, tt__sink *k);
+int tt__write_counts(const tt_snapshot *s, tt__sink *k);
+int tt__write_json(const tt_snapshot *s, tt__sink *k);
+int tt__write_pprof(const tt_snapshot *s, tt__sink *k);
+/* A stack's frames as debug=2 prints them. */
+void tt__write_stack(const tt__stk *stk, tt__sink *k);
+/* Crash reports (trigger.c). */
+int tt__crash_install(void);
+void tt__fatal_dump(int fd);
+int tt__dumper_start(void);
+void tt__dumper_stop(void);
+/* One coroutine's traceback (debug=2 form), for crash reports. */
+void tt__write_trace_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k);
+
+#endif

@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: MIT */
+/* What makes a dump happen besides the C API: SIGQUIT, crashes, and the creation stacks that
+ * dumps print.
+ *
+ * SIGQUIT's handler only wakes a dump thread (a write to a pipe), which takes a snapshot and
+ * prints every coroutine's traceback to stderr, then exits with status 2 as Go does, or goes on
+ * with TT_SIGQUIT=dump. A crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, a failed assertion)
+ * prints a Go-style header, the crashing coroutine's stack unwound from the signal's context and,
+ * per TT_TRACEBACK, every other coroutine's. Both arm an alarm first: if the dump itself hangs
+ * (a crash inside malloc leaves its lock held), SIGALRM ends the process with _exit(2).
+ *
+ * Handlers chain: a handler the program installed before ours for a crash signal runs first (a
+ * fault is re-executed under it; abort's signal calls it), and only if it returns do we report.
+ * A program that asks for SIGQUIT with tt_signal_notify gets it instead of the dump, as in Go. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "diag/snap_int.h"
+
+#define DUMP_ALARM_S 10 /* seconds a crash or SIGQUIT dump may take before _exit(2) */
+
+/* ---- Creation stacks ---------------------------------------------------------------------- */
+
+void tt__ancestry_release(tt__ancestry *a) {
+  while (a) {
+    /* acq_rel: the last release sees every reader's accesses before freeing. */
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
+      return;
+    tt__ancestry *up = a->up;
+    free(a);
+    a = up;
+  }
+}
+
+/* A copy of a's first `levels` records (a chain deeper than the limit is cut by copying). */
+static tt__ancestry *ancestry_prefix(tt__ancestry *a, int levels) {
+  if (a == NULL || levels <= 0)
+    return NULL;
+  if ((int)a->depth <= levels) {
+    /* relaxed: the caller's coroutine holds a reference meanwhile. */
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    return a;
+  }
+  tt__ancestry *c = malloc(sizeof *c + a->npcs * sizeof(uintptr_t));
+  if (c == NULL)
+    return NULL;
+  memcpy(c, a, sizeof *c + a->npcs * sizeof(uintptr_t));
+  atomic_init(&c->refs, 1);
+  c->up = ancestry_prefix(a->up, levels - 1);
+  c->depth = 1 + (c->up ? c->up->depth : 0);
+  return c;
+}
+
+tt__ancestry *tt__ancestry_capture(void) {
+  uintptr_t pcs[TT_STACK_KEEP];
+  tt__coro *self = tt__self();
+  int n;
+  if (self) {
+    n = tt__unwind_here((uintptr_t)self->stack_lo, (uintptr_t)self->stack_lo + self->stack_size,
+                        pcs, TT_STACK_KEEP, 0);
+  } else {
+    pthread_attr_t at;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &at) == 0) {
+      pthread_attr_getstack(&at, &lo, &size);
+      pthread_attr_destroy(&at);
+    }
+    n = tt__unwind_here((uintptr_t)lo, (uintptr_t)lo + size, pcs, TT_STACK_KEEP, 0);
+  }
+  if (n < 0)
+    n = 0;
+  tt__ancestry *a = malloc(sizeof *a + (size_t)n * sizeof(uintptr_t));
+  if (a == NULL)
+    return NULL;
+  atomic_init(&a->refs, 1);
+  a->npcs = (uint32_t)n;
+  memcpy(a->pcs, pcs, (size_t)n * sizeof(uintptr_t));
+  a->goid = self ? self->id : 0;
+  a->gparent = self ? self->parent : 0;
+  a->gopc = self ? self->create_pc : NULL;
+  a->up = self ? ancestry_prefix(self->ancestry, tt__rt.creationstack - 1) : NULL;
+  a->depth = 1 + (a->up ? a->up->depth : 0);
+  return a;
+}
+
+/* ---- Signal names ------------------------------------------------------------------------- */
+
+static const char *sig_desc(int sig) {
+  switch (sig) {
+  case SIGSEGV:
+    return "SIGSEGV: segmentation violation";
+  case SIGBUS:
+    return "SIGBUS: bus error";
+  case SIGILL:
+    return "SIGILL: illegal instruction";
+  case SIGFPE:
+    return "SIGFPE: floating-point exception";
+  case SIGABRT:
+    return "SIGABRT: abort";
+  case SIGQUIT:
+    return "SIGQUIT: quit";
+  }
+  return "signal";
+}
+
+static uintptr_t uc_pc(const void *uc) {
+  tt__uregs r;
+  tt__uregs_from_ucontext(&r, uc);
+  return r.r[TT__UNW_PC];
+}
+
+static void on_alarm(int sig) {
+  (void)sig;
+  tt__write_str(2, "\ntether: the dump did not finish in time; exiting\n");
+  _exit(2);
+}
+
+static void arm_alarm(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_alarm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  alarm(DUMP_ALARM_S);
+}
+
+/* ---- Dumping every coroutine -------------------------------------------------------------- */
+
+/* Prints every coroutine but `skip` (a crashing one already printed) to fd, Go's debug=2. */
+static void dump_all(int fd, tt_id skip, bool crash) {
+  if (!tt_running())
+    return;
+  tt_snapshot *s;
+  if (tt__snapshot_take(&s, crash) != 0) {
+    tt__write_str(fd, "tether: cannot take a snapshot (out of memory); the coroutines:\n");
+    tt__list_coroutines(fd);
+    return;
+  }
+  char buf[16384];
+  tt__sink k;
+  tt__sink_fd(&k, fd, buf, sizeof buf);
+  bool first = true;
+  for (size_t i = 0; i < s->n; i++) {
+    if (s->v[i].id == skip)
+      continue;
+    if (!first)
+      tt__sink_str(&k, "\n");
+    first = false;
+    tt__write_trace_one(s, &s->v[i], &k);
+  }
+  tt__sink_flush(&k);
+  tt_snapshot_free(s);
+}
+
+/* ---- SIGQUIT ------------------------------------------------------------------------------ */
+
+static struct sigaction old_quit;
+static _Atomic int quit_installed;
+static int quit_pipe[2] = {-1, -1};
+static pthread_t dumper;
+static _Atomic bool dumper_running;
+static _Atomic uintptr_t quit_pc;
+static _Atomic int quit_worker;
+
+static void on_quit(int sig, siginfo_t *si, void *uc) {
+  int saved = errno;
+  if (atomic_load_explicit(&dumper_running, memory_order_acquire)) {
+    tt__worker *w = tt__tls_worker;
+    atomic_store_explicit(&quit_pc, uc_pc(uc), memory_order_relaxed);
+    atomic_store_explicit(&quit_worker, w ? w->index : -1, memory_order_relaxed);
+    char b = 'q';
+    ssize_t r = write(quit_pipe[1], &b, 1);
+    (void)r;
+  } else if (old_quit.sa_handler != SIG_IGN) {
+    /* No runtime to dump: what SIGQUIT did before us. */
+    if ((old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_sigaction) {
+      old_quit.sa_sigaction(sig, si, uc);
+    } else if (old_quit.sa_handler != SIG_DFL) {
+      old_quit.sa_handler(sig);
+    } else {
+      sigaction(SIGQUIT, &old_quit, NULL);
+      raise(SIGQUIT);
+    }
+  }
+  errno = saved;
+}
+
+static void *dumper_main(void *unused) {
+  (void)unused;
+  char b;
+  for (;;) {
+    ssize_t r = read(quit_pipe[0], &b, 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0 || b == 's')
+      return NULL;
+    if (!tt__rt.sigquit_continue)
+      arm_alarm();
+    tt__write_str(2, "SIGQUIT: quit\nPC=");
+    tt__write_hex(2, atomic_load_explicit(&quit_pc, memory_order_relaxed));
+    tt__write_str(2, " m=");
+    int w = atomic_load_explicit(&quit_worker, memory_order_relaxed);
+    tt__write_str(2, w < 0 ? "-1" : "");
+    if (w >= 0)
+      tt__write_u64(2, (uint64_t)w);
+    tt__write_str(2, " sigcode=0\n\n");
+    dump_all(2, 0, false);
+    if (!tt__rt.sigquit_continue)
+      _exit(2);
+  }
+}
+
+int tt__dumper_start(void) {
+  tt__capture_setup(); /* without it, running coroutines show "stack unavailable" */
+  if (pipe2(quit_pipe, O_CLOEXEC) != 0)
+    return TT_ENOMEM;
+  /* The dump thread takes no signals: they are the workers' and the program's. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int r = pthread_create(&dumper, NULL, dumper_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r != 0) {
+    close(quit_pipe[0]);
+    close(quit_pipe[1]);
+    quit_pipe[0] = quit_pipe[1] = -1;
+    return TT_ENOMEM;
+  }
+  atomic_store_explicit(&dumper_running, true, memory_order_release);
+  if (!atomic_exchange_explicit(&quit_installed, 1, memory_order_relaxed)) {
+    struct sigaction cur;
+    sigaction(SIGQUIT, NULL, &cur);
+    /* A program that ignores SIGQUIT keeps ignoring it (as Go leaves an ignored SIGQUIT). */
+    if (cur.sa_handler != SIG_IGN) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_sigaction = on_quit;
+      sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      sigaction(SIGQUIT, &sa, &old_quit);
+    }
+  }
+  return 0;
+}
+
+void tt__dumper_stop(void) {
+  if (!atomic_exchange_explicit(&dumper_running, false, memory_order_acq_rel))
+    return;
+  char b = 's';
+  ssize_t r = write(quit_pipe[1], &b, 1);
+  (void)r;
+  pthread_join(dumper, NULL);
+  close(quit_pipe[0]);
+  close(quit_pipe[1]);
+  quit_pipe[0] = quit_pipe[1] = -1;
+}
+
+/* ---- Crashes ------------------------------------------------------------------------------ */
+
+static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+#define NCRASH ((int)(sizeof crash_sigs / sizeof crash_sigs[0]))
+static struct sigaction old_crash[NCRASH];
+static _Atomic int crashing;
+
+static int crash_index(int sig) {
+  for (int i = 0; i < NCRASH; i++)
+    if (crash_sigs[i] == sig)
+      return i;
+  return -1;
+}
+
+/* Prints the stack of the code the signal interrupted: the coroutine's, or the thread's. */
+static void report_interrupted(int fd, tt__coro *co, const void *uc) {
+  uintptr_t pcs[1024];
+  tt__uregs r;
+  tt__uregs_from_ucontext(&r, uc);
+  uintptr_t lo, hi;
+  if (co) {
+    lo = (uintptr_t)co->stack_lo;
+    hi = lo + co->stack_size;
+  } else {
+    pthread_attr_t at;
+    void *p = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &at) == 0) {
+      pthread_attr_getstack(&at, &p, &size);
+      pthread_attr_destroy(&at);
+    }
+    lo = (uintptr_t)p;
+    hi = lo + size;
+  }
+  int n = tt__unwind(&r, lo, hi, pcs, 1024);
+  /* A snapshot entry of one, so that the traceback is printed exactly as a dump prints it. */
+  tt_snapshot s;
+  memset(&s, 0, sizeof s);
+  s.taken = tt_now();
+  tt__snap_entry e;
+  memset(&e, 0, sizeof e);
+  e.state = TT_STATE_RUNNING;
+  if (co) {
+    e.id = co->id;
+    e.parent = co->parent;
+    e.create_pc = co->create_pc;
+    e.ancestry = co->ancestry;
+  }
+  size_t depth = n > 0 ? (size_t)n : 0, keep = depth > TT_STACK_KEEP ? TT_STACK_KEEP : depth;
+  union {
+    tt__stk stk;
+    char bytes[sizeof(tt__stk) + TT_STACK_KEEP * sizeof(uintptr_t)];
+  } u;
+  u.stk.n = (uint32_t)keep;
+  u.stk.depth = (uint32_t)depth;
+  if (depth > TT_STACK_KEEP) {
+    memcpy(u.stk.pcs, pcs, TT_STACK_KEEP / 2 * sizeof *pcs);
+    memcpy(u.stk.pcs + TT_STACK_KEEP / 2, pcs + depth - TT_STACK_KEEP / 2,
+           TT_STACK_KEEP / 2 * sizeof *pcs);
+  } else {
+    memcpy(u.stk.pcs, pcs, keep * sizeof *pcs);
+  }
+  e.stack = &u.stk;
+  char buf[8192];
+  tt__sink k;
+  tt__sink_fd(&k, fd, buf, sizeof buf);
+  if (co) {
+    tt__write_trace_one(&s, &e, &k);
+  } else {
+    /* Not a coroutine: a plain thread or a worker's own context. */
+    tt__sink_str(&k, "goroutine 0 [running]:\n");
+    tt__write_stack(&u.stk, &k);
+  }
+  tt__sink_flush(&k);
+}
+
+void tt__crash_report(int sig, const void *fault_addr, int code, const void *uc) {
+  int fd = 2;
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w ? w->cur : NULL;
+  arm_alarm();
+  tt__write_str(fd, sig_desc(sig));
+  tt__write_str(fd, "\nPC=");
+  tt__write_hex(fd, uc ? uc_pc(uc) : 0);
+  tt__write_str(fd, " m=");
+  if (w)
+    tt__write_u64(fd, (uint64_t)w->index);
+  else
+    tt__write_str(fd, "-1");
+  tt__write_str(fd, " sigcode=");
+  tt__write_u64(fd, (uint64_t)(code < 0 ? 0 : code));
+  if (sig == SIGSEGV || sig == SIGBUS) {
+    tt__write_str(fd, " addr=");
+    tt__write_hex(fd, (uint64_t)(uintptr_t)fault_addr);
+  }
+  tt__write_str(fd, "\n");
+  if (tt__rt.traceback == TT__TB_NONE)
+    return;
+  tt__write_str(fd, "\n");
+  if (uc)
+    report_interrupted(fd, co, uc);
+  if (tt__rt.traceback >= TT__TB_ALL) {
+    tt__write_str(fd, "\n");
+    dump_all(fd, co ? co->id : 0, true);
+  }
+}
+
+/* The caller's own stack, from a context captured here. */
+static __attribute__((noinline)) void report_here(int fd, tt__coro *co) {
+  static __thread ucontext_t uc; /* no big frame on a possibly small stack */
+  tt__coro *volatile vco = co;
+  volatile int vfd = fd;
+  if (getcontext(&uc) == 0)
+    report_interrupted(vfd, vco, &uc);
+}
+
+/* A fatal error or a failed assertion in the calling context: its stack and, per TT_TRACEBACK,
+ * every other coroutine's. */
+void tt__fatal_dump(int fd) {
+  if (tt__rt.traceback == TT__TB_NONE)
+    return;
+  arm_alarm();
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w ? w->cur : NULL;
+  report_here(fd, co);
+  if (tt__rt.traceback >= TT__TB_ALL) {
+    tt__write_str(fd, "\n");
+    dump_all(fd, co ? co->id : 0, true);
+  }
+}
+
+static void on_crash(int sig, siginfo_t *si, void *uc) {
+  int i = crash_index(sig);
+  tt__worker *w = tt__tls_worker;
+  tt__coro *co = w ? w->cur : NULL;
+  /* A guard-page hit: the stack overflow report. */
+  if ((sig == SIGSEGV || sig == SIGBUS) && co && co->stack_lo) {
+    const char *addr = si->si_addr;
+    if (addr < co->stack_lo && addr >= co->stack_lo - tt__rt.page)
+      tt__stack_overflow(co, addr);
+  }
+  /* Someone else's first: a handler installed before ours. */
+  const struct sigaction *old = &old_crash[i];
+  bool old_fn = (old->sa_flags & SA_SIGINFO)
+                    ? old->sa_sigaction != NULL
+                    : old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN;
+  if (old_fn && !atomic_load_explicit(&crashing, memory_order_relaxed)) {
+    if (sig != SIGABRT && si->si_code > 0) {
+      /* A fault: run it again under the old handler. */
+      sigaction(sig, old, NULL);
+      return;
+    }
+    if (old->sa_flags & SA_SIGINFO)
+      old->sa_sigaction(sig, si, uc);
+    else
+      old->sa_handler(sig);
+  }
+  if (atomic_exchange_explicit(&crashing, 1, memory_order_acq_rel)) {
+    /* A second crash while reporting (or a second thread): the first one finishes. */
+    if (pthread_self() == (pthread_t)0)
+      _exit(2);
+    for (;;)
+      pause();
+  }
+  tt__crash_report(sig, si->si_addr, si->si_code, uc);
+  if (tt__rt.traceback == TT__TB_CRASH) {
+    /* A core dump: the default action of the same signal. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+    _exit(2);
+  }
+  _exit(2);
+}
+
+int tt__crash_install(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_crash;
+  /* SA_NODEFER: a fault inside the report re-enters the handler, which then exits, rather than
+   * the kernel killing the process with the signal blocked. */
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < NCRASH; i++) {
+    /* Under ASan, run with ASAN_OPTIONS=handle_segv=0 (and handle_abort=0) to see our reports
+     * rather than ASan's. */
+    if (sigaction(crash_sigs[i], &sa, &old_crash[i]) != 0)
+      return TT_EINVAL;
+  }
+  return 0;
+}
