@@ -56,6 +56,12 @@ int tt__unwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintp
 int tt__unwind_libunwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs,
                          int max);
 
+/* Unwinds the calling thread or coroutine from the caller of tt__unwind_here (pcs[0] is the
+ * return address into the caller), skipping `skip` more frames: for the dumper's own stack
+ * ("goroutine 1 [running]") and for crash handlers. [stack_lo, stack_hi) is the caller's stack,
+ * as for tt__unwind; the same rules and the same safety apply. */
+int tt__unwind_here(uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max, int skip);
+
 /* Cache statistics, for tests and the benchmark. */
 typedef struct tt__unw_stats {
   uint64_t hits, misses, fallbacks, entries;
