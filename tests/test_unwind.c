@@ -644,3 +644,43 @@ TEST(unwind_concurrent_threads) {
   tt__unwind_stats(&s);
   ASSERT_GT(s.hits, s.misses);
 }
+
+/* ---- A module loaded later ------------------------------------------------------------------- */
+
+static void dso_cb(void *p) {
+  uintptr_t *range = p;
+  here_check(range[0], range[1]);
+  uintptr_t pcs[MAXF];
+  int n = tt__unwind_here(range[0], range[1], pcs, MAXF, 0);
+  /* pcs[0] is in this function (static, unnamed), then the module's two frames. */
+  ASSERT(n >= 4);
+  ASSERT_STR_EQ(frame_name(pcs[1]), "unwind_dso_inner");
+  ASSERT_STR_EQ(frame_name(pcs[2]), "unwind_dso_call");
+  ASSERT(in_exe(pcs[3]));
+}
+
+static void *dso_thread(void *p) {
+  uintptr_t range[2], pcs[MAXF];
+  thread_stack(&range[0], &range[1]);
+  /* A first walk caches the module table without the module. */
+  ASSERT(tt__unwind_here(range[0], range[1], pcs, MAXF, 0) >= 2);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/unwind-dso.so", tt_test_bindir());
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL)
+    fprintf(stderr, "dlopen: %s\n", dlerror());
+  ASSERT(h != NULL);
+  void (*call)(void (*)(void *), void *) =
+      (void (*)(void (*)(void *), void *))dlsym(h, "unwind_dso_call");
+  ASSERT(call != NULL);
+  call(dso_cb, range);
+  /* Left loaded: a module unloaded while its frames may be unwound is not supported. */
+  return NULL;
+}
+
+/* Frames in a shared object dlopen'd after the module table was first built. */
+TEST(unwind_dlopen_module) {
+  pthread_t t;
+  ASSERT(pthread_create(&t, NULL, dso_thread, NULL) == 0);
+  ASSERT(pthread_join(t, NULL) == 0);
+}

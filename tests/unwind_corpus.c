@@ -15,7 +15,8 @@
 
 tt_chan *corpus_gate;
 atomic_int corpus_stop;
-volatile long corpus_sink;
+/* Thread-local: the corpus runs on several threads at once and only needs its stores kept. */
+_Thread_local volatile long corpus_sink;
 
 NOINLINE void corpus_park(void) {
   int v;

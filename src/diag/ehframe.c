@@ -756,7 +756,7 @@ static bool run(interp *in, const uint8_t *p, const uint8_t *end, uintptr_t loc,
   return true;
 }
 
-static bool fits11(int64_t off) { return off % 8 == 0 && off / 8 >= -1024 && off / 8 <= 1023; }
+static bool fits16(int64_t off) { return off % 8 == 0 && off / 8 >= -32768 && off / 8 <= 32767; }
 
 /* Reduces the row at addr to a rule word. */
 static uint64_t reduce(const interp *in) {
@@ -768,9 +768,9 @@ static uint64_t reduce(const interp *in) {
     w |= 1u << 2;
   else if (r->cfa_reg != TT__UNW_SP)
     return TT__RK_COMPLEX; /* DRAP and friends: a CFA based on another register */
-  if (r->cfa_off < INT32_MIN || r->cfa_off > INT32_MAX)
+  if (r->cfa_off < -(1 << 23) || r->cfa_off >= (1 << 23))
     return TT__RK_COMPLEX;
-  w |= (uint64_t)(uint32_t)(int32_t)r->cfa_off << 32;
+  w |= (uint64_t)r->cfa_off << 40;
   /* The return address. */
   const col *ra = &r->c[C_RA];
 #if defined(__x86_64__)
@@ -784,9 +784,9 @@ static uint64_t reduce(const interp *in) {
   case RU_UNDEF:
     return TT__RK_END; /* the outermost frame (clone, _start, tt__ctx_start) */
   case RU_OFFSET:
-    if (!fits11(ra->off))
+    if (!fits16(ra->off))
       return TT__RK_COMPLEX;
-    w |= ((uint64_t)(ra->off / 8) & 0x7ff) << 10;
+    w |= ((uint64_t)(ra->off / 8) & 0xffff) << 8;
     break;
 #if defined(__aarch64__)
   case RU_UNSPEC:
@@ -809,10 +809,10 @@ static uint64_t reduce(const interp *in) {
     w |= (uint64_t)TT__FP_LOST << 5;
     break;
   case RU_OFFSET:
-    if (!fits11(fp->off))
+    if (!fits16(fp->off))
       return TT__RK_COMPLEX;
     w |= (uint64_t)TT__FP_SAVED << 5;
-    w |= ((uint64_t)(fp->off / 8) & 0x7ff) << 21;
+    w |= ((uint64_t)(fp->off / 8) & 0xffff) << 24;
     break;
   default:
     return TT__RK_COMPLEX;

@@ -22,9 +22,10 @@
  *   bit  4     the return address is signed (aarch64 pointer authentication): strip it
  *   bits 5-6   fp: 0 unchanged, 1 saved at CFA + fp_off, 2 lost
  *   bit  7     signal frame ("S" augmentation): the caller's pc is exact
- *   bits 10-20 ra_off / 8, signed
- *   bits 21-31 fp_off / 8, signed
- *   bits 32-63 cfa_off, signed */
+ *   bits 8-23  ra_off / 8, signed (+-256 KiB: aarch64 saves x30 below a large frame's locals)
+ *   bits 24-39 fp_off / 8, signed
+ *   bits 40-63 cfa_off, signed (+-8 MiB)
+ * A frame whose offsets do not fit is left to libunwind (TT__RK_COMPLEX). */
 enum {
   TT__RK_COMPACT = 1, /* the fields above describe the frame */
   TT__RK_COMPLEX = 2, /* the CFI needs more than a compact rule: libunwind's job */
@@ -38,9 +39,9 @@ enum { TT__FP_SAME = 0, TT__FP_SAVED = 1, TT__FP_LOST = 2 };
 #define TT__R_RA_SIGNED(w) (((w) >> 4) & 1u)
 #define TT__R_FP_HOW(w) ((unsigned)(((w) >> 5) & 3u))
 #define TT__R_SIGNAL(w) (((w) >> 7) & 1u)
-#define TT__R_RA_OFF(w) ((intptr_t)(((int64_t)((w) << 43)) >> 53) * 8)
-#define TT__R_FP_OFF(w) ((intptr_t)(((int64_t)((w) << 32)) >> 53) * 8)
-#define TT__R_CFA_OFF(w) ((intptr_t)(int32_t)(uint32_t)((w) >> 32))
+#define TT__R_RA_OFF(w) ((intptr_t)(((int64_t)((w) << 40)) >> 48) * 8)
+#define TT__R_FP_OFF(w) ((intptr_t)(((int64_t)((w) << 24)) >> 48) * 8)
+#define TT__R_CFA_OFF(w) ((intptr_t)((int64_t)(w) >> 40))
 
 static inline uint64_t tt__rule_simple(unsigned kind) { return kind; }
 
