@@ -219,6 +219,8 @@ walk(const tt__uregs *r, uintptr_t lo, uintptr_t hi, uintptr_t *pcs, int max, in
     if (frame++ >= skip)
       pcs[n++] = exact ? pc + 1 : pc;
     uintptr_t key = exact ? pc : pc - 1;
+    if (key == 0)
+      break; /* no code at 0; and 0 marks an empty cache slot */
     uint64_t w = cache_get(t, key);
     if (w)
       wc.hits++;
