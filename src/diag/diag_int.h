@@ -51,9 +51,6 @@ void tt__uregs_from_ucontext(tt__uregs *r, const void *ucontext);
  * async-signal-safe except for the first parse of a module (dl_iterate_phdr). */
 int tt__unwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max);
 
-/* Unwinds the calling thread or coroutine from its caller (skipping `skip` more frames), within
- * [stack_lo, stack_hi). */
-int tt__unwind_here(uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max, int skip);
 
 /* The same walk over a copy of the stack's range [lo, hi) held at `copy` (a capture of a running
  * coroutine): every read of an address in [lo, hi) reads the copy instead; nothing outside it is
@@ -65,6 +62,12 @@ int tt__unwind_copy(const tt__uregs *r, uintptr_t lo, uintptr_t hi, const void *
  * TT_ENOSYS when built without libunwind. */
 int tt__unwind_libunwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs,
                          int max);
+
+/* Unwinds the calling thread or coroutine from the caller of tt__unwind_here (pcs[0] is the
+ * return address into the caller), skipping `skip` more frames: for the dumper's own stack
+ * ("goroutine 1 [running]") and for crash handlers. [stack_lo, stack_hi) is the caller's stack,
+ * as for tt__unwind; the same rules and the same safety apply. */
+int tt__unwind_here(uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max, int skip);
 
 /* Cache statistics, for tests and the benchmark. */
 typedef struct tt__unw_stats {
