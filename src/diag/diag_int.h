@@ -86,6 +86,20 @@ typedef struct tt__sym {
  * is serialized); not async-signal-safe (it allocates). */
 int tt__symbolize(uintptr_t addr, tt__sym *out, int max);
 
+/* Cache statistics, for tests and the benchmark: lookups answered from the address cache (hits)
+ * and resolved (misses), addresses cached (entries), modules known, module-list rebuilds
+ * (refreshes), and whether DWARF is in use (built with libdw and not turned off). */
+typedef struct tt__sym_stats {
+  uint64_t hits, misses, entries, modules, refreshes;
+  bool dwarf;
+} tt__sym_stats;
+void tt__symbolize_stats(tt__sym_stats *out);
+/* Test hooks: drop every cache (addresses, modules, libdw's state; the statistics restart from
+ * zero; interned strings stay valid), and turn the DWARF source off or back on (dropping the
+ * address cache when it changes; returns the previous setting, false when built without libdw). */
+void tt__symbolize_reset(void);
+bool tt__symbolize_use_dwarf(bool on);
+
 /* ---- Output sink (src/diag/sink.c) ------------------------------------------------------- */
 
 /* Where a format writes: a file descriptor (buffered, flushed by tt__sink_flush) or a growing
