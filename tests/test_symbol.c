@@ -508,10 +508,16 @@ static void deleted_child(const char *copy) {
   int n = tt__symbolize(ra - 1, s, 4);
   ASSERT_GE(n, 1);
   ASSERT(s[n - 1].module != NULL);
+  /* Linux keeps the running file reachable through /proc/self/exe; qemu-user emulates that link
+   * by opening the path again, which now holds the replacement. Either way no crash, and names
+   * only when they are the running program's. */
+  char magic[4] = {0};
   int exe = open("/proc/self/exe", O_RDONLY);
   if (exe >= 0) {
-    /* The running file is still reachable: the names are right. */
+    ASSERT(read(exe, magic, 4) >= 0);
     close(exe);
+  }
+  if (memcmp(magic, ELFMAG, SELFMAG) == 0) {
     ASSERT_STR_EQ(s[n - 1].func, "caller_fn");
     ASSERT_PTR_EQ(s[n - 1].entry, (uintptr_t)caller_p);
     tt__sym_stats st;
@@ -519,7 +525,8 @@ static void deleted_child(const char *copy) {
     if (st.dwarf)
       ASSERT_EQ(s[0].line, line);
   } else {
-    printf("no /proc/self/exe: module+offset only\n");
+    printf("/proc/self/exe is not the running program here: module+offset only\n");
+    ASSERT(s[n - 1].func == NULL);
   }
   assert_nothing(0);
   unlink(copy);

@@ -149,6 +149,7 @@ static const char *intern_n(const char *s, size_t n) {
 
 static const char *intern(const char *s) { return s ? intern_n(s, strlen(s)) : NULL; }
 
+#if TT_HAVE_LIBDW
 /* dir/file interned when file is relative and dir absolute (the compilation directory); else file
  * as it is. A relative dir is left out: libdw has already put it in front of the file names of its
  * line tables (Debian's libc says "./stdlib" and "./stdlib/msort.c"), and joining it again would
@@ -175,6 +176,7 @@ static const char *intern_path(const char *dir, const char *file) {
     free(buf);
   return r;
 }
+#endif
 
 /* ---- Modules ----------------------------------------------------------------------------- */
 
