@@ -79,7 +79,8 @@ typedef struct tt__sym {
 
 /* Describes the code at addr (already adjusted: a return address minus 1), innermost inlined
  * function first, the enclosing real function last, in at most max entries; returns how many
- * (at least 1 when max >= 1: a frame with only module+offset, or nothing, still gets one entry).
+ * (at least 1 when max >= 1: a frame with only module+offset, or nothing, still gets one entry;
+ * when the chain is longer than max, the innermost max - 1 frames and the real function).
  * Sources, best first: DWARF through libdw (function, file, line, inline chain), the ELF symbol
  * tables (.symtab, then .dynsym), then module+offset. Results are cached per address, so a
  * million coroutines sharing a few thousand pcs cost a few thousand lookups. Thread-safe (libdw
