@@ -716,6 +716,11 @@ static int resolve_dwarf(module *m, uintptr_t addr, const tt__sym *base, tt__sym
     if (entry != 0)
       entry += (uintptr_t)bias;
   }
+  if (entry == 0) {
+    uintptr_t start;
+    if (tt__elfsym_find(module_tab(m), addr - m->bias, &start) != NULL)
+      entry = start + m->bias; /* no usable entry pc in the DWARF: the symbol's */
+  }
   const char *file = lfile;
   int line = lline, n = 0;
   for (int i = 0; i < nfn; i++) {
