@@ -92,12 +92,27 @@ typedef struct tt__sym {
 
 /* Describes the code at addr (already adjusted: a return address minus 1), innermost inlined
  * function first, the enclosing real function last, in at most max entries; returns how many
- * (at least 1 when max >= 1: a frame with only module+offset, or nothing, still gets one entry).
+ * (at least 1 when max >= 1: a frame with only module+offset, or nothing, still gets one entry;
+ * when the chain is longer than max, the innermost max - 1 frames and the real function).
  * Sources, best first: DWARF through libdw (function, file, line, inline chain), the ELF symbol
  * tables (.symtab, then .dynsym), then module+offset. Results are cached per address, so a
  * million coroutines sharing a few thousand pcs cost a few thousand lookups. Thread-safe (libdw
  * is serialized); not async-signal-safe (it allocates). */
 int tt__symbolize(uintptr_t addr, tt__sym *out, int max);
+
+/* Cache statistics, for tests and the benchmark: lookups answered from the address cache (hits)
+ * and resolved (misses), addresses cached (entries), modules known, module-list rebuilds
+ * (refreshes), and whether DWARF is in use (built with libdw and not turned off). */
+typedef struct tt__sym_stats {
+  uint64_t hits, misses, entries, modules, refreshes;
+  bool dwarf;
+} tt__sym_stats;
+void tt__symbolize_stats(tt__sym_stats *out);
+/* Test hooks: drop every cache (addresses, modules, libdw's state; the statistics restart from
+ * zero; interned strings stay valid), and turn the DWARF source off or back on (dropping the
+ * address cache when it changes; returns the previous setting, false when built without libdw). */
+void tt__symbolize_reset(void);
+bool tt__symbolize_use_dwarf(bool on);
 
 /* ---- Output sink (src/diag/sink.c) ------------------------------------------------------- */
 
