@@ -230,14 +230,17 @@ static bool rd_field(rd *r, int *field, uint64_t *v, rd *sub) {
   }
 }
 
-/* Packed or not, a repeated integer field's values are appended to *a (n of them). */
+/* Appends x to the array a of n elements, doubling its room at each power of two. */
 #define PUSH(a, n, x)                                                                              \
   do {                                                                                             \
-    (a) = realloc((a), ((n) + 1) * sizeof *(a));                                                   \
-    ASSERT((a) != NULL);                                                                           \
+    if (((n) & ((n)-1)) == 0) {                                                                    \
+      (a) = realloc((a), ((n) ? 2 * (n) : 1) * sizeof *(a));                                       \
+      ASSERT((a) != NULL);                                                                         \
+    }                                                                                              \
     (a)[(n)++] = (x);                                                                              \
   } while (0)
 
+/* Packed or not, a repeated integer field's values are appended to *a (n of them). */
 static void rd_ints(rd *sub, uint64_t v, bool is_len, uint64_t **a, size_t *n) {
   if (!is_len) {
     PUSH(*a, *n, v);
