@@ -4,16 +4,23 @@
 // program shape and the same output (`name value unit` lines), so that scripts/bench can put the
 // two side by side. Each workload here mirrors its C case line for line; change both together.
 //
-// Usage: tetherbench-go WORKLOAD [COUNT]
+// Usage: tetherbench-go WORKLOAD [COUNT] [--out DIR]
+//
+// --out DIR is where the dump workload writes its profiles (default: a temporary directory,
+// removed afterwards).
 //
 // The runtime runs with its defaults (GOMAXPROCS = all CPUs) and cold: nothing is warmed up
 // before the timed part, and RSS is read from before the first spawn.
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +46,11 @@ var workloads = []workload{
 	{"mutex", 1000000, benchMutex},
 	{"ctxcancel", 100000, benchCtxcancel},
 	{"group", 1000000, benchGroup},
+	{"dump", 1000000, benchDump},
 }
+
+// outDir is --out DIR (the dump workload's output directory), or "".
+var outDir string
 
 func report(name string, value float64, unit string) {
 	fmt.Printf("%s %.1f %s\n", name, value, unit)
@@ -346,8 +357,175 @@ func benchGroup(n int) {
 	report("group", float64(dt.Nanoseconds())/float64(n), "ns/op")
 }
 
+// The dump workload's four stacks, which the C twin mirrors frame for frame: a channel receive
+// at depth 1, a mutex lock at depth 3, a select at depth 2 and a sleep at depth 5 (depth: the
+// workload's own frames, the goroutine's entry function included). Each frame is a function of
+// its own that the compiler may not inline, so the profiles show exactly these stacks; each
+// goroutine signals started just before it blocks.
+
+//go:noinline
+func dumpRecv(started *sync.WaitGroup, ch chan int) {
+	started.Done()
+	<-ch
+}
+
+//go:noinline
+func dumpLock1(started *sync.WaitGroup, mu *sync.Mutex) { dumpLock2(started, mu) }
+
+//go:noinline
+func dumpLock2(started *sync.WaitGroup, mu *sync.Mutex) { dumpLock3(started, mu) }
+
+//go:noinline
+func dumpLock3(started *sync.WaitGroup, mu *sync.Mutex) {
+	started.Done()
+	mu.Lock()
+}
+
+//go:noinline
+func dumpSelect1(started *sync.WaitGroup, a, b chan int) { dumpSelect2(started, a, b) }
+
+//go:noinline
+func dumpSelect2(started *sync.WaitGroup, a, b chan int) {
+	started.Done()
+	select {
+	case <-a:
+	case b <- 1:
+	}
+}
+
+//go:noinline
+func dumpSleep1(started *sync.WaitGroup) { dumpSleep2(started) }
+
+//go:noinline
+func dumpSleep2(started *sync.WaitGroup) { dumpSleep3(started) }
+
+//go:noinline
+func dumpSleep3(started *sync.WaitGroup) { dumpSleep4(started) }
+
+//go:noinline
+func dumpSleep4(started *sync.WaitGroup) { dumpSleep5(started) }
+
+//go:noinline
+func dumpSleep5(started *sync.WaitGroup) {
+	started.Done()
+	time.Sleep(24 * time.Hour)
+}
+
+// dumpSettle is how long the dump workload waits after the last goroutine has signalled: each
+// signals just before it blocks, so only the few running at that moment are not yet parked.
+const dumpSettle = 100 * time.Millisecond
+
+// dumpWrite writes the goroutine profile at the given debug level to dir/name and returns the
+// time it took, file creation and close included.
+func dumpWrite(dir, name string, debug int) time.Duration {
+	t0 := time.Now()
+	f, err := os.Create(filepath.Join(dir, name))
+	if err == nil {
+		err = pprof.Lookup("goroutine").WriteTo(f, debug)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	dt := time.Since(t0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: dump: %s: %v\n", name, err)
+		os.Exit(1)
+	}
+	return dt
+}
+
+// dumpCheck reads back the text dumps and says on stderr what a reader of the timings should
+// know: whether the debug=1 profile shows exactly the four stacks (every goroutine parked where
+// it should be, plus the one writing), and whether debug=2 holds every goroutine (Go stops at a
+// 64 MiB buffer).
+func dumpCheck(dir string, n int) {
+	b, err := os.ReadFile(filepath.Join(dir, "goroutine-debug1.txt"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: dump: %v\n", err)
+		os.Exit(1)
+	}
+	groups, parked := 0, 0
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var count int
+		var rest string
+		if k, _ := fmt.Sscanf(sc.Text(), "%d @%s", &count, &rest); k == 2 {
+			groups++
+			if count > 1 || n < 8 {
+				parked += count
+			}
+		}
+	}
+	if groups != 5 || parked < n {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: dump: debug=1 shows %d stacks (want 4 and the writer's), %d goroutines in them (want %d): not all had parked\n", groups, parked, n)
+	}
+	f, err := os.Open(filepath.Join(dir, "goroutine-debug2.txt"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: dump: %v\n", err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	seen := 0
+	sc = bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "goroutine ") {
+			seen++
+		}
+	}
+	if seen < n+1 {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: dump: debug=2 is truncated: %d of %d goroutines in %.1f MiB\n", seen, n+1, float64(st.Size())/(1<<20))
+	}
+}
+
+// dump: n goroutines parked in the four stacks above (i % 4 picks the shape, so each gets n/4,
+// the remainder to the first ones); once all have parked, the goroutine profile is written as
+// DIR/goroutine.pb.gz (protobuf), DIR/goroutine-debug1.txt (debug=1) and
+// DIR/goroutine-debug2.txt (debug=2, Go's traceback text), each timed. The process then exits
+// with them still parked (the sleepers could not be woken anyway).
+func benchDump(n int) {
+	dir := outDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "tetherbench-dump-")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tetherbench-go: dump: %v\n", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: dump: %v\n", err)
+		os.Exit(1)
+	}
+	var started sync.WaitGroup
+	ch := make(chan int) // never sent on
+	var mu sync.Mutex    // held by this goroutine throughout
+	mu.Lock()
+	a, b := make(chan int), make(chan int) // neither case ever ready
+	started.Add(n)
+	for i := 0; i < n; i++ {
+		switch i % 4 {
+		case 0:
+			go dumpRecv(&started, ch)
+		case 1:
+			go dumpLock1(&started, &mu)
+		case 2:
+			go dumpSelect1(&started, a, b)
+		case 3:
+			go dumpSleep1(&started)
+		}
+	}
+	started.Wait()
+	time.Sleep(dumpSettle)
+	report("dump-pprof", float64(dumpWrite(dir, "goroutine.pb.gz", 0).Nanoseconds())/1e6, "ms")
+	report("dump-debug1", float64(dumpWrite(dir, "goroutine-debug1.txt", 1).Nanoseconds())/1e6, "ms")
+	report("dump-debug2", float64(dumpWrite(dir, "goroutine-debug2.txt", 2).Nanoseconds())/1e6, "ms")
+	dumpCheck(dir, n)
+}
+
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: tetherbench-go WORKLOAD [COUNT]\nworkloads:")
+	fmt.Fprintf(os.Stderr, "usage: tetherbench-go WORKLOAD [COUNT] [--out DIR]\nworkloads:")
 	for _, w := range workloads {
 		fmt.Fprintf(os.Stderr, " %s", w.name)
 	}
@@ -356,18 +534,32 @@ func usage() {
 }
 
 func main() {
-	if len(os.Args) < 2 || len(os.Args) > 3 {
+	if len(os.Args) < 2 {
 		usage()
+	}
+	count := ""
+	for i := 2; i < len(os.Args); i++ {
+		switch arg := os.Args[i]; {
+		case arg == "--out" && i+1 < len(os.Args):
+			outDir = os.Args[i+1]
+			i++
+		case strings.HasPrefix(arg, "--out="):
+			outDir = strings.TrimPrefix(arg, "--out=")
+		case count == "" && !strings.HasPrefix(arg, "-"):
+			count = arg
+		default:
+			usage()
+		}
 	}
 	for _, w := range workloads {
 		if w.name != os.Args[1] {
 			continue
 		}
 		n := w.count
-		if len(os.Args) == 3 {
-			v, err := strconv.Atoi(os.Args[2])
+		if count != "" {
+			v, err := strconv.Atoi(count)
 			if err != nil || v <= 0 {
-				fmt.Fprintf(os.Stderr, "tetherbench-go: bad COUNT %q\n", os.Args[2])
+				fmt.Fprintf(os.Stderr, "tetherbench-go: bad COUNT %q\n", count)
 				os.Exit(2)
 			}
 			n = v

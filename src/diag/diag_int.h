@@ -165,7 +165,10 @@ typedef struct tt__pp_profile {
 /* Writes p as a gzip-compressed profile.proto message (uncompressed when built without zlib,
  * which go tool pprof also reads) to s, symbolized with tt__symbolize: one Location per distinct
  * pc, its Lines the inline chain, one Function per distinct (name, file), one Mapping per module
- * with has_functions etc. set so that pprof needs no binary. Returns 0 or a TT_E* code. */
+ * with has_functions etc. set so that pprof needs no binary. A sample without pcs gets one frame,
+ * "(stack unavailable)" (pprof drops samples without locations); NULL types are "goroutine" and
+ * "count"; a NULL label value is "". Does not flush s. Returns 0, TT_EINVAL (p or s NULL, a NULL
+ * array with a nonzero count, a label without a key), TT_ENOMEM, or the sink's error. */
 int tt__pprof_write(const tt__pp_profile *p, tt__sink *s);
 
 #endif
