@@ -100,7 +100,7 @@ TEST(crash_traceback_all_none_crash) {
   free(out);
 
   st = run_dump("segv", "sometimes", NULL, &out);
-  expect_exit(st, 1, out);
+  ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 2);
   ASSERT_CONTAINS(out, "invalid TT_TRACEBACK=\"sometimes\"");
   free(out);
 }

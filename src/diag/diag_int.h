@@ -51,7 +51,6 @@ void tt__uregs_from_ucontext(tt__uregs *r, const void *ucontext);
  * async-signal-safe except for the first parse of a module (dl_iterate_phdr). */
 int tt__unwind(const tt__uregs *r, uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, int max);
 
-
 /* The same walk over a copy of the stack's range [lo, hi) held at `copy` (a capture of a running
  * coroutine): every read of an address in [lo, hi) reads the copy instead; nothing outside it is
  * read. */

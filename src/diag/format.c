@@ -154,7 +154,14 @@ static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *las
     *first = pub;
   else if (r < n)
     *first = r;
-  if (*last > *first + 1 && stk->depth == stk->n && kind_of(m, stk->pcs[*last - 1]) == FK_ENTRY)
+  /* At the bottom: the trampoline, and tether's frames below the program's last one (the run's
+   * own entry under coroutine 1), as Go hides runtime.main and goexit. */
+  size_t u = n;
+  while (u > *first && kind_of(m, stk->pcs[u - 1]) != FK_USER)
+    u--;
+  if (u > *first && kind_of(m, stk->pcs[u - 1]) == FK_USER)
+    *last = u;
+  else if (*last > *first + 1 && kind_of(m, stk->pcs[*last - 1]) == FK_ENTRY)
     (*last)--;
 }
 
@@ -184,10 +191,18 @@ static void put_func(tt__sink *k, const tt__sym *s, uintptr_t addr) {
   }
 }
 
+/* The first inline entry of f to show: a public tether call's own internals (what it inlined)
+ * are hidden with the rest of tether's internal frames. */
+static int first_sym(const tt__frame *f, bool boundary) {
+  if (!boundary || tt__rt.traceback >= TT__TB_SYSTEM || frame_kind(f) != FK_PUBLIC)
+    return 0;
+  return f->nsym - 1;
+}
+
 /* One frame, Go's way: "f(...)\n\tfile:line +0xoff\n", inlined calls first without offsets. */
-static void put_frame(tt__sink *k, const tt__frame *f) {
+static void put_frame(tt__sink *k, const tt__frame *f, bool boundary) {
   uintptr_t addr = f->pc - 1;
-  for (int i = 0; i < f->nsym; i++) {
+  for (int i = first_sym(f, boundary); i < f->nsym; i++) {
     const tt__sym *s = &f->sym[i];
     put_func(k, s, addr);
     tt__sink_str(k, "(...)\n");
@@ -211,7 +226,7 @@ static void put_stack(tt__sink *k, const tt__stk *stk, kind_memo *m) {
     }
     tt__frame f;
     tt__frame_get(stk->pcs[i], &f);
-    put_frame(k, &f);
+    put_frame(k, &f, i == first);
   }
 }
 
@@ -244,8 +259,16 @@ static void put_ancestry(tt__sink *k, const tt__ancestry *a, kind_memo *m) {
     tt__stk *stk = malloc(sizeof *stk + a->npcs * sizeof(uintptr_t));
     if (stk == NULL)
       return;
-    stk->n = stk->depth = a->npcs;
-    memcpy(stk->pcs, a->pcs, a->npcs * sizeof(uintptr_t));
+    /* From the spawning function down: the spawn call itself (tt_go) is left out, as Go's
+     * ancestor tracebacks start at the function with the go statement. */
+    uint32_t skip = 0;
+    while (skip < a->npcs && tt__rt.traceback < TT__TB_SYSTEM &&
+           kind_of(m, a->pcs[skip]) != FK_USER)
+      skip++;
+    if (skip == a->npcs)
+      skip = 0;
+    stk->n = stk->depth = a->npcs - skip;
+    memcpy(stk->pcs, a->pcs + skip, stk->n * sizeof(uintptr_t));
     put_stack(k, stk, m);
     free(stk);
     if (a->goid != 1)
@@ -539,7 +562,7 @@ static void put_record_frames(tt__sink *k, const tt__stk *stk, kind_memo *m) {
   for (size_t i = first; i < last; i++) {
     tt__frame f;
     tt__frame_get(stk->pcs[i], &f);
-    for (int j = 0; j < f.nsym; j++) {
+    for (int j = first_sym(&f, i == first); j < f.nsym; j++) {
       if (n == cap) {
         cap = cap ? cap * 2 : 32;
         hash_line *nv = realloc(v, cap * sizeof *v);

@@ -33,8 +33,8 @@ __attribute__((noinline)) static void crash_now(void) {
   } else if (strcmp(mode, "abort") == 0) {
     abort();
   } else if (strcmp(mode, "fpe") == 0) {
-    volatile int zero = 0;
-    sink = 1 / zero;
+    volatile int num = 7, zero = 0;
+    sink = num / zero;
   } else if (strcmp(mode, "ill") == 0) {
     __builtin_trap();
   } else if (strcmp(mode, "bus") == 0) {
