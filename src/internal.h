@@ -683,7 +683,7 @@ static inline void tt__stack_check(tt__coro *co) {
   if (TT_UNLIKELY(sp < co->stack_lo) || TT_UNLIKELY(tt__rt_debug_canary))
     tt__stack_check_slow(co, sp);
 }
-TT_NORETURN void tt__stack_overflow(tt__coro *co, const void *fault);
+TT_NORETURN void tt__stack_overflow(tt__coro *co, const void *fault, const void *uc);
 
 /* The blocking pool (src/blocking/blocking.c): opened before the workers start; torn down once
  * they are joined, threads still inside a job being given until deadline and then detached. */

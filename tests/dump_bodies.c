@@ -51,10 +51,11 @@ __attribute__((noinline)) void dump_select(void *arg) {
 }
 
 __attribute__((noinline)) long dump_spin_inner(long x) {
+  unsigned long u = (unsigned long)x;
   for (int i = 0; i < 1000; i++)
-    x = x * 6364136223846793005L + 1442695040888963407L;
-  dump_sink = x;
-  return x;
+    u = u * 6364136223846793005UL + 1442695040888963407UL;
+  dump_sink = (long)(u >> 1);
+  return (long)(u >> 1);
 }
 
 __attribute__((noinline)) void dump_spin(void *arg) {

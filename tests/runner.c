@@ -89,17 +89,25 @@ int tt_test_spawn(char *const argv[], char *const env[], char **out) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-  /* The child's environment: ours plus env. */
-  size_t n = 0, m = 0;
+  /* The child's environment: ours, with env's variables added or replacing ours. */
+  size_t n = 0, m = 0, j = 0;
   while (environ[n])
     n++;
   while (env && env[m])
     m++;
   char **envp = calloc(n + m + 1, sizeof(char *));
-  for (size_t i = 0; i < n; i++)
-    envp[i] = environ[i];
+  for (size_t i = 0; i < n; i++) {
+    bool replaced = false;
+    for (size_t e = 0; e < m && !replaced; e++) {
+      const char *eq = strchr(env[e], '=');
+      size_t len = eq ? (size_t)(eq - env[e]) + 1 : strlen(env[e]);
+      replaced = strncmp(environ[i], env[e], len) == 0;
+    }
+    if (!replaced)
+      envp[j++] = environ[i];
+  }
   for (size_t i = 0; i < m; i++)
-    envp[n + i] = env[i];
+    envp[j++] = env[i];
   /* Under an emulator (qemu-user without binfmt: the aarch64 run), the kernel cannot exec the
    * child itself: TT_TEST_EMULATOR ("qemu-aarch64 -L /usr/aarch64-linux-gnu") goes in front. */
   char *emu = getenv("TT_TEST_EMULATOR");

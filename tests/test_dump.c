@@ -592,7 +592,15 @@ static int running_body(void *arg) {
   return 0;
 }
 
-TEST(dump_captures_coroutine_running_on_other_worker) { tt_test_run(running_body, NULL, 2); }
+TEST(dump_captures_coroutine_running_on_other_worker) {
+#if defined(__SANITIZE_THREAD__)
+  /* TSan holds an asynchronous signal until the thread makes a call it intercepts, which a
+   * coroutine in a busy loop never does: the capture could only time out. */
+  printf("skipped: TSan delays signals to threads in busy loops\n");
+  return;
+#endif
+  tt_test_run(running_body, NULL, 2);
+}
 
 /* ---- Deep stacks, creation stacks, plain threads ------------------------------------------ */
 

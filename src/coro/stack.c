@@ -284,7 +284,7 @@ void tt__stacks_trim(tt__worker *w) {
 static const void *overflow_at;
 
 /* Reports the overflow of the worker's running coroutine; runs on the worker's signal stack. */
-static void overflow_entry(void) { tt__stack_overflow(tt__tls_worker->cur, overflow_at); }
+static void overflow_entry(void) { tt__stack_overflow(tt__tls_worker->cur, overflow_at, NULL); }
 
 /* The coroutine's stack is already past its end: report from the worker's alternate signal
  * stack, since even a lazy symbol binding on the broken stack would run off the red zone. Nothing
@@ -296,7 +296,7 @@ TT_NO_SANITIZE static TT_NORETURN void overflow_off_stack(tt__coro *co, const vo
     void *dummy;
     tt__switch(&dummy, tt__ctx_make((char *)w->altstack + w->altstack_size, overflow_entry));
   }
-  tt__stack_overflow(co, at);
+  tt__stack_overflow(co, at, NULL);
 }
 
 TT_NO_SANITIZE void tt__stack_check_slow(tt__coro *co, const char *sp) {

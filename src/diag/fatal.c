@@ -115,6 +115,7 @@ void tt__list_coroutines(int fd) {
 static _Atomic int dying;
 
 void tt__fatal_dump(int fd);
+void tt__overflow_trace(int fd, tt__coro *co, const void *uc);
 
 static void die_once(void) {
   if (atomic_exchange_explicit(&dying, 1, memory_order_acq_rel))
@@ -144,7 +145,7 @@ void tt__assert_fail(const char *expr, const char *file, int line) {
   _exit(2);
 }
 
-void tt__stack_overflow(tt__coro *co, const void *fault) {
+void tt__stack_overflow(tt__coro *co, const void *fault, const void *uc) {
   die_once();
   int fd = 2;
   tt__write_str(fd, "runtime: coroutine ");
@@ -163,13 +164,10 @@ void tt__stack_overflow(tt__coro *co, const void *fault) {
   tt__write_hex(fd, (uint64_t)(uintptr_t)co->stack_lo);
   tt__write_str(fd, ", ");
   tt__write_hex(fd, (uint64_t)(uintptr_t)(co->stack_lo + co->stack_size));
-  tt__write_str(fd, ")\nfatal error: stack overflow\n\ngoroutine ");
-  tt__write_u64(fd, co->id);
-  tt__write_str(fd, " [running]:\ncreated by ");
-  tt__write_pc(fd, co->create_pc);
-  tt__write_str(fd, " in goroutine ");
-  tt__write_u64(fd, co->parent);
-  tt__write_str(fd, "\n");
+  tt__write_str(fd, ")\nfatal error: stack overflow\n\n");
+  /* The coroutine's stack from the faulting context (a guard-page hit); found at a switch, its
+   * stack is past its end and is not walked. */
+  tt__overflow_trace(fd, co, uc);
   _exit(2);
 }
 

@@ -179,6 +179,12 @@ static void on_quit(int sig, siginfo_t *si, void *uc) {
     char b = 'q';
     ssize_t r = write(quit_pipe[1], &b, 1);
     (void)r;
+    /* A handler the program installed before ours runs too. */
+    if ((old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_sigaction)
+      old_quit.sa_sigaction(sig, si, uc);
+    else if (!(old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_handler != SIG_DFL &&
+             old_quit.sa_handler != SIG_IGN)
+      old_quit.sa_handler(sig);
   } else if (old_quit.sa_handler != SIG_IGN) {
     /* No runtime to dump: what SIGQUIT did before us. */
     if ((old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_sigaction) {
@@ -339,6 +345,45 @@ static void report_interrupted(int fd, tt__coro *co, const void *uc) {
   tt__sink_flush(&k);
 }
 
+void tt__overflow_trace(int fd, tt__coro *co, const void *uc) {
+  if (tt__rt.traceback == TT__TB_NONE)
+    return;
+  arm_alarm();
+  if (uc) {
+    report_interrupted(fd, co, uc);
+  } else {
+    tt__write_str(fd, "goroutine ");
+    tt__write_u64(fd, co->id);
+    tt__write_str(fd, " [running]:\n\tstack past its end; not walked\n");
+    char buf[1024];
+    tt__sink k;
+    tt__sink_fd(&k, fd, buf, sizeof buf);
+    tt_snapshot s;
+    memset(&s, 0, sizeof s);
+    tt__snap_entry e;
+    memset(&e, 0, sizeof e);
+    e.id = co->id;
+    e.parent = co->parent;
+    e.create_pc = co->create_pc;
+    tt__sink m;
+    tt__sink_mem(&m);
+    tt__write_trace_one(&s, &e, &m);
+    char *text;
+    size_t len;
+    if (tt__sink_take(&m, &text, &len) == 0) {
+      const char *nl = memchr(text, '\n', len); /* past the header */
+      if (nl)
+        tt__sink_write(&k, nl + 1, len - (size_t)(nl + 1 - text));
+      free(text);
+    }
+    tt__sink_flush(&k);
+  }
+  if (tt__rt.traceback >= TT__TB_ALL) {
+    tt__write_str(fd, "\n");
+    dump_all(fd, co->id, true);
+  }
+}
+
 void tt__crash_report(int sig, const void *fault_addr, int code, const void *uc) {
   int fd = 2;
   tt__worker *w = tt__tls_worker;
@@ -402,7 +447,7 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   if ((sig == SIGSEGV || sig == SIGBUS) && co && co->stack_lo) {
     const char *addr = si->si_addr;
     if (addr < co->stack_lo && addr >= co->stack_lo - tt__rt.page)
-      tt__stack_overflow(co, addr);
+      tt__stack_overflow(co, addr, uc);
   }
   /* Someone else's first: a handler installed before ours. */
   const struct sigaction *old = &old_crash[i];
