@@ -578,7 +578,7 @@ static const char *dump_dir;
 static tt_chan *dump_ch;
 static tt_mutex dump_mu = TT_MUTEX_INIT;
 static tt_wg dump_parked = TT_WG_INIT, dump_done = TT_WG_INIT;
-static _Atomic int dump_stop;
+static tt_ctx *dump_ctx;
 static volatile long dump_sink;
 
 __attribute__((noinline)) static void dump_recv(void) {
@@ -616,27 +616,27 @@ __attribute__((noinline)) static void dump_select1(void) {
   dump_sink++;
 }
 
-__attribute__((noinline)) static void dump_sleep5(int first) {
-  if (first)
-    tt_wg_done(&dump_parked);
-  tt_sleep(100 * TT_MSEC);
+/* A day's sleep, as the Go twin's; the sleepers run under dump_ctx, cancelled at the end. */
+__attribute__((noinline)) static void dump_sleep5(void) {
+  tt_wg_done(&dump_parked);
+  tt_sleep(24 * 3600 * TT_SEC);
   dump_sink++;
 }
-__attribute__((noinline)) static void dump_sleep4(int first) {
-  dump_sleep5(first);
+__attribute__((noinline)) static void dump_sleep4(void) {
+  dump_sleep5();
   dump_sink++;
 }
-__attribute__((noinline)) static void dump_sleep3(int first) {
-  dump_sleep4(first);
+__attribute__((noinline)) static void dump_sleep3(void) {
+  dump_sleep4();
   dump_sink++;
 }
-__attribute__((noinline)) static void dump_sleep2(int first) {
-  dump_sleep3(first);
+__attribute__((noinline)) static void dump_sleep2(void) {
+  dump_sleep3();
   dump_sink++;
 }
 __attribute__((noinline)) static void dump_sleep1(void) {
-  for (int first = 1; !atomic_load_explicit(&dump_stop, memory_order_relaxed); first = 0)
-    dump_sleep2(first);
+  dump_sleep2();
+  dump_sink++;
 }
 
 static void dump_fn(void *arg) {
@@ -691,8 +691,12 @@ static int bench_dump(long n) {
   tt_wg_add(&dump_done, n);
   int err = 0;
   long i = 0;
+  if ((err = tt_ctx_with_cancel(tt_ctx_background(), &dump_ctx)) < 0)
+    return fail("tt_ctx_with_cancel", err);
+  tt_go_opts sleeper = {.ctx = dump_ctx};
   for (; i < n; i++)
-    if ((err = tt_go(dump_fn, (void *)(intptr_t)(i % 4))) < 0)
+    if ((err = i % 4 == 3 ? tt_go_opt(dump_fn, (void *)(intptr_t)3, &sleeper, NULL)
+                          : tt_go(dump_fn, (void *)(intptr_t)(i % 4))) < 0)
       break;
   if (err < 0) {
     tt_wg_add(&dump_parked, -(n - i));
@@ -707,11 +711,12 @@ static int bench_dump(long n) {
   if (r == 0)
     r = dump_one("goroutine-debug2.txt", TT_DUMP_TRACES, "dump-debug2");
   /* Let everything finish. */
-  atomic_store(&dump_stop, 1);
+  tt_ctx_cancel(dump_ctx);
   tt_chan_close(dump_ch);
   tt_mutex_unlock(&dump_mu);
   tt_wg_wait(&dump_done);
   tt_chan_release(dump_ch);
+  tt_ctx_release(dump_ctx);
   if (own) {
     static const char *files[] = {"goroutine.pb.gz", "goroutine-debug1.txt",
                                   "goroutine-debug2.txt"};

@@ -619,6 +619,10 @@ void tt__scan_release(tt__coro *co);
  * true; state is then RUNNABLE or WAITING) while fn runs; one barrier per chunk. */
 void tt__registry_walk_frozen(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
                               void *arg);
+/* The same over chunks first, first + stride, ... (several walkers share the registry), with
+ * stacks: prefetching each held coroutine's saved context ahead of fn (a walk that unwinds). */
+void tt__registry_walk_frozen_range(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
+                                    void *arg, uint32_t first, uint32_t stride, bool stacks);
 /* The heavy side of an asymmetric Dekker pair whose light side (a worker's) is a compiler fence
  * when tt__rt.scan_asym: membarrier, which makes every other thread run a full barrier; a
  * sequentially consistent fence otherwise. Used by scanners and by cancellation. */

@@ -305,7 +305,7 @@ static void put_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k, 
   else if (e->stack)
     put_stack(k, e->stack, m);
   put_created(k, e->create_pc, e->parent);
-  put_ancestry(k, e->ancestry, m);
+  put_ancestry(k, e->extra ? e->extra->ancestry : NULL, m);
 }
 
 void tt__write_stack(const tt__stk *stk, tt__sink *k) { put_stack(k, stk, NULL); }
@@ -388,7 +388,7 @@ int tt__write_traces(const tt_snapshot *s, tt__sink *k) {
   kind_memo m = {0};
   text_memo stacks = {0};
   for (size_t i = 0; i < s->n && !k->err; i++) {
-    const tt__snap_entry *e = &s->v[i];
+    const tt__snap_entry *e = tt__snap_at(s, i);
     if (i > 0)
       tt__sink_str(k, "\n");
     char *text = NULL;
@@ -430,7 +430,7 @@ static group *group_by(const tt_snapshot *s, size_t *ng) {
   if (tab == NULL)
     return NULL;
   for (size_t i = 0; i < s->n; i++) {
-    const tt__snap_entry *e = &s->v[i];
+    const tt__snap_entry *e = tt__snap_at(s, i);
     uint64_t h = ((uintptr_t)e->stack * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)e->labels * 31);
     size_t j = (h >> 17) & (cap - 1);
     for (;; j = (j + 1) & (cap - 1)) {
@@ -668,7 +668,7 @@ int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
     return TT_ENOMEM;
   size_t ng = 0;
   for (size_t i = 0; i < s->n; i++) {
-    const tt__snap_entry *e = &s->v[i];
+    const tt__snap_entry *e = tt__snap_at(s, i);
     uint64_t h = (uintptr_t)e->stack * 0x9e3779b97f4a7c15ull;
     h ^= ((uintptr_t)e->labels * 31) ^ ((uint64_t)e->state << 40) ^ ((uint64_t)e->reason << 48);
     h ^= (uintptr_t)e->name * 0xff51afd7ed558ccdull;
@@ -837,7 +837,7 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
   tt__sink_u64(k, s->n);
   tt__sink_str(k, ",\"coroutines\":[");
   for (size_t i = 0; i < s->n && !k->err; i++) {
-    const tt__snap_entry *e = &s->v[i];
+    const tt__snap_entry *e = tt__snap_at(s, i);
     tt__sink_str(k, i ? ",\n{\"id\":" : "\n{\"id\":");
     tt__sink_u64(k, e->id);
     tt__sink_str(k, ",\"parent\":");
@@ -858,13 +858,14 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
     json_str(k, e->state == TT_STATE_WAITING ? tt_wait_reason_string(e->reason) : NULL);
     tt__sink_str(k, ",\"wait_object\":");
     json_ptr(k, e->wait_obj);
-    if (e->cases) {
+    if (e->extra && e->extra->cases) {
+      const tt_select_case *cases = e->extra->cases;
       tt__sink_str(k, ",\"select_cases\":[");
-      for (size_t j = 0; j < e->ncases; j++) {
+      for (size_t j = 0; j < e->extra->ncases; j++) {
         tt__sink_str(k, j ? ",{\"op\":" : "{\"op\":");
-        json_str(k, e->cases[j].op == TT_SELECT_SEND ? "send" : "recv");
+        json_str(k, cases[j].op == TT_SELECT_SEND ? "send" : "recv");
         tt__sink_str(k, ",\"chan\":");
-        json_ptr(k, e->cases[j].ch);
+        json_ptr(k, cases[j].ch);
         tt__sink_str(k, "}");
       }
       tt__sink_str(k, "]");
@@ -890,8 +891,8 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
       tt__sink_str(k, "null");
     }
     tt__sink_str(k, ",\"creation_stack\":");
-    if (e->ancestry) {
-      const tt__ancestry *a = e->ancestry;
+    if (e->extra && e->extra->ancestry) {
+      const tt__ancestry *a = e->extra->ancestry;
       tt__sink_str(k, "{\"goroutine\":");
       tt__sink_u64(k, a->goid);
       tt__sink_str(k, ",\"stack\":");

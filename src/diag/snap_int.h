@@ -15,30 +15,41 @@ typedef struct tt__stk {
   uintptr_t pcs[];
 } tt__stk;
 
-/* One coroutine in a snapshot. */
+/* What few coroutines have: a blocked select's cases, a creation record. */
+typedef struct tt__snap_extra {
+  const tt_select_case *cases; /* a copy of a blocked select's cases, or NULL */
+  size_t ncases;
+  const tt__ancestry *ancestry; /* a reference the snapshot holds, or NULL */
+} tt__snap_extra;
+
+/* One coroutine in a snapshot (kept small: a million of them are written in one pass). */
 typedef struct tt__snap_entry {
   tt_id id, parent;
   const char *name;         /* interned copy, or NULL */
   const tt__labels *labels; /* a reference the snapshot holds, or NULL */
   const void *wait_obj;
-  const tt_select_case *cases; /* a copy of a blocked select's cases, or NULL */
-  size_t ncases;
   int64_t blocked_since;
   void *create_pc;
   const tt__stk *stack;
-  const tt__ancestry *ancestry; /* a reference the snapshot holds, or NULL */
-  size_t stack_size;
-  const void *stack_lo, *stack_hi;
-  int32_t worker;
+  const char *stack_lo;        /* the bound stack, stack_size bytes; NULL before its first run */
+  const tt__snap_extra *extra; /* or NULL */
+  uint32_t stack_size;
+  int16_t worker;
   uint8_t state, reason, daemon, stack_status;
 } tt__snap_entry;
 
 struct tt_snapshot {
+  /* The coroutines: v[0..nv) from the first walker (and the caller), then the second walker's,
+   * sub->v[0..sub->nv), in no order; order[0..n) lists them by id (the caller first), an index
+   * below nv naming v's entry and one above it sub->v's. */
   tt__snap_entry *v;
-  size_t n, cap;
-  tt_id self;      /* the coroutine that took it, or 0 */
-  int64_t taken;   /* tt_now() when it was taken */
-  int64_t wall_ns; /* the wall clock then (Unix ns), for pprof's time_nanos */
+  size_t nv, cap;
+  uint32_t *order;
+  size_t n;
+  struct tt_snapshot *sub; /* the second walker's part (its tables hold its references) */
+  tt_id self;              /* the coroutine that took it, or 0 */
+  int64_t taken;           /* tt_now() when it was taken */
+  int64_t wall_ns;         /* the wall clock then (Unix ns), for pprof's time_nanos */
   /* Interning. */
   tt__stk **stk; /* open addressing by content */
   size_t nstk, capstk;
@@ -52,6 +63,12 @@ struct tt_snapshot {
   struct tt__arena_blk *arena;
   int err; /* sticky: the first allocation failure */
 };
+
+/* The i-th coroutine of s in its order. */
+static inline const tt__snap_entry *tt__snap_at(const tt_snapshot *s, size_t i) {
+  uint32_t k = s->order[i];
+  return k < s->nv ? &s->v[k] : &s->sub->v[k - s->nv];
+}
 
 /* How a frame is presented. Tether's own internal frames (its scheduler, the switch, a blocking
  * call's internals) are hidden as Go hides its runtime's, except with TT_TRACEBACK=system; the

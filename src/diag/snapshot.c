@@ -7,9 +7,11 @@
  * parked in a few places share a few records, which is what makes the formats fast (each
  * distinct stack is symbolized once). Names are copied and interned; label sets and creation
  * records, immutable and reference counted, are shared with the runtime. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "diag/snap_int.h"
 
@@ -72,6 +74,8 @@ static bool table_grow(tt_snapshot *s, void ***tab, size_t *cap, uint64_t (*key)
 
 static uint64_t stk_key(const void *p) { return ((const tt__stk *)p)->hash; }
 
+static const tt__stk *intern_kept(tt_snapshot *s, const uintptr_t *pcs, size_t n, size_t depth);
+
 /* The interned record for pcs[0..depth) (depth frames walked, of which the buffer holds all). */
 static const tt__stk *intern_stack(tt_snapshot *s, const uintptr_t *pcs, size_t depth) {
   uintptr_t keep[TT_STACK_KEEP];
@@ -83,6 +87,11 @@ static const tt__stk *intern_stack(tt_snapshot *s, const uintptr_t *pcs, size_t 
     pcs = keep;
     n = TT_STACK_KEEP;
   }
+  return intern_kept(s, pcs, n, depth);
+}
+
+/* The interned record for the kept pcs[0..n) of a stack depth frames deep. */
+static const tt__stk *intern_kept(tt_snapshot *s, const uintptr_t *pcs, size_t n, size_t depth) {
   uint64_t h = mix(0, depth);
   for (size_t i = 0; i < n; i++)
     h = mix(h, pcs[i]);
@@ -153,7 +162,7 @@ static bool hold_ptr(tt_snapshot *s, const void ***tab, size_t *n, size_t *cap, 
 }
 
 static tt__snap_entry *new_entry(tt_snapshot *s) {
-  if (s->n == s->cap) {
+  if (s->nv == s->cap) {
     size_t ncap = s->cap ? s->cap * 2 : 1024;
     tt__snap_entry *v = realloc(s->v, ncap * sizeof *v);
     if (v == NULL) {
@@ -163,7 +172,7 @@ static tt__snap_entry *new_entry(tt_snapshot *s) {
     s->v = v;
     s->cap = ncap;
   }
-  tt__snap_entry *e = &s->v[s->n++];
+  tt__snap_entry *e = &s->v[s->nv++];
   memset(e, 0, sizeof *e);
   return e;
 }
@@ -172,11 +181,13 @@ static tt__snap_entry *new_entry(tt_snapshot *s) {
 typedef struct pending_run {
   tt__coro *co;
   tt_id id;
-  size_t entry;
+  size_t entry; /* in the walker's own part */
+  bool sub;     /* ... which became the sub-snapshot */
 } pending_run;
 
 struct walk {
   tt_snapshot *s;
+  tt__coro *self; /* the coroutine taking the snapshot (skipped by the walk), or NULL */
   uintptr_t *buf; /* MAX_WALK pcs */
   pending_run *run;
   size_t nrun, caprun;
@@ -188,36 +199,44 @@ static void fill(struct walk *wk, tt__snap_entry *e, tt__coro *co, uint32_t st) 
   tt_snapshot *s = wk->s;
   e->id = co->id;
   e->parent = co->parent;
-  e->name = intern_name(s, co->name);
+  e->name = co->name ? intern_name(s, co->name) : NULL;
   if (co->labels && hold_ptr(s, (const void ***)&s->lsets, &s->nlsets, &s->caplsets, co->labels,
                              &co->labels->refs))
     e->labels = co->labels;
-  if (co->ancestry &&
-      hold_ptr(s, (const void ***)&s->anc, &s->nanc, &s->capanc, co->ancestry, &co->ancestry->refs))
-    e->ancestry = co->ancestry;
   e->state = (uint8_t)tt__state_public(st);
   e->daemon = co->daemon;
   e->create_pc = co->create_pc;
-  e->worker = co->w ? co->w->index : -1;
-  e->stack_size = co->sp || co == tt__self() ? co->stack_size : co->stack_req;
-  if (co->w) {
+  e->worker = (int16_t)(co->w ? co->w->index : -1);
+  e->stack_size = (uint32_t)(co->sp || co == wk->self ? co->stack_size : co->stack_req);
+  if (co->w)
     e->stack_lo = co->stack_lo;
-    e->stack_hi = co->stack_lo + co->stack_size;
-  }
+  const tt__select_wait *sw = NULL;
   if (st == TT__S_WAITING) {
     e->reason = co->wait_reason;
     e->wait_obj = co->wait_obj;
     e->blocked_since = co->blocked_since;
     if (e->reason == TT_WAIT_SELECT && co->wait_obj) {
-      const tt__select_wait *sw = co->wait_obj;
-      tt_select_case *c = sw->n ? arena_alloc(s, sw->n * sizeof *c) : NULL;
-      if (c) {
-        memcpy(c, sw->cases, sw->n * sizeof *c);
-        e->cases = c;
-        e->ncases = sw->n;
-      }
+      sw = co->wait_obj;
       e->wait_obj = sw->cases;
     }
+  }
+  if ((sw && sw->n) || co->ancestry) {
+    tt__snap_extra *x = arena_alloc(s, sizeof *x);
+    if (x == NULL)
+      return;
+    memset(x, 0, sizeof *x);
+    if (sw && sw->n) {
+      tt_select_case *c = arena_alloc(s, sw->n * sizeof *c);
+      if (c) {
+        memcpy(c, sw->cases, sw->n * sizeof *c);
+        x->cases = c;
+        x->ncases = sw->n;
+      }
+    }
+    if (co->ancestry && hold_ptr(s, (const void ***)&s->anc, &s->nanc, &s->capanc, co->ancestry,
+                                 &co->ancestry->refs))
+      x->ancestry = co->ancestry;
+    e->extra = x;
   }
 }
 
@@ -226,8 +245,9 @@ static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
   tt_snapshot *s = wk->s;
   if (s->err)
     return;
-  tt__coro *self = tt__self();
-  if (co != self && !held) {
+  if (co == wk->self)
+    return; /* the caller: added by tt__snapshot_take itself, from its own thread */
+  if (!held) {
     /* Running on another worker (or in the middle of a switch): what never changes now, the
      * rest and the stack from a capture after the walk. */
     tt__snap_entry *e = new_entry(s);
@@ -250,19 +270,15 @@ static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
       wk->run = v;
       wk->caprun = ncap;
     }
-    wk->run[wk->nrun++] = (pending_run){co, e->id, s->n - 1};
+    wk->run[wk->nrun++] = (pending_run){co, e->id, s->nv - 1, false};
     return;
   }
   tt__snap_entry *e = new_entry(s);
   if (e == NULL)
     return;
-  fill(wk, e, co, co == self ? TT__S_RUNNING : st);
+  fill(wk, e, co, st);
   int n;
-  if (co == self) {
-    /* Skip tt__snapshot_take's own frames: the stack starts at the public call. */
-    n = tt__unwind_here((uintptr_t)co->stack_lo, (uintptr_t)co->stack_lo + co->stack_size, wk->buf,
-                        MAX_WALK, 0);
-  } else if (co->sp == NULL) {
+  if (co->sp == NULL) {
     /* Never ran: its start function, as Go shows an unstarted goroutine's. */
     wk->buf[0] = (uintptr_t)co->fn + 1;
     n = 1;
@@ -282,7 +298,9 @@ static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
 static void capture_one(struct walk *wk, tt__snap_entry *e, tt__coro *co, tt_id id) {
   tt_snapshot *s = wk->s;
   for (int round = 0; round < 4; round++) {
-    int n = tt__capture_running(co, id, wk->buf, MAX_WALK, &e->worker);
+    int32_t worker = e->worker;
+    int n = tt__capture_running(co, id, wk->buf, MAX_WALK, &worker);
+    e->worker = (int16_t)worker;
     if (n > 0) {
       e->stack = intern_stack(s, wk->buf, (size_t)n);
       e->stack_status = TT_STACK_OK;
@@ -310,50 +328,198 @@ static void capture_one(struct walk *wk, tt__snap_entry *e, tt__coro *co, tt_id 
   }
 }
 
-static int cmp_entry(const void *a, const void *b) {
-  const tt__snap_entry *x = a, *y = b;
-  return x->id < y->id ? -1 : x->id > y->id;
+/* Adopts b (the second walker's part) as a's sub-snapshot: its entries stay where they are, their
+ * stacks and names re-pointed at a's records (so that equal stacks are one record, which the
+ * formats group by), and its pending captures appended to a's with their indices shifted. */
+static void adopt(struct walk *wa, struct walk *wb) {
+  tt_snapshot *a = wa->s, *b = wb->s;
+  const tt__stk **map = calloc(b->capstk ? b->capstk : 1, sizeof *map);
+  if (map == NULL) {
+    a->err = TT_ENOMEM;
+    return;
+  }
+  for (size_t i = 0; i < b->capstk; i++)
+    if (b->stk[i])
+      map[i] = intern_kept(a, b->stk[i]->pcs, b->stk[i]->n, b->stk[i]->depth);
+  const tt__stk *last_from = NULL, *last_to = NULL;
+  const char *name_from = NULL, *name_to = NULL;
+  for (size_t i = 0; i < b->nv && !a->err; i++) {
+    tt__snap_entry *e = &b->v[i];
+    if (e->stack && e->stack != last_from) {
+      size_t j = e->stack->hash & (b->capstk - 1);
+      while (b->stk[j] != e->stack)
+        j = (j + 1) & (b->capstk - 1);
+      last_from = e->stack;
+      last_to = map[j];
+    }
+    if (e->stack)
+      e->stack = last_to;
+    if (e->name && e->name != name_from) {
+      name_from = e->name;
+      name_to = intern_name(a, e->name);
+    }
+    if (e->name)
+      e->name = name_to;
+  }
+  free(map);
+  for (size_t i = 0; i < wb->nrun; i++) {
+    if (wa->nrun == wa->caprun) {
+      size_t ncap = wa->caprun ? wa->caprun * 2 : 16;
+      pending_run *v = realloc(wa->run, ncap * sizeof *v);
+      if (v == NULL)
+        break;
+      wa->run = v;
+      wa->caprun = ncap;
+    }
+    pending_run r = wb->run[i];
+    r.sub = true;
+    wa->run[wa->nrun++] = r;
+  }
+  a->sub = b;
+}
+
+/* The second walker: the odd chunks, into a snapshot of its own. */
+static void *walk_odd(void *arg) {
+  struct walk *wk = arg;
+  tt__registry_walk_frozen_range(walk_one, wk, 1, 2, true);
+  return NULL;
+}
+
+static const tt__snap_entry *entry_k(const tt_snapshot *s, uint32_t k) {
+  return k < s->nv ? &s->v[k] : &s->sub->v[k - s->nv];
+}
+
+static const tt_snapshot *cmp_snap; /* qsort's fallback has no argument; under sort_lock */
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int cmp_order(const void *x, const void *y) {
+  tt_id a = entry_k(cmp_snap, *(const uint32_t *)x)->id,
+        b = entry_k(cmp_snap, *(const uint32_t *)y)->id;
+  return a < b ? -1 : a > b;
+}
+
+/* Builds s->order: every entry by id (a radix sort of (id, index) keys), the caller first. */
+static int make_order(tt_snapshot *s) {
+  size_t n = s->nv + (s->sub ? s->sub->nv : 0);
+  s->order = malloc((n ? n : 1) * sizeof *s->order);
+  if (s->order == NULL)
+    return TT_ENOMEM;
+  s->n = n;
+  uint64_t maxid = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    s->order[k] = k;
+    tt_id id = entry_k(s, k)->id;
+    maxid = id > maxid ? id : maxid;
+  }
+  uint64_t *keys =
+      n < ((size_t)1 << 24) && maxid < ((uint64_t)1 << 40) ? malloc(2 * n * sizeof *keys) : NULL;
+  if (keys == NULL) {
+    pthread_mutex_lock(&sort_lock);
+    cmp_snap = s;
+    qsort(s->order, n, sizeof *s->order, cmp_order);
+    pthread_mutex_unlock(&sort_lock);
+  } else {
+    uint64_t *a = keys, *b = keys + n;
+    for (uint32_t k = 0; k < n; k++)
+      a[k] = (entry_k(s, k)->id << 24) | k;
+    for (unsigned shift = 24; shift < 64 && (maxid << 24) >> shift; shift += 11) {
+      size_t count[2049] = {0};
+      for (size_t i = 0; i < n; i++)
+        count[((a[i] >> shift) & 2047) + 1]++;
+      for (size_t d = 0; d < 2048; d++)
+        count[d + 1] += count[d];
+      for (size_t i = 0; i < n; i++)
+        b[count[(a[i] >> shift) & 2047]++] = a[i];
+      uint64_t *t = a;
+      a = b;
+      b = t;
+    }
+    for (size_t i = 0; i < n; i++)
+      s->order[i] = (uint32_t)(a[i] & 0xffffff);
+    free(keys);
+  }
+  /* The caller first, as Go prints the dumping goroutine first. */
+  for (size_t i = 0; i < n && s->self; i++) {
+    if (entry_k(s, s->order[i])->id == s->self) {
+      uint32_t me = s->order[i];
+      memmove(s->order + 1, s->order, i * sizeof *s->order);
+      s->order[0] = me;
+      break;
+    }
+  }
+  return 0;
 }
 
 int tt__snapshot_take(tt_snapshot **out, bool crash) {
-  tt_snapshot *s = calloc(1, sizeof *s);
-  uintptr_t *buf = malloc(MAX_WALK * sizeof *buf);
-  if (s == NULL || buf == NULL) {
-    free(s);
-    free(buf);
-    return TT_ENOMEM;
-  }
+  tt_snapshot *s = calloc(1, sizeof *s), *s2 = calloc(1, sizeof *s2);
+  uintptr_t *buf = malloc(MAX_WALK * sizeof *buf), *buf2 = malloc(MAX_WALK * sizeof *buf2);
   tt__coro *self = tt__self();
+  struct walk wk = {.s = s, .self = self, .buf = buf, .crash = crash};
+  struct walk wk2 = {.s = s2, .self = self, .buf = buf2, .crash = crash};
+  int err = TT_ENOMEM;
+  if (s == NULL || s2 == NULL || buf == NULL || buf2 == NULL)
+    goto out;
   s->self = self ? self->id : 0;
   s->taken = tt_now();
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   s->wall_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-  struct walk wk = {.s = s, .buf = buf, .crash = crash};
-  tt__registry_walk_frozen(walk_one, &wk);
-  /* Coroutines that were running elsewhere: capture each now (it may have stopped meanwhile:
-   * then the capture says so and it keeps only the stable fields). */
-  for (size_t i = 0; i < wk.nrun && !s->err; i++)
-    capture_one(&wk, &s->v[wk.run[i].entry], wk.run[i].co, wk.run[i].id);
-  free(wk.run);
-  free(buf);
-  if (s->err) {
-    int err = s->err;
-    tt_snapshot_free(s);
-    return err;
-  }
-  qsort(s->v, s->n, sizeof *s->v, cmp_entry);
-  /* The caller first, as Go prints the dumping goroutine first. */
-  for (size_t i = 0; i < s->n && s->self; i++) {
-    if (s->v[i].id == s->self) {
-      tt__snap_entry me = s->v[i];
-      memmove(s->v + 1, s->v, i * sizeof *s->v);
-      s->v[0] = me;
-      break;
+  /* Room for everyone alive now (a little more: spawns go on meanwhile). */
+  tt_counts c;
+  size_t want = 0;
+  if (tt_counts_get(&c) == 0 && c.total > 0)
+    want = (size_t)c.total + (size_t)c.total / 16 + 64;
+  /* Two walkers on big registries (the walk is a stream of cache misses: two cores overlap
+   * twice as many), the even chunks here and the odd ones on a helper thread; one otherwise,
+   * and always one in a crash (no thread is created there). */
+  pthread_t helper;
+  bool two = !crash && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+             atomic_load_explicit(&tt__rt.nchunks, memory_order_acquire) >= 8;
+  if (two && want && (s2->v = malloc((want / 2 + 64) * sizeof *s2->v)) != NULL)
+    s2->cap = want / 2 + 64;
+  two = two && pthread_create(&helper, NULL, walk_odd, &wk2) == 0;
+  /* Each walker's entries sized for its share. */
+  size_t share = two ? want / 2 + 64 : want;
+  if (share && (s->v = malloc(share * sizeof *s->v)) != NULL)
+    s->cap = share;
+  tt__registry_walk_frozen_range(walk_one, &wk, 0, two ? 2 : 1, true);
+  if (two) {
+    pthread_join(helper, NULL);
+    if (s2->err) {
+      s->err = s2->err;
+    } else {
+      adopt(&wk, &wk2);
+      s2 = NULL; /* s's now */
     }
   }
+  /* The caller, unwound from here: its stack starts at the public call it made. */
+  if (self && !s->err) {
+    tt__snap_entry *e = new_entry(s);
+    if (e) {
+      fill(&wk, e, self, TT__S_RUNNING);
+      int n = tt__unwind_here((uintptr_t)self->stack_lo,
+                              (uintptr_t)self->stack_lo + self->stack_size, buf, MAX_WALK, 0);
+      e->stack = intern_stack(s, buf, n > 0 ? (size_t)n : 0);
+    }
+  }
+  /* Coroutines that were running elsewhere: capture each now. */
+  for (size_t i = 0; i < wk.nrun && !s->err; i++) {
+    pending_run *r = &wk.run[i];
+    capture_one(&wk, r->sub ? &s->sub->v[r->entry] : &s->v[r->entry], r->co, r->id);
+  }
+  err = s->err ? s->err : make_order(s);
+  if (err)
+    goto out;
   *out = s;
-  return 0;
+  s = NULL;
+out:
+  free(wk.run);
+  free(wk2.run);
+  free(buf);
+  free(buf2);
+  tt_snapshot_free(s);
+  tt_snapshot_free(s2);
+  return err;
 }
 
 int tt_snapshot_take(tt_snapshot **out) {
@@ -384,27 +550,28 @@ static void entry_info(const tt_snapshot *s, const tt__snap_entry *e, tt_coro_in
   ci->labels = e->labels ? e->labels->v : NULL;
   ci->nlabels = e->labels ? e->labels->n : 0;
   ci->stack_lo = e->stack_lo;
-  ci->stack_hi = e->stack_hi;
-  ci->select_cases = e->cases;
-  ci->select_ncases = e->ncases;
-  if (e->cases)
-    ci->wait_obj = e->cases;
+  ci->stack_hi = e->stack_lo ? e->stack_lo + e->stack_size : NULL;
+  if (e->extra && e->extra->cases) {
+    ci->select_cases = e->extra->cases;
+    ci->select_ncases = e->extra->ncases;
+    ci->wait_obj = e->extra->cases;
+  }
   if (e->stack) {
     ci->stack = e->stack->pcs;
     ci->nstack = e->stack->n;
     ci->stack_depth = e->stack->depth;
   }
   ci->stack_status = e->stack_status;
-  if (e->ancestry) {
-    ci->create_stack = e->ancestry->pcs;
-    ci->ncreate_stack = e->ancestry->npcs;
+  if (e->extra && e->extra->ancestry) {
+    ci->create_stack = e->extra->ancestry->pcs;
+    ci->ncreate_stack = e->extra->ancestry->npcs;
   }
 }
 
 int tt_snapshot_get(const tt_snapshot *s, size_t i, tt_coro_info *out) {
   if (s == NULL || out == NULL || i >= s->n)
     return TT_EINVAL;
-  entry_info(s, &s->v[i], out);
+  entry_info(s, tt__snap_at(s, i), out);
   return 0;
 }
 
@@ -414,9 +581,9 @@ size_t tt_snapshot_filter(tt_snapshot *s, int (*keep)(const tt_coro_info *, void
   size_t j = 0;
   for (size_t i = 0; i < s->n; i++) {
     tt_coro_info ci;
-    entry_info(s, &s->v[i], &ci);
+    entry_info(s, tt__snap_at(s, i), &ci);
     if (keep(&ci, arg))
-      s->v[j++] = s->v[i];
+      s->order[j++] = s->order[i];
   }
   s->n = j;
   return j;
@@ -436,6 +603,8 @@ void tt_snapshot_free(tt_snapshot *s) {
   free(s->stk);
   free(s->names);
   free(s->v);
+  free(s->order);
+  tt_snapshot_free(s->sub);
   while (s->arena) {
     struct tt__arena_blk *b = s->arena;
     s->arena = b->next;

@@ -149,12 +149,12 @@ static void dump_all(int fd, tt_id skip, bool crash) {
   tt__sink_fd(&k, fd, buf, sizeof buf);
   bool first = true;
   for (size_t i = 0; i < s->n; i++) {
-    if (s->v[i].id == skip)
+    if (tt__snap_at(s, i)->id == skip)
       continue;
     if (!first)
       tt__sink_str(&k, "\n");
     first = false;
-    tt__write_trace_one(s, &s->v[i], &k);
+    tt__write_trace_one(s, tt__snap_at(s, i), &k);
   }
   tt__sink_flush(&k);
   tt_snapshot_free(s);
@@ -310,12 +310,14 @@ static void report_interrupted(int fd, tt__coro *co, const void *uc) {
   s.taken = tt_now();
   tt__snap_entry e;
   memset(&e, 0, sizeof e);
+  tt__snap_extra x = {NULL, 0, NULL};
   e.state = TT_STATE_RUNNING;
   if (co) {
     e.id = co->id;
     e.parent = co->parent;
     e.create_pc = co->create_pc;
-    e.ancestry = co->ancestry;
+    x.ancestry = co->ancestry;
+    e.extra = &x;
   }
   size_t depth = n > 0 ? (size_t)n : 0, keep = depth > TT_STACK_KEEP ? TT_STACK_KEEP : depth;
   union {
