@@ -702,6 +702,8 @@ int tt__check_stack_size(size_t size);
 /* Diagnostics (src/diag). */
 int tt__signals_install(void);
 int tt__dumper_start(void); /* SIGQUIT's dump thread (src/diag/trigger.c) */
+/* Prints every coroutine but self as Go tracebacks: the shut-down report (src/diag/trigger.c). */
+void tt__report_leftovers(int fd, tt__coro *self);
 void tt__dumper_stop(void);
 int tt__altstack_setup(tt__worker *w);
 void tt__altstack_teardown(tt__worker *w);

@@ -10,9 +10,9 @@
 extern tt_chan *dump_never; /* nobody ever sends on it */
 extern tt_mutex dump_mu;    /* locked by the test, never unlocked while they wait */
 extern atomic_int dump_spin_stop;
-extern volatile long dump_sink;
+extern atomic_long dump_sink;
 /* The line of each body's parking call, set by the body before it parks. */
-extern volatile int dump_line_chan, dump_line_mutex, dump_line_loop, dump_line_select;
+extern atomic_int dump_line_chan, dump_line_mutex, dump_line_loop, dump_line_select;
 
 void dump_leak_chan(void *arg);  /* receives from dump_never */
 void dump_leak_mutex(void *arg); /* locks dump_mu */

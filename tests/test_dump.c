@@ -651,14 +651,14 @@ TEST(dump_traces_elide_deep_stacks) { tt_test_run(deep_body, NULL, 2); }
 __attribute__((noinline)) static void spawner_inner(tt_id *id) {
   tt_go_opts o = {.share = &dump_never, .nshare = 1};
   ASSERT_OK(tt_go_opt(dump_leak_chan, NULL, &o, id));
-  dump_sink++;
+  atomic_fetch_add_explicit(&dump_sink, 1, memory_order_relaxed);
 }
 
 __attribute__((noinline)) static void spawner_outer(void *arg) {
   spawner_inner(arg);
-  dump_sink++;
+  atomic_fetch_add_explicit(&dump_sink, 1, memory_order_relaxed);
   tt_sleep(TT_SEC * 100);
-  dump_sink++;
+  atomic_fetch_add_explicit(&dump_sink, 1, memory_order_relaxed);
 }
 
 static int creation_body(void *arg) {

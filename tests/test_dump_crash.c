@@ -140,7 +140,7 @@ TEST(sigquit_dumps_and_exits_2) {
 
 TEST(sigquit_dump_and_continue) {
   char *out;
-  int st = run_dump("quit", NULL, "dump", &out);
+  int st = run_dump("quit-go", NULL, "dump", &out);
   expect_exit(st, 0, out);
   ASSERT_CONTAINS(out, "SIGQUIT: quit\n");
   ASSERT_CONTAINS(out, "goroutine 2 [chan receive]:\n");

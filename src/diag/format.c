@@ -304,7 +304,9 @@ static void put_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k, 
     tt__sink_write(k, stack_text, stack_len);
   else if (e->stack)
     put_stack(k, e->stack, m);
-  put_created(k, e->create_pc, e->parent);
+  /* Coroutine 1 is the run's main, which Go shows without a creator. */
+  if (e->id != 1 || e->parent != 0)
+    put_created(k, e->create_pc, e->parent);
   put_ancestry(k, e->extra ? e->extra->ancestry : NULL, m);
 }
 

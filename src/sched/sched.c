@@ -1040,11 +1040,6 @@ static void cancel_all(tt__coro *self) {
   tt__registry_walk_frozen(cancel_wake, self);
 }
 
-static void report_one(tt__coro *co, uint32_t st, bool held, void *self) {
-  if (co != self)
-    tt__write_coro(tt__rt.report_fd, co, st, held);
-}
-
 static void main_entry(void *p) {
   struct main_arg *ma = p;
   tt__coro *self = tt__self();
@@ -1071,7 +1066,7 @@ static void main_entry(void *p) {
     tt__write_str(tt__rt.report_fd, left == 1 ? " coroutine is" : " coroutines are");
     tt__write_str(tt__rt.report_fd,
                   " still alive after the shut-down grace period; discarding:\n\n");
-    tt__registry_walk_frozen(report_one, self);
+    tt__report_leftovers(tt__rt.report_fd, self);
   }
   /* Signal registrations go while the workers still run, so a wake the dispatcher commits lands
    * on a live worker (tt_run repeats it for a registration that raced with this). */
