@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../src/diag/diag_int.h"
 #include "dump_bodies.h"
 #include "test.h"
 
@@ -16,6 +17,20 @@
 void tt__snapshot_age(tt_snapshot *s, int64_t ns);
 
 /* ---- Helpers ------------------------------------------------------------------------------ */
+
+/* Whether frames get file:line (built with libdw, DWARF not turned off): without, dumps name
+ * functions from the symbol tables and print ??:0, and the file:line checks are skipped. */
+static bool have_dwarf(void) {
+  tt__sym_stats st;
+  tt__symbolize_stats(&st);
+  return st.dwarf;
+}
+
+#define ASSERT_FILE_LINE(hay, needle)                                                              \
+  do {                                                                                             \
+    if (have_dwarf())                                                                              \
+      ASSERT_CONTAINS(hay, needle);                                                                \
+  } while (0)
 
 /* Prints a dump into the test's log at once (a failing assertion exits without flushing stdio). */
 static void show(const char *text) {
@@ -162,26 +177,25 @@ static int traces_body(void *arg) {
   snprintf(want, sizeof want, "dump_leak_chan(...)\n\t");
   ASSERT_CONTAINS(b, want);
   snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_chan);
-  ASSERT_CONTAINS(b, want);
+  ASSERT_FILE_LINE(b, want);
   ASSERT_CONTAINS(b, "created by seed_start in goroutine 1\n\t");
-  ASSERT_CONTAINS(b, "tests/test_dump.c:");
+  ASSERT_FILE_LINE(b, "tests/test_dump.c:");
   ASSERT(strstr(b, "tt__coro_entry") == NULL);
   free(b);
 
   b = block_of(out, s.mutex);
   ASSERT(b != NULL);
   ASSERT_CONTAINS(b, "[sync.Mutex.Lock]:\ntt_mutex_lock(...)\n\t");
-  snprintf(want, sizeof want, "dump_leak_mutex(...)\n\t/");
-  ASSERT_CONTAINS(b, want);
+  ASSERT_CONTAINS(b, "dump_leak_mutex(...)\n\t");
   snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_mutex);
-  ASSERT_CONTAINS(b, want);
+  ASSERT_FILE_LINE(b, want);
   free(b);
 
   b = block_of(out, s.loop);
   ASSERT(b != NULL);
   ASSERT_CONTAINS(b, "[sleep]:\ntt_sleep(...)\n\t");
   snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_loop);
-  ASSERT_CONTAINS(b, want);
+  ASSERT_FILE_LINE(b, want);
   free(b);
 
   for (int i = 0; i < 3; i++) {
@@ -190,7 +204,7 @@ static int traces_body(void *arg) {
     ASSERT_CONTAINS(b, "[select]:\ntt_select(...)\n\t");
     ASSERT_CONTAINS(b, "dump_select(...)\n\t");
     snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_select);
-    ASSERT_CONTAINS(b, want);
+    ASSERT_FILE_LINE(b, want);
     free(b);
   }
   /* Blocks are separated by one blank line, and the dump ends with a newline. */
@@ -246,10 +260,10 @@ static int panicparse_body(void *arg) {
   ASSERT_CONTAINS(out, "1: chan receive [Created by");
   ASSERT_CONTAINS(out, "1: sync.Mutex.Lock [Created by");
   ASSERT_CONTAINS(out, "1: sleep [Created by");
-  ASSERT_CONTAINS(out, "dump_bodies.c:");
+  ASSERT_FILE_LINE(out, "dump_bodies.c:");
   ASSERT_CONTAINS(out, "dump_select(...)");
   ASSERT_CONTAINS(out, "dump_leak_chan(...)");
-  ASSERT_CONTAINS(out, "test_dump.c:");
+  ASSERT_FILE_LINE(out, "test_dump.c:");
   unlink(path);
   free(path);
   free(out);
@@ -287,7 +301,7 @@ static int counts_body(void *arg) {
   ASSERT(strstr(rec, "\ttt_select+0x") != NULL && strstr(rec, "\ttt_select+0x") < end);
   ASSERT(strstr(rec, "\tdump_select+0x") != NULL && strstr(rec, "\tdump_select+0x") < end);
   snprintf(want, sizeof want, "tests/dump_bodies.c:%d\n", dump_line_select);
-  ASSERT(strstr(rec, want) != NULL && strstr(rec, want) < end);
+  ASSERT(!have_dwarf() || (strstr(rec, want) != NULL && strstr(rec, want) < end));
   /* Go's labels line for the labelled loop. */
   ASSERT_CONTAINS(out, "\n# labels: {\"worker\":\"loop\"}\n#\t0x");
   /* Every other record has a count of 1, after the 3. */
@@ -584,7 +598,7 @@ static int running_body(void *arg) {
   ASSERT_CONTAINS(b, "[running]:\n");
   ASSERT(strstr(b, "stack unavailable") == NULL);
   ASSERT_CONTAINS(b, "dump_spin(...)\n\t");
-  ASSERT_CONTAINS(b, "tests/dump_bodies.c:");
+  ASSERT_FILE_LINE(b, "tests/dump_bodies.c:");
   ASSERT_CONTAINS(b, "created by spawn_spinner\n");
   free(b);
   free(out);
@@ -791,3 +805,12 @@ static int scale_body(void *arg) {
 }
 
 TEST(dump_many_coroutines) { tt_test_run(scale_body, NULL, 2); }
+
+/* Without debug information for tether (the aarch64 build has no libdw): names come from the
+ * symbol tables, lines are ??:0, and tether's frames above the public call are still hidden,
+ * told apart by name alone. */
+TEST(dump_traces_without_dwarf) {
+  tt__symbolize_use_dwarf(false);
+  ASSERT(!have_dwarf());
+  tt_test_run(traces_body, NULL, 2);
+}

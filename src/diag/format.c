@@ -142,18 +142,43 @@ static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *las
   if (tt__rt.traceback >= TT__TB_SYSTEM || n == 0)
     return;
   pthread_once(&src_once, src_init);
-  size_t r = 0, pub = SIZE_MAX;
-  for (; r < n; r++) {
-    int k = kind_of(m, stk->pcs[r]);
-    if (k == FK_USER)
-      break;
-    if (k == FK_PUBLIC)
-      pub = r;
+  if (src_prefix != NULL) {
+    /* Which frames are tether's is known from their files: hide the run at the top. */
+    size_t r = 0, pub = SIZE_MAX;
+    for (; r < n; r++) {
+      int k = kind_of(m, stk->pcs[r]);
+      if (k == FK_USER)
+        break;
+      if (k == FK_PUBLIC)
+        pub = r;
+    }
+    if (pub != SIZE_MAX)
+      *first = pub;
+    else if (r < n)
+      *first = r;
+  } else {
+    /* Without tether's debug information only names tell, and its static functions have no
+     * prefix: everything above the first public call is its (nothing of the program's runs
+     * above a tether call the coroutine waits in), and the public calls under it too. */
+    size_t p = 0;
+    while (p < n && p < 64 && kind_of(m, stk->pcs[p]) != FK_PUBLIC)
+      p++;
+    if (p < n && p < 64) {
+      for (size_t j = p + 1; j < n; j++) {
+        int k = kind_of(m, stk->pcs[j]);
+        if (k == FK_PUBLIC)
+          p = j;
+        else if (k != FK_INTERNAL)
+          break;
+      }
+      *first = p;
+    } else {
+      while (*first < n && kind_of(m, stk->pcs[*first]) == FK_INTERNAL)
+        (*first)++;
+      if (*first == n)
+        *first = 0;
+    }
   }
-  if (pub != SIZE_MAX)
-    *first = pub;
-  else if (r < n)
-    *first = r;
   /* At the bottom: the trampoline, and tether's frames below the program's last one (the run's
    * own entry under coroutine 1), as Go hides runtime.main and goexit. */
   size_t u = n;
@@ -259,17 +284,20 @@ static void put_ancestry(tt__sink *k, const tt__ancestry *a, kind_memo *m) {
     tt__stk *stk = malloc(sizeof *stk + a->npcs * sizeof(uintptr_t));
     if (stk == NULL)
       return;
-    /* From the spawning function down: the spawn call itself (tt_go) is left out, as Go's
+    /* From the spawning function down: the spawn call itself (tt_go) is left out too, as Go's
      * ancestor tracebacks start at the function with the go statement. */
-    uint32_t skip = 0;
-    while (skip < a->npcs && tt__rt.traceback < TT__TB_SYSTEM &&
-           kind_of(m, a->pcs[skip]) != FK_USER)
-      skip++;
-    if (skip == a->npcs)
-      skip = 0;
-    stk->n = stk->depth = a->npcs - skip;
-    memcpy(stk->pcs, a->pcs + skip, stk->n * sizeof(uintptr_t));
-    put_stack(k, stk, m);
+    stk->n = stk->depth = a->npcs;
+    memcpy(stk->pcs, a->pcs, a->npcs * sizeof(uintptr_t));
+    size_t first, last;
+    visible(stk, m, &first, &last);
+    if (tt__rt.traceback < TT__TB_SYSTEM && first + 1 < last &&
+        kind_of(m, stk->pcs[first]) == FK_PUBLIC)
+      first++;
+    for (size_t i = first; i < last; i++) {
+      tt__frame f;
+      tt__frame_get(stk->pcs[i], &f);
+      put_frame(k, &f, false);
+    }
     free(stk);
     if (a->goid != 1)
       put_created(k, a->gopc, a->gparent);

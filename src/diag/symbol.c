@@ -149,6 +149,22 @@ static const char *intern_n(const char *s, size_t n) {
 
 static const char *intern(const char *s) { return s ? intern_n(s, strlen(s)) : NULL; }
 
+/* A symbol-table name without the suffixes GCC gives the clones it makes of a function
+ * (deep.isra.0, f.constprop.0, g.part.0, h.cold): the source's name, as DWARF would give. */
+static const char *intern_sym(const char *s) {
+  static const char *const clones[] = {".constprop.", ".isra.",     ".part.",
+                                       ".cold",       ".lto_priv.", ".localalias"};
+  if (s == NULL)
+    return NULL;
+  size_t n = strlen(s);
+  for (size_t i = 0; i < sizeof clones / sizeof clones[0]; i++) {
+    const char *p = strstr(s, clones[i]);
+    if (p != NULL && p > s && (size_t)(p - s) < n)
+      n = (size_t)(p - s);
+  }
+  return intern_n(s, n);
+}
+
 #if TT_HAVE_LIBDW
 /* dir/file interned when file is relative and dir absolute (the compilation directory); else file
  * as it is. A relative dir is left out: libdw has already put it in front of the file names of its
@@ -701,7 +717,7 @@ static int resolve_dwarf(module *m, uintptr_t addr, const tt__sym *base, tt__sym
     uintptr_t start;
     const char *name = tt__elfsym_find(module_tab(m), addr - m->bias, &start);
     if (name != NULL) {
-      out[0].func = intern(name);
+      out[0].func = intern_sym(name);
       out[0].entry = start + m->bias;
     } else {
       resolve_dwsym(m, addr, &out[0]);
@@ -737,7 +753,7 @@ static int resolve_dwarf(module *m, uintptr_t addr, const tt__sym *base, tt__sym
   if (out[n - 1].func == NULL) {
     uintptr_t start;
     const char *name = tt__elfsym_find(module_tab(m), addr - m->bias, &start);
-    out[n - 1].func = intern(name);
+    out[n - 1].func = intern_sym(name);
   }
   return n;
 }
@@ -753,7 +769,7 @@ static bool resolve_dwsym(module *m, uintptr_t addr, tt__sym *out) {
   const char *name = dwfl_module_addrinfo(dm, addr, &off, &sym, NULL, NULL, NULL);
   if (name == NULL || off > addr || (sym.st_size > 0 && off >= sym.st_size))
     return false;
-  out->func = intern(name);
+  out->func = intern_sym(name);
   out->entry = addr - (uintptr_t)off;
   return out->func != NULL;
 }
@@ -779,7 +795,7 @@ static int resolve(uintptr_t addr, tt__sym *out) {
   uintptr_t start;
   const char *name = tt__elfsym_find(module_tab(m), addr - m->bias, &start);
   if (name != NULL) {
-    out[0].func = intern(name);
+    out[0].func = intern_sym(name);
     out[0].entry = start + m->bias;
   }
 #if TT_HAVE_LIBDW

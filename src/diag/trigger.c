@@ -105,6 +105,8 @@ static const char *sig_desc(int sig) {
     return "SIGFPE: floating-point exception";
   case SIGABRT:
     return "SIGABRT: abort";
+  case SIGTRAP:
+    return "SIGTRAP: trace trap";
   case SIGQUIT:
     return "SIGQUIT: quit";
   }
@@ -296,7 +298,7 @@ void tt__dumper_stop(void) {
 
 /* ---- Crashes ------------------------------------------------------------------------------ */
 
-static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP};
 #define NCRASH ((int)(sizeof crash_sigs / sizeof crash_sigs[0]))
 static struct sigaction old_crash[NCRASH];
 static _Atomic int crashing;
@@ -482,7 +484,7 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
                     ? old->sa_sigaction != NULL
                     : old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN;
   if (old_fn && !atomic_load_explicit(&crashing, memory_order_relaxed)) {
-    if (sig != SIGABRT && si->si_code > 0) {
+    if (sig != SIGABRT && sig != SIGTRAP && si->si_code > 0) {
       /* A fault: run it again under the old handler. */
       sigaction(sig, old, NULL);
       return;

@@ -1040,7 +1040,7 @@ static void cancel_all(tt__coro *self) {
   tt__registry_walk_frozen(cancel_wake, self);
 }
 
-static void main_entry(void *p) {
+static void tt__main_entry(void *p) {
   struct main_arg *ma = p;
   tt__coro *self = tt__self();
   tt__rt.result = ma->fn(ma->arg);
@@ -1162,7 +1162,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   tt__coro *co = tt__coro_alloc(NULL);
   if (co == NULL)
     goto out_stacks;
-  co->fn = main_entry;
+  co->fn = tt__main_entry;
   co->arg = &ma;
   co->id = atomic_fetch_add_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   co->parent = 0;

@@ -39,7 +39,13 @@ CRASHES static void crash_now(void) {
     volatile int num = 7, zero = 0;
     sink = num / zero;
   } else if (strcmp(mode, "ill") == 0) {
-    __builtin_trap();
+#if defined(__x86_64__)
+    __asm__ volatile("ud2");
+#else
+    __asm__ volatile("udf #0");
+#endif
+  } else if (strcmp(mode, "trap") == 0) {
+    __builtin_trap(); /* SIGILL on x86_64 (ud2), SIGTRAP on aarch64 (brk) */
   } else if (strcmp(mode, "bus") == 0) {
     /* A page of a file past its end. */
     FILE *f = tmpfile();
