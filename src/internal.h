@@ -477,6 +477,7 @@ struct tt__worker {
   uint32_t nfree_co;
   tt__stack *stacks; /* pool of default-size stacks */
   uint32_t nstacks, cap_stacks, nwarm, owned_stacks;
+  uint32_t cold_upto;       /* stacks[0..cold_upto) are all cold (trimmed or never used) */
   uint64_t id_next, id_end; /* a batch of ids */
   uint64_t rand;
   struct {
@@ -648,6 +649,8 @@ static inline int tt__stack_bind(tt__worker *w, tt__coro *co) {
     return tt__stack_bind_slow(w, co);
   tt__stack *s = &w->stacks[--w->nstacks];
   w->nwarm -= s->warm;
+  if (w->cold_upto > w->nstacks)
+    w->cold_upto = w->nstacks;
   co->stack_lo = s->lo;
   co->stack_size = s->size;
   co->stack_guarded = s->guarded;

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../src/diag/diag_int.h"
 #include "test.h"
 
 extern char **environ;
@@ -241,4 +242,10 @@ void tt_test_await_alone(void) {
       tt_test_fail(__FILE__, __LINE__, "%" PRId64 " coroutines still live", tt_num_coroutines());
     tt_sleep(50 * TT_USEC);
   }
+}
+
+bool tt_test_have_dwarf(void) {
+  tt__sym_stats st;
+  tt__symbolize_stats(&st);
+  return st.dwarf;
 }

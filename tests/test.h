@@ -101,6 +101,9 @@ int tt_test_spawn(char *const argv[], char *const env[], char **out);
 
 /* The directory holding the test executables (from /proc/self/exe). */
 const char *tt_test_bindir(void);
+/* Whether frames get file:line here (built with libdw, DWARF not turned off): without, names come
+ * from the symbol tables and lines are ??:0, and tests skip their file:line checks. */
+bool tt_test_have_dwarf(void);
 
 /* Lines in /proc/self/<what> (maps) or entries in /proc/self/<what> (fd, task). */
 int tt_test_proc_count(const char *what);

@@ -2,15 +2,7 @@
 /* Programs that must die (or exit) a given way: their stderr and exit status. */
 #include <sys/wait.h>
 
-#include "../src/diag/diag_int.h"
 #include "test.h"
-
-/* Whether the programs' frames get file:line (built with libdw). */
-static bool have_dwarf(void) {
-  tt__sym_stats st;
-  tt__symbolize_stats(&st);
-  return st.dwarf;
-}
 
 static int run_crash(const char *prog, const char *arg, const char *debug, char **out) {
   char path[4200];
@@ -36,7 +28,7 @@ static void expect_overflow(const char *mode, const char *debug, const char *how
   ASSERT_CONTAINS(out, how);
   ASSERT_CONTAINS(out, "goroutine 2 [running]:\n");
   ASSERT_CONTAINS(out, "created by body in goroutine 1\n\t");
-  if (have_dwarf())
+  if (tt_test_have_dwarf())
     ASSERT_CONTAINS(out, "tests/crash/overflow.c:");
   /* A guard-page hit is unwound from the fault's context: the recursion, down to its start. */
   if (strcmp(mode, "guarded") == 0) {

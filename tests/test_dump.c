@@ -18,17 +18,9 @@ void tt__snapshot_age(tt_snapshot *s, int64_t ns);
 
 /* ---- Helpers ------------------------------------------------------------------------------ */
 
-/* Whether frames get file:line (built with libdw, DWARF not turned off): without, dumps name
- * functions from the symbol tables and print ??:0, and the file:line checks are skipped. */
-static bool have_dwarf(void) {
-  tt__sym_stats st;
-  tt__symbolize_stats(&st);
-  return st.dwarf;
-}
-
 #define ASSERT_FILE_LINE(hay, needle)                                                              \
   do {                                                                                             \
-    if (have_dwarf())                                                                              \
+    if (tt_test_have_dwarf())                                                                      \
       ASSERT_CONTAINS(hay, needle);                                                                \
   } while (0)
 
@@ -301,7 +293,7 @@ static int counts_body(void *arg) {
   ASSERT(strstr(rec, "\ttt_select+0x") != NULL && strstr(rec, "\ttt_select+0x") < end);
   ASSERT(strstr(rec, "\tdump_select+0x") != NULL && strstr(rec, "\tdump_select+0x") < end);
   snprintf(want, sizeof want, "tests/dump_bodies.c:%d\n", dump_line_select);
-  ASSERT(!have_dwarf() || (strstr(rec, want) != NULL && strstr(rec, want) < end));
+  ASSERT(!tt_test_have_dwarf() || (strstr(rec, want) != NULL && strstr(rec, want) < end));
   /* Go's labels line for the labelled loop. */
   ASSERT_CONTAINS(out, "\n# labels: {\"worker\":\"loop\"}\n#\t0x");
   /* Every other record has a count of 1, after the 3. */
@@ -811,6 +803,6 @@ TEST(dump_many_coroutines) { tt_test_run(scale_body, NULL, 2); }
  * told apart by name alone. */
 TEST(dump_traces_without_dwarf) {
   tt__symbolize_use_dwarf(false);
-  ASSERT(!have_dwarf());
+  ASSERT(!tt_test_have_dwarf());
   tt_test_run(traces_body, NULL, 2);
 }

@@ -3,15 +3,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include "../src/diag/diag_int.h"
 #include "test.h"
-
-/* Whether the programs' frames get file:line (built with libdw). */
-static bool have_dwarf(void) {
-  tt__sym_stats st;
-  tt__symbolize_stats(&st);
-  return st.dwarf;
-}
 
 static int run_dump(const char *mode, const char *traceback, const char *sigquit, char **out) {
   char path[4200];
@@ -47,7 +39,7 @@ static void expect_crash(const char *mode, const char *header, const char *frame
   ASSERT_CONTAINS(out, "goroutine 3 [running]:\n");
   ASSERT_CONTAINS(out, frame);
   ASSERT_CONTAINS(out, "crasher(...)\n\t");
-  if (have_dwarf())
+  if (tt_test_have_dwarf())
     ASSERT_CONTAINS(out, "tests/crash/dump.c:");
   ASSERT_CONTAINS(out, "created by body in goroutine 1\n");
   /* TT_TRACEBACK=single: only the crashing coroutine. */

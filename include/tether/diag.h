@@ -138,9 +138,10 @@ typedef enum tt_dump_format {
 typedef struct tt_snapshot tt_snapshot;
 
 /* Takes a snapshot. Returns 0 (*out set; free it with tt_snapshot_free), TT_EINVAL (out NULL),
- * TT_ENOTRUNNING or TT_ENOMEM. Calls: never blocks on tether objects (it waits microseconds for
- * each running coroutine on another worker to be captured); any thread; not from signal
- * handlers. */
+ * TT_ENOTRUNNING or TT_ENOMEM. Calls: never blocks on tether objects; it does wait for each
+ * coroutine running on another worker to be captured (microseconds; at most a second when that
+ * worker does not answer its signal), and walks a big registry on a helper thread; not a
+ * cancellation point; any thread; not from signal handlers. */
 TT_EXTERN int tt_snapshot_take(tt_snapshot **out);
 /* The number of coroutines in s (0 for NULL). */
 TT_EXTERN size_t tt_snapshot_len(const tt_snapshot *s);

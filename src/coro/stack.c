@@ -250,18 +250,21 @@ void tt__stacks_trim(tt__worker *w) {
   if (w->nwarm <= WARM_KEEP)
     return;
   /* Keep the WARM_KEEP most recently freed (the top of the pool) warm; give back the memory of
-   * everything below them. Sorted by address, the stacks of a chunk are adjacent (a red-zone page
-   * between neighbours, which holds nothing), so one madvise covers a run of them: a few thousand
-   * calls for a million stacks, not a million. */
+   * the warm ones below them. Only stacks[cold_upto..) can be warm (what was pushed since the last
+   * trim), so a trim costs what was freed since the last one, not the pool's size (a million
+   * stacks, sorted before every sleep, made a run's end quadratic). Those are sorted by address:
+   * the stacks of a chunk are adjacent (a red-zone page between neighbours, which holds nothing),
+   * so one madvise covers a run of them. */
   uint32_t keep = 0, end = w->nstacks;
   while (end > 0 && keep < WARM_KEEP) {
     end--;
     keep += w->stacks[end].warm;
   }
-  qsort(w->stacks, end, sizeof *w->stacks, by_address);
+  uint32_t from = w->cold_upto < end ? w->cold_upto : end;
+  qsort(w->stacks + from, end - from, sizeof *w->stacks, by_address);
   size_t page = tt__rt.page;
-  for (uint32_t i = 0; i < end;) {
-    char *from = w->stacks[i].lo - page, *to = from;
+  for (uint32_t i = from; i < end;) {
+    char *lo = w->stacks[i].lo - page, *to = lo;
     bool any = false;
     uint32_t j = i;
     /* A run: each stack's red zone starts where the previous stack ends. The canary (debug) is
@@ -276,9 +279,10 @@ void tt__stacks_trim(tt__worker *w) {
       j++;
     }
     if (any)
-      madvise(from, (size_t)(to - from), MADV_DONTNEED);
+      madvise(lo, (size_t)(to - lo), MADV_DONTNEED);
     i = j;
   }
+  w->cold_upto = end;
 }
 
 static const void *overflow_at;

@@ -415,6 +415,9 @@ static void text_free(text_memo *t) {
 }
 
 int tt__write_traces(const tt_snapshot *s, tt__sink *k) {
+  int err = tt__snap_sort(s);
+  if (err)
+    return err;
   kind_memo m = {0};
   text_memo stacks = {0};
   for (size_t i = 0; i < s->n && !k->err; i++) {
@@ -856,6 +859,9 @@ static const char *stack_status_string(int st) {
 }
 
 int tt__write_json(const tt_snapshot *s, tt__sink *k) {
+  int err = tt__snap_sort(s);
+  if (err)
+    return err;
   kind_memo m = {0};
   tt__sink_str(k, "{\"taken_ns\":");
   tt__sink_i64(k, s->taken);

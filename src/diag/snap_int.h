@@ -6,6 +6,8 @@
 #include "diag/diag_int.h"
 #include "internal.h"
 
+#include <stdatomic.h>
+
 /* A distinct stack: its kept pcs (see tt_coro_info.stack), interned so that a million coroutines
  * parked in a few places share a few records. */
 typedef struct tt__stk {
@@ -44,7 +46,7 @@ struct tt_snapshot {
    * below nv naming v's entry and one above it sub->v's. */
   tt__snap_entry *v;
   size_t nv, cap;
-  uint32_t *order;
+  uint32_t *_Atomic order; /* built on first use (tt__snap_sort); NULL: v, then sub->v */
   size_t n;
   struct tt_snapshot *sub; /* the second walker's part (its tables hold its references) */
   tt_id self;              /* the coroutine that took it, or 0 */
@@ -66,9 +68,15 @@ struct tt_snapshot {
 
 /* The i-th coroutine of s in its order. */
 static inline const tt__snap_entry *tt__snap_at(const tt_snapshot *s, size_t i) {
-  uint32_t k = s->order[i];
+  /* acquire: a published order's contents (tt__snap_sort). */
+  const uint32_t *order = atomic_load_explicit(&s->order, memory_order_acquire);
+  uint32_t k = order ? order[i] : (uint32_t)i;
   return k < s->nv ? &s->v[k] : &s->sub->v[k - s->nv];
 }
+
+/* Builds the order tt__snap_at follows (by id, the caller first) if it is not there yet: the
+ * formats that list coroutines one by one call it first. 0 or TT_ENOMEM. */
+int tt__snap_sort(const tt_snapshot *s);
 
 /* How a frame is presented. Tether's own internal frames (its scheduler, the switch, a blocking
  * call's internals) are hidden as Go hides its runtime's, except with TT_TRACEBACK=system; the

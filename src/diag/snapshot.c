@@ -8,6 +8,7 @@
  * distinct stack is symbolized once). Names are copied and interned; label sets and creation
  * records, immutable and reference counted, are shared with the runtime. */
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -161,14 +162,42 @@ static bool hold_ptr(tt_snapshot *s, const void ***tab, size_t *n, size_t *cap, 
   return true;
 }
 
+/* Entry arrays: a big one (a million coroutines: ~100 MB) is its own mapping with transparent
+ * huge pages asked for, so that filling it takes a few dozen page faults, not tens of thousands;
+ * small ones come from malloc. */
+#define BIG_ENTRIES ((size_t)4 << 20)
+
+static tt__snap_entry *entries_alloc(size_t n) {
+  size_t bytes = n * sizeof(tt__snap_entry);
+  if (bytes < BIG_ENTRIES)
+    return malloc(bytes);
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without THP, ordinary pages */
+  return p;
+}
+
+static void entries_free(tt__snap_entry *v, size_t n) {
+  if (v == NULL)
+    return;
+  if (n * sizeof *v < BIG_ENTRIES)
+    free(v);
+  else
+    munmap(v, n * sizeof *v);
+}
+
 static tt__snap_entry *new_entry(tt_snapshot *s) {
   if (s->nv == s->cap) {
     size_t ncap = s->cap ? s->cap * 2 : 1024;
-    tt__snap_entry *v = realloc(s->v, ncap * sizeof *v);
+    tt__snap_entry *v = entries_alloc(ncap);
     if (v == NULL) {
       s->err = TT_ENOMEM;
       return NULL;
     }
+    if (s->nv)
+      memcpy(v, s->v, s->nv * sizeof *v);
+    entries_free(s->v, s->cap);
     s->v = v;
     s->cap = ncap;
   }
@@ -193,6 +222,20 @@ struct walk {
   size_t nrun, caprun;
   bool crash;
 };
+
+/* Remembers a coroutine to capture after the walk (dropped when out of memory: it then keeps
+ * "stack unavailable"). */
+static void push_run(struct walk *wk, pending_run r) {
+  if (wk->nrun == wk->caprun) {
+    size_t ncap = wk->caprun ? wk->caprun * 2 : 16;
+    pending_run *v = realloc(wk->run, ncap * sizeof *v);
+    if (v == NULL)
+      return;
+    wk->run = v;
+    wk->caprun = ncap;
+  }
+  wk->run[wk->nrun++] = r;
+}
 
 /* Copies what the registry holds about co into e; co is held still, or is the caller. */
 static void fill(struct walk *wk, tt__snap_entry *e, tt__coro *co, uint32_t st) {
@@ -260,17 +303,8 @@ static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
     e->state = TT_STATE_RUNNING;
     e->worker = -1;
     e->stack_status = TT_STACK_UNAVAILABLE;
-    if (wk->crash)
-      return;
-    if (wk->nrun == wk->caprun) {
-      size_t ncap = wk->caprun ? wk->caprun * 2 : 16;
-      pending_run *v = realloc(wk->run, ncap * sizeof *v);
-      if (v == NULL)
-        return;
-      wk->run = v;
-      wk->caprun = ncap;
-    }
-    wk->run[wk->nrun++] = (pending_run){co, e->id, s->nv - 1, false};
+    if (!wk->crash)
+      push_run(wk, (pending_run){co, e->id, s->nv - 1, false});
     return;
   }
   tt__snap_entry *e = new_entry(s);
@@ -293,11 +327,16 @@ static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
 }
 
 /* A coroutine that was running on another worker during the walk: captured by a signal if it
- * still runs, else held and unwound like the others (it may start and stop again meanwhile: a
- * few rounds). */
+ * still runs, else held and unwound like the others (it may start and stop again meanwhile, or
+ * be caught between the two, when neither works: a few rounds, a few milliseconds in all). */
 static void capture_one(struct walk *wk, tt__snap_entry *e, tt__coro *co, tt_id id) {
   tt_snapshot *s = wk->s;
-  for (int round = 0; round < 4; round++) {
+  for (int round = 0; round < 8; round++) {
+    if (round > 0) {
+      /* Caught in a transition (starting, switching): give it a moment, longer each time. */
+      struct timespec nap = {0, 20000L << round};
+      nanosleep(&nap, NULL);
+    }
     int32_t worker = e->worker;
     int n = tt__capture_running(co, id, wk->buf, MAX_WALK, &worker);
     e->worker = (int16_t)worker;
@@ -363,17 +402,9 @@ static void adopt(struct walk *wa, struct walk *wb) {
   }
   free(map);
   for (size_t i = 0; i < wb->nrun; i++) {
-    if (wa->nrun == wa->caprun) {
-      size_t ncap = wa->caprun ? wa->caprun * 2 : 16;
-      pending_run *v = realloc(wa->run, ncap * sizeof *v);
-      if (v == NULL)
-        break;
-      wa->run = v;
-      wa->caprun = ncap;
-    }
     pending_run r = wb->run[i];
     r.sub = true;
-    wa->run[wa->nrun++] = r;
+    push_run(wa, r);
   }
   a->sub = b;
 }
@@ -398,16 +429,34 @@ static int cmp_order(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 
-/* Builds s->order: every entry by id (a radix sort of (id, index) keys), the caller first. */
-static int make_order(tt_snapshot *s) {
-  size_t n = s->nv + (s->sub ? s->sub->nv : 0);
-  s->order = malloc((n ? n : 1) * sizeof *s->order);
-  if (s->order == NULL)
+/* Builds s's order: every entry by id (a radix sort of (id, index) keys), the caller first.
+ * Only the formats and calls that show coroutines one by one need it (pprof and debug=1
+ * aggregate), so it is built on first use; two threads writing one snapshot at once may both
+ * build it, and the first to publish wins. Returns 0 or TT_ENOMEM. */
+static int sort_into(const tt_snapshot *s, uint32_t *order, size_t n);
+
+int tt__snap_sort(const tt_snapshot *cs) {
+  tt_snapshot *s = (tt_snapshot *)cs;
+  /* acquire: a published order's contents. */
+  if (atomic_load_explicit(&s->order, memory_order_acquire) != NULL)
+    return 0;
+  size_t n = s->n;
+  uint32_t *order = malloc((n ? n : 1) * sizeof *order);
+  if (order == NULL)
     return TT_ENOMEM;
-  s->n = n;
+  int r = sort_into(s, order, n);
+  uint32_t *none = NULL;
+  /* release: the contents before the pointer. */
+  if (!atomic_compare_exchange_strong_explicit(&s->order, &none, order, memory_order_release,
+                                               memory_order_acquire))
+    free(order);
+  return r;
+}
+
+static int sort_into(const tt_snapshot *s, uint32_t *order, size_t n) {
   uint64_t maxid = 0;
   for (uint32_t k = 0; k < n; k++) {
-    s->order[k] = k;
+    order[k] = k;
     tt_id id = entry_k(s, k)->id;
     maxid = id > maxid ? id : maxid;
   }
@@ -416,7 +465,7 @@ static int make_order(tt_snapshot *s) {
   if (keys == NULL) {
     pthread_mutex_lock(&sort_lock);
     cmp_snap = s;
-    qsort(s->order, n, sizeof *s->order, cmp_order);
+    qsort(order, n, sizeof *order, cmp_order);
     pthread_mutex_unlock(&sort_lock);
   } else {
     uint64_t *a = keys, *b = keys + n;
@@ -435,15 +484,15 @@ static int make_order(tt_snapshot *s) {
       b = t;
     }
     for (size_t i = 0; i < n; i++)
-      s->order[i] = (uint32_t)(a[i] & 0xffffff);
+      order[i] = (uint32_t)(a[i] & 0xffffff);
     free(keys);
   }
   /* The caller first, as Go prints the dumping goroutine first. */
   for (size_t i = 0; i < n && s->self; i++) {
-    if (entry_k(s, s->order[i])->id == s->self) {
-      uint32_t me = s->order[i];
-      memmove(s->order + 1, s->order, i * sizeof *s->order);
-      s->order[0] = me;
+    if (entry_k(s, order[i])->id == s->self) {
+      uint32_t me = order[i];
+      memmove(order + 1, order, i * sizeof *order);
+      order[0] = me;
       break;
     }
   }
@@ -475,12 +524,12 @@ int tt__snapshot_take(tt_snapshot **out, bool crash) {
   pthread_t helper;
   bool two = !crash && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
              atomic_load_explicit(&tt__rt.nchunks, memory_order_acquire) >= 8;
-  if (two && want && (s2->v = malloc((want / 2 + 64) * sizeof *s2->v)) != NULL)
+  if (two && want && (s2->v = entries_alloc(want / 2 + 64)) != NULL)
     s2->cap = want / 2 + 64;
   two = two && pthread_create(&helper, NULL, walk_odd, &wk2) == 0;
   /* Each walker's entries sized for its share. */
   size_t share = two ? want / 2 + 64 : want;
-  if (share && (s->v = malloc(share * sizeof *s->v)) != NULL)
+  if (share && (s->v = entries_alloc(share)) != NULL)
     s->cap = share;
   tt__registry_walk_frozen_range(walk_one, &wk, 0, two ? 2 : 1, true);
   if (two) {
@@ -507,7 +556,8 @@ int tt__snapshot_take(tt_snapshot **out, bool crash) {
     pending_run *r = &wk.run[i];
     capture_one(&wk, r->sub ? &s->sub->v[r->entry] : &s->v[r->entry], r->co, r->id);
   }
-  err = s->err ? s->err : make_order(s);
+  err = s->err;
+  s->n = s->nv + (s->sub ? s->sub->nv : 0);
   if (err)
     goto out;
   *out = s;
@@ -571,19 +621,22 @@ static void entry_info(const tt_snapshot *s, const tt__snap_entry *e, tt_coro_in
 int tt_snapshot_get(const tt_snapshot *s, size_t i, tt_coro_info *out) {
   if (s == NULL || out == NULL || i >= s->n)
     return TT_EINVAL;
+  int err = tt__snap_sort(s);
+  if (err)
+    return err;
   entry_info(s, tt__snap_at(s, i), out);
   return 0;
 }
 
 size_t tt_snapshot_filter(tt_snapshot *s, int (*keep)(const tt_coro_info *, void *), void *arg) {
-  if (s == NULL || keep == NULL)
+  if (s == NULL || keep == NULL || tt__snap_sort(s) != 0)
     return s ? s->n : 0;
   size_t j = 0;
   for (size_t i = 0; i < s->n; i++) {
     tt_coro_info ci;
     entry_info(s, tt__snap_at(s, i), &ci);
     if (keep(&ci, arg))
-      s->order[j++] = s->order[i];
+      s->order[j++] = s->order[i]; /* only this thread looks at s meanwhile */
   }
   s->n = j;
   return j;
@@ -602,8 +655,8 @@ void tt_snapshot_free(tt_snapshot *s) {
   free(s->anc);
   free(s->stk);
   free(s->names);
-  free(s->v);
-  free(s->order);
+  entries_free(s->v, s->cap);
+  free(atomic_load_explicit(&s->order, memory_order_acquire));
   tt_snapshot_free(s->sub);
   while (s->arena) {
     struct tt__arena_blk *b = s->arena;

@@ -146,6 +146,7 @@ static void dump_all(int fd, tt_id skip, bool crash) {
     tt__list_coroutines(fd);
     return;
   }
+  tt__snap_sort(s); /* without memory for the order: in the walk's order */
   char buf[16384];
   tt__sink k;
   tt__sink_fd(&k, fd, buf, sizeof buf);
@@ -164,28 +165,7 @@ static void dump_all(int fd, tt_id skip, bool crash) {
 
 /* The coroutines still alive at the end of a run's grace period (all but self), as tracebacks;
  * the registry's bare listing if no snapshot can be taken. */
-void tt__report_leftovers(int fd, tt__coro *self) {
-  tt_snapshot *s;
-  if (tt__snapshot_take(&s, false) != 0) {
-    tt__list_coroutines(fd);
-    return;
-  }
-  char buf[16384];
-  tt__sink k;
-  tt__sink_fd(&k, fd, buf, sizeof buf);
-  bool first = true;
-  for (size_t i = 0; i < s->n; i++) {
-    const tt__snap_entry *e = tt__snap_at(s, i);
-    if (self && e->id == self->id)
-      continue;
-    if (!first)
-      tt__sink_str(&k, "\n");
-    first = false;
-    tt__write_trace_one(s, e, &k);
-  }
-  tt__sink_flush(&k);
-  tt_snapshot_free(s);
-}
+void tt__report_leftovers(int fd, tt__coro *self) { dump_all(fd, self ? self->id : 0, false); }
 
 /* ---- SIGQUIT ------------------------------------------------------------------------------ */
 
