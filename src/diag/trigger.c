@@ -282,6 +282,7 @@ static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTR
 #define NCRASH ((int)(sizeof crash_sigs / sizeof crash_sigs[0]))
 static struct sigaction old_crash[NCRASH];
 static _Atomic int crashing;
+static _Atomic pid_t crash_tid; /* the thread writing the crash report */
 
 static int crash_index(int sig) {
   for (int i = 0; i < NCRASH; i++)
@@ -474,13 +475,18 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
     else
       old->sa_handler(sig);
   }
+  pid_t me = (pid_t)syscall(SYS_gettid);
   if (atomic_exchange_explicit(&crashing, 1, memory_order_acq_rel)) {
-    /* A second crash while reporting (or a second thread): the first one finishes. */
-    if (pthread_self() == (pthread_t)0)
+    /* A crash inside the report (SA_NODEFER brings it here): give up on the report. A crash on
+     * another thread meanwhile: the first report finishes and ends the process. */
+    if (atomic_load_explicit(&crash_tid, memory_order_relaxed) == me) {
+      tt__write_str(2, "\ntether: crashed again while reporting a crash\n");
       _exit(2);
+    }
     for (;;)
       pause();
   }
+  atomic_store_explicit(&crash_tid, me, memory_order_relaxed);
   tt__crash_report(sig, si->si_addr, si->si_code, uc);
   if (tt__rt.traceback == TT__TB_CRASH) {
     /* A core dump: the default action of the same signal. */
