@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../src/diag/diag_int.h"
@@ -705,6 +706,13 @@ TEST(dump_creation_stacks) {
 
 static void *thread_dump(void *arg) {
   char **out = arg;
+  /* Once coroutine 1 sleeps too (the seed's loop is the other sleeper). */
+  tt_counts c;
+  do {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+    ASSERT_OK(tt_counts_get(&c));
+  } while (c.by_reason[TT_WAIT_SLEEP] < 2);
   ASSERT_OK(tt_dump_mem(TT_DUMP_TRACES, out, NULL));
   return NULL;
 }
@@ -716,7 +724,7 @@ static int thread_body(void *arg) {
   pthread_t t;
   char *out = NULL;
   ASSERT_EQ(pthread_create(&t, NULL, thread_dump, &out), 0);
-  tt_sleep(50 * TT_MSEC); /* the thread dumps while we sleep */
+  tt_sleep(2 * TT_SEC); /* the thread dumps while we sleep, within milliseconds */
   ASSERT_EQ(pthread_join(t, NULL), 0);
   ASSERT(out != NULL);
   /* No caller coroutine: every coroutine is suspended; we are asleep. */
