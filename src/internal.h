@@ -704,10 +704,16 @@ int tt__check_stack_size(size_t size);
 
 /* Diagnostics (src/diag). */
 int tt__signals_install(void);
-int tt__dumper_start(void); /* SIGQUIT's dump thread (src/diag/trigger.c) */
-/* Prints every coroutine but self as Go tracebacks: the shut-down report (src/diag/trigger.c). */
-void tt__report_leftovers(int fd, tt__coro *self);
+/* src/diag/trigger.c: the crash handlers (installed by tt__signals_install); SIGQUIT's dump
+ * thread; the stacks printed by a fatal error (the caller's) and a stack overflow (from the
+ * fault's context uc, or without it when the stack was found past its end at a switch); the
+ * shut-down report (every coroutine but self, as Go tracebacks). */
+int tt__crash_install(void);
+int tt__dumper_start(void);
 void tt__dumper_stop(void);
+void tt__fatal_dump(int fd);
+void tt__overflow_trace(int fd, tt__coro *co, const void *uc);
+void tt__report_leftovers(int fd, tt__coro *self);
 int tt__altstack_setup(tt__worker *w);
 void tt__altstack_teardown(tt__worker *w);
 /* Async-signal-safe writing. */

@@ -154,6 +154,19 @@ static void seed_stop(void) {
 
 /* ---- debug=2 ------------------------------------------------------------------------------ */
 
+/* Coroutine id's block holds its header and top frame (head), the program's frame (frame) and
+ * the line the body recorded before it parked (with DWARF). */
+static void expect_block(const char *out, tt_id id, const char *head, const char *frame, int line) {
+  char *b = block_of(out, id);
+  ASSERT(b != NULL);
+  ASSERT_CONTAINS(b, head);
+  ASSERT_CONTAINS(b, frame);
+  char want[128];
+  snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", line);
+  ASSERT_FILE_LINE(b, want);
+  free(b);
+}
+
 static int traces_body(void *arg) {
   (void)arg;
   seed s;
@@ -183,30 +196,13 @@ static int traces_body(void *arg) {
   ASSERT(strstr(b, "tt__coro_entry") == NULL);
   free(b);
 
-  b = block_of(out, s.mutex);
-  ASSERT(b != NULL);
-  ASSERT_CONTAINS(b, "[sync.Mutex.Lock]:\ntt_mutex_lock(...)\n\t");
-  ASSERT_CONTAINS(b, "dump_leak_mutex(...)\n\t");
-  snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_mutex);
-  ASSERT_FILE_LINE(b, want);
-  free(b);
-
-  b = block_of(out, s.loop);
-  ASSERT(b != NULL);
-  ASSERT_CONTAINS(b, "[sleep]:\ntt_sleep(...)\n\t");
-  snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_loop);
-  ASSERT_FILE_LINE(b, want);
-  free(b);
-
-  for (int i = 0; i < 3; i++) {
-    b = block_of(out, s.select[i]);
-    ASSERT(b != NULL);
-    ASSERT_CONTAINS(b, "[select]:\ntt_select(...)\n\t");
-    ASSERT_CONTAINS(b, "dump_select(...)\n\t");
-    snprintf(want, sizeof want, "tests/dump_bodies.c:%d +0x", dump_line_select);
-    ASSERT_FILE_LINE(b, want);
-    free(b);
-  }
+  expect_block(out, s.mutex, "[sync.Mutex.Lock]:\ntt_mutex_lock(...)\n\t",
+               "dump_leak_mutex(...)\n\t", dump_line_mutex);
+  expect_block(out, s.loop, "[sleep]:\ntt_sleep(...)\n\t", "dump_leak_loop(...)\n\t",
+               dump_line_loop);
+  for (int i = 0; i < 3; i++)
+    expect_block(out, s.select[i], "[select]:\ntt_select(...)\n\t", "dump_select(...)\n\t",
+                 dump_line_select);
   /* Blocks are separated by one blank line, and the dump ends with a newline. */
   ASSERT(strstr(out, "\n\n\n") == NULL);
   ASSERT(out[len - 1] == '\n' && out[len - 2] != '\n');

@@ -269,14 +269,12 @@ static inline void prefetch_stack(const tt__coro *co) {
 
 void tt__registry_walk_frozen(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
                               void *arg) {
-  tt__registry_walk_frozen_range(fn, arg, 0, UINT32_MAX, false);
+  tt__registry_walk_frozen_range(fn, arg, 0, 1, false);
 }
 
 void tt__registry_walk_frozen_range(void (*fn)(tt__coro *co, uint32_t state, bool held, void *arg),
                                     void *arg, uint32_t first, uint32_t stride, bool stacks) {
   uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_acquire);
-  if (stride == UINT32_MAX)
-    stride = 1;
   for (uint32_t i = first; i < n; i += stride) {
     tt__coro *chunk = tt__rt.chunks[i];
     uint8_t took[CHUNK];

@@ -114,9 +114,6 @@ void tt__list_coroutines(int fd) {
  * reports never interleave. */
 static _Atomic int dying;
 
-void tt__fatal_dump(int fd);
-void tt__overflow_trace(int fd, tt__coro *co, const void *uc);
-
 static void die_once(void) {
   if (atomic_exchange_explicit(&dying, 1, memory_order_acq_rel))
     for (;;)
@@ -172,8 +169,6 @@ void tt__stack_overflow(tt__coro *co, const void *fault, const void *uc) {
 }
 
 /* ---- Signals --------------------------------------------------------------------------------- */
-
-int tt__crash_install(void);
 
 int tt__signals_install(void) {
   /* Installed once per process and left in place: later runs reuse it, and a handler installed

@@ -16,7 +16,14 @@ void tt__coro_entry(void);
 
 /* ---- Frames ------------------------------------------------------------------------------- */
 
-void tt__frame_get(uintptr_t pc, tt__frame *f) {
+/* A stored pc (return-address-like) and what is there: its inline chain, innermost first. */
+typedef struct frame {
+  uintptr_t pc;
+  tt__sym sym[8];
+  int nsym; /* at least 1 */
+} frame;
+
+static void frame_get(uintptr_t pc, frame *f) {
   f->pc = pc;
   f->nsym = tt__symbolize(pc - 1, f->sym, (int)(sizeof f->sym / sizeof f->sym[0]));
   if (f->nsym < 1) {
@@ -25,7 +32,8 @@ void tt__frame_get(uintptr_t pc, tt__frame *f) {
   }
 }
 
-bool tt__file_parsable(const char *file) {
+/* Whether panicparse accepts a file name: it wants ".c", ".go", ".s" (or "??"). */
+static bool file_parsable(const char *file) {
   if (file == NULL)
     return false;
   size_t n = strlen(file);
@@ -62,7 +70,7 @@ static void src_init(void) {
 #define FK_PUBLIC 2   /* a tether API function */
 #define FK_ENTRY 3    /* the coroutine trampoline at every stack's bottom */
 
-static int frame_kind(const tt__frame *f) {
+static int frame_kind(const frame *f) {
   const tt__sym *s = &f->sym[f->nsym - 1];
   if (s->entry && s->entry == (uintptr_t)&tt__coro_entry)
     return FK_ENTRY;
@@ -78,65 +86,83 @@ static int frame_kind(const tt__frame *f) {
   return FK_INTERNAL;
 }
 
-/* Per-writer memo of frame kinds, by pc. */
-typedef struct kind_memo {
-  uintptr_t *pc;
-  uint8_t *kind;
+/* A writer's memo: an open-addressing map from a nonzero word (a pc, a stack record's address)
+ * to a word (a frame kind, a rendered text), so that what depends on one pc or one stack is
+ * worked out once per dump. */
+typedef struct memo {
+  uintptr_t *key, *val;
   size_t n, cap;
-} kind_memo;
+} memo;
 
-static int kind_of(kind_memo *m, uintptr_t pc) {
-  if (m == NULL) {
-    tt__frame f;
-    tt__frame_get(pc, &f);
-    return frame_kind(&f);
-  }
-  if ((m->n + 1) * 2 > m->cap) {
-    size_t ncap = m->cap ? m->cap * 2 : 1024;
-    uintptr_t *npc = calloc(ncap, sizeof *npc);
-    uint8_t *nk = calloc(ncap, 1);
-    if (npc == NULL || nk == NULL) {
-      free(npc);
-      free(nk);
-      return kind_of(NULL, pc);
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-      if (m->pc[i] == 0)
-        continue;
-      size_t j = (m->pc[i] * 0x9e3779b97f4a7c15ull >> 20) & (ncap - 1);
-      while (npc[j])
-        j = (j + 1) & (ncap - 1);
-      npc[j] = m->pc[i];
-      nk[j] = m->kind[i];
-    }
-    free(m->pc);
-    free(m->kind);
-    m->pc = npc;
-    m->kind = nk;
-    m->cap = ncap;
-  }
-  size_t j = (pc * 0x9e3779b97f4a7c15ull >> 20) & (m->cap - 1);
-  for (; m->pc[j]; j = (j + 1) & (m->cap - 1))
-    if (m->pc[j] == pc)
-      return m->kind[j];
-  tt__frame f;
-  tt__frame_get(pc, &f);
-  m->pc[j] = pc;
-  m->kind[j] = (uint8_t)frame_kind(&f);
-  m->n++;
-  return m->kind[j];
+static size_t memo_slot(const memo *m, uintptr_t key) {
+  size_t j = (key * 0x9e3779b97f4a7c15ull >> 20) & (m->cap - 1);
+  while (m->key[j] && m->key[j] != key)
+    j = (j + 1) & (m->cap - 1);
+  return j;
 }
 
-static void memo_free(kind_memo *m) {
-  free(m->pc);
-  free(m->kind);
+static bool memo_get(const memo *m, uintptr_t key, uintptr_t *val) {
+  if (m->cap == 0)
+    return false;
+  size_t j = memo_slot(m, key);
+  *val = m->val[j];
+  return m->key[j] != 0;
+}
+
+/* Adds key (not yet there); false when out of memory (then nothing is remembered). */
+static bool memo_put(memo *m, uintptr_t key, uintptr_t val) {
+  if ((m->n + 1) * 2 > m->cap) {
+    memo g = {calloc(m->cap ? m->cap * 2 : 1024, sizeof(uintptr_t)),
+              calloc(m->cap ? m->cap * 2 : 1024, sizeof(uintptr_t)), m->n,
+              m->cap ? m->cap * 2 : 1024};
+    if (g.key == NULL || g.val == NULL) {
+      free(g.key);
+      free(g.val);
+      return false;
+    }
+    for (size_t i = 0; i < m->cap; i++)
+      if (m->key[i]) {
+        size_t j = memo_slot(&g, m->key[i]);
+        g.key[j] = m->key[i];
+        g.val[j] = m->val[i];
+      }
+    free(m->key);
+    free(m->val);
+    *m = g;
+  }
+  size_t j = memo_slot(m, key);
+  m->key[j] = key;
+  m->val[j] = val;
+  m->n++;
+  return true;
+}
+
+/* Frees the map, and with it the rendered texts it holds when texts is set. */
+static void memo_free(memo *m, bool texts) {
+  for (size_t i = 0; texts && i < m->cap; i++)
+    if (m->key[i])
+      free((void *)m->val[i]);
+  free(m->key);
+  free(m->val);
+}
+
+/* A frame kind, through the memo (NULL: none, a crash report's one-off). */
+static int kind_of(memo *m, uintptr_t pc) {
+  uintptr_t k;
+  if (m && memo_get(m, pc, &k))
+    return (int)k;
+  frame f;
+  frame_get(pc, &f);
+  int kind = frame_kind(&f);
+  if (m)
+    memo_put(m, pc, (uintptr_t)kind);
+  return kind;
 }
 
 /* The visible frames of a stack: tether's internal frames at the top are hidden up to the
  * outermost public call among them (the call the coroutine waits in); the trampoline at the
  * bottom is hidden. TT_TRACEBACK=system shows everything. */
-static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *last) {
-  size_t n = stk->n;
+static void visible(const uintptr_t *pcs, size_t n, memo *m, size_t *first, size_t *last) {
   *first = 0;
   *last = n;
   if (tt__rt.traceback >= TT__TB_SYSTEM || n == 0)
@@ -146,7 +172,7 @@ static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *las
     /* Which frames are tether's is known from their files: hide the run at the top. */
     size_t r = 0, pub = SIZE_MAX;
     for (; r < n; r++) {
-      int k = kind_of(m, stk->pcs[r]);
+      int k = kind_of(m, pcs[r]);
       if (k == FK_USER)
         break;
       if (k == FK_PUBLIC)
@@ -161,11 +187,11 @@ static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *las
      * prefix: everything above the first public call is its (nothing of the program's runs
      * above a tether call the coroutine waits in), and the public calls under it too. */
     size_t p = 0;
-    while (p < n && p < 64 && kind_of(m, stk->pcs[p]) != FK_PUBLIC)
+    while (p < n && p < 64 && kind_of(m, pcs[p]) != FK_PUBLIC)
       p++;
     if (p < n && p < 64) {
       for (size_t j = p + 1; j < n; j++) {
-        int k = kind_of(m, stk->pcs[j]);
+        int k = kind_of(m, pcs[j]);
         if (k == FK_PUBLIC)
           p = j;
         else if (k != FK_INTERNAL)
@@ -173,7 +199,7 @@ static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *las
       }
       *first = p;
     } else {
-      while (*first < n && kind_of(m, stk->pcs[*first]) == FK_INTERNAL)
+      while (*first < n && kind_of(m, pcs[*first]) == FK_INTERNAL)
         (*first)++;
       if (*first == n)
         *first = 0;
@@ -182,23 +208,19 @@ static void visible(const tt__stk *stk, kind_memo *m, size_t *first, size_t *las
   /* At the bottom: the trampoline, and tether's frames below the program's last one (the run's
    * own entry under coroutine 1), as Go hides runtime.main and goexit. */
   size_t u = n;
-  while (u > *first && kind_of(m, stk->pcs[u - 1]) != FK_USER)
+  while (u > *first && kind_of(m, pcs[u - 1]) != FK_USER)
     u--;
-  if (u > *first && kind_of(m, stk->pcs[u - 1]) == FK_USER)
+  if (u > *first && kind_of(m, pcs[u - 1]) == FK_USER)
     *last = u;
-  else if (*last > *first + 1 && kind_of(m, stk->pcs[*last - 1]) == FK_ENTRY)
+  else if (*last > *first + 1 && kind_of(m, pcs[*last - 1]) == FK_ENTRY)
     (*last)--;
-}
-
-void tt__frames_visible(const tt__stk *stk, size_t *first, size_t *last) {
-  visible(stk, NULL, first, last);
 }
 
 /* ---- debug=2: tracebacks ------------------------------------------------------------------ */
 
 static void put_file_line(tt__sink *k, const tt__sym *s) {
   tt__sink_str(k, "\t");
-  tt__sink_str(k, tt__file_parsable(s->file) ? s->file : "??");
+  tt__sink_str(k, file_parsable(s->file) ? s->file : "??");
   tt__sink_str(k, ":");
   tt__sink_u64(k, s->file ? (uint64_t)(s->line > 0 ? s->line : 0) : 0);
 }
@@ -218,14 +240,14 @@ static void put_func(tt__sink *k, const tt__sym *s, uintptr_t addr) {
 
 /* The first inline entry of f to show: a public tether call's own internals (what it inlined)
  * are hidden with the rest of tether's internal frames. */
-static int first_sym(const tt__frame *f, bool boundary) {
+static int first_sym(const frame *f, bool boundary) {
   if (!boundary || tt__rt.traceback >= TT__TB_SYSTEM || frame_kind(f) != FK_PUBLIC)
     return 0;
   return f->nsym - 1;
 }
 
 /* One frame, Go's way: "f(...)\n\tfile:line +0xoff\n", inlined calls first without offsets. */
-static void put_frame(tt__sink *k, const tt__frame *f, bool boundary) {
+static void put_frame(tt__sink *k, const frame *f, bool boundary) {
   uintptr_t addr = f->pc - 1;
   for (int i = first_sym(f, boundary); i < f->nsym; i++) {
     const tt__sym *s = &f->sym[i];
@@ -240,17 +262,17 @@ static void put_frame(tt__sink *k, const tt__frame *f, bool boundary) {
   }
 }
 
-static void put_stack(tt__sink *k, const tt__stk *stk, kind_memo *m) {
+static void put_stack(tt__sink *k, const tt__stk *stk, memo *m) {
   size_t first, last;
-  visible(stk, m, &first, &last);
+  visible(stk->pcs, stk->n, m, &first, &last);
   for (size_t i = first; i < last; i++) {
     if (stk->depth > stk->n && i == TT_STACK_KEEP / 2) {
       tt__sink_str(k, "...");
       tt__sink_u64(k, stk->depth - stk->n);
       tt__sink_str(k, " frames elided...\n");
     }
-    tt__frame f;
-    tt__frame_get(stk->pcs[i], &f);
+    frame f;
+    frame_get(stk->pcs[i], &f);
     put_frame(k, &f, i == first);
   }
 }
@@ -259,8 +281,8 @@ static void put_stack(tt__sink *k, const tt__stk *stk, kind_memo *m) {
 static void put_created(tt__sink *k, void *pc, tt_id parent) {
   if (pc == NULL)
     return;
-  tt__frame f;
-  tt__frame_get((uintptr_t)pc, &f);
+  frame f;
+  frame_get((uintptr_t)pc, &f);
   const tt__sym *s = &f.sym[0], *real = &f.sym[f.nsym - 1];
   tt__sink_str(k, "created by ");
   put_func(k, s, (uintptr_t)pc - 1);
@@ -276,29 +298,23 @@ static void put_created(tt__sink *k, void *pc, tt_id parent) {
 }
 
 /* Go's ancestor tracebacks (GODEBUG=tracebackancestors): the spawner's stack at the spawn. */
-static void put_ancestry(tt__sink *k, const tt__ancestry *a, kind_memo *m) {
+static void put_ancestry(tt__sink *k, const tt__ancestry *a, memo *m) {
   for (int level = 0; a && level < tt__rt.creationstack; a = a->up, level++) {
     tt__sink_str(k, "[originating from goroutine ");
     tt__sink_u64(k, a->goid);
     tt__sink_str(k, "]:\n");
-    tt__stk *stk = malloc(sizeof *stk + a->npcs * sizeof(uintptr_t));
-    if (stk == NULL)
-      return;
     /* From the spawning function down: the spawn call itself (tt_go) is left out too, as Go's
      * ancestor tracebacks start at the function with the go statement. */
-    stk->n = stk->depth = a->npcs;
-    memcpy(stk->pcs, a->pcs, a->npcs * sizeof(uintptr_t));
     size_t first, last;
-    visible(stk, m, &first, &last);
+    visible(a->pcs, a->npcs, m, &first, &last);
     if (tt__rt.traceback < TT__TB_SYSTEM && first + 1 < last &&
-        kind_of(m, stk->pcs[first]) == FK_PUBLIC)
+        kind_of(m, a->pcs[first]) == FK_PUBLIC)
       first++;
     for (size_t i = first; i < last; i++) {
-      tt__frame f;
-      tt__frame_get(stk->pcs[i], &f);
+      frame f;
+      frame_get(a->pcs[i], &f);
       put_frame(k, &f, false);
     }
-    free(stk);
     if (a->goid != 1)
       put_created(k, a->gopc, a->gparent);
   }
@@ -323,11 +339,13 @@ static void put_header(tt__sink *k, const tt_snapshot *s, const tt__snap_entry *
   tt__sink_str(k, "]:\n");
 }
 
-static void put_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k, kind_memo *m,
+static void put_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k, memo *m,
                     const char *stack_text, size_t stack_len) {
   put_header(k, s, e);
   if (e->stack_status == TT_STACK_UNAVAILABLE)
     tt__sink_str(k, "\tgoroutine running on other thread; stack unavailable\n");
+  else if (e->stack_status == TT__STACK_PAST_END)
+    tt__sink_str(k, "\tstack past its end; not walked\n");
   else if (stack_text)
     tt__sink_write(k, stack_text, stack_len);
   else if (e->stack)
@@ -338,154 +356,122 @@ static void put_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k, 
   put_ancestry(k, e->extra ? e->extra->ancestry : NULL, m);
 }
 
-void tt__write_stack(const tt__stk *stk, tt__sink *k) { put_stack(k, stk, NULL); }
-
 void tt__write_trace_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k) {
   put_one(s, e, k, NULL, NULL, 0);
 }
 
-/* Rendered texts keyed by a pointer (a stack record, a creation pc). */
-typedef struct text_memo {
-  const void **key;
-  char **text;
-  size_t *len;
-  size_t n, cap;
-} text_memo;
+/* A text rendered once per stack record and copied for every coroutine that has it (held in a
+ * memo from the record's address). */
+typedef struct rendered {
+  size_t len;
+  char text[];
+} rendered;
 
-static bool text_get(text_memo *t, const void *key, char **text, size_t *len) {
-  if (t->cap == 0)
-    return false;
-  size_t j = ((uintptr_t)key * 0x9e3779b97f4a7c15ull >> 20) & (t->cap - 1);
-  for (; t->key[j]; j = (j + 1) & (t->cap - 1))
-    if (t->key[j] == key) {
-      *text = t->text[j];
-      *len = t->len[j];
-      return true;
+/* The memo's text for stk, rendered by put(k, stk, m) the first time; NULL when out of memory. */
+static const rendered *render(memo *texts, const tt__stk *stk, memo *m,
+                              void (*put)(tt__sink *, const tt__stk *, memo *)) {
+  uintptr_t v;
+  if (memo_get(texts, (uintptr_t)stk, &v))
+    return (const rendered *)v;
+  tt__sink r;
+  tt__sink_mem(&r);
+  put(&r, stk, m);
+  char *text;
+  size_t len;
+  if (tt__sink_take(&r, &text, &len) != 0)
+    return NULL;
+  rendered *t = malloc(sizeof *t + len);
+  if (t != NULL) {
+    t->len = len;
+    memcpy(t->text, text, len);
+    if (!memo_put(texts, (uintptr_t)stk, (uintptr_t)t)) {
+      free(t);
+      t = NULL;
     }
-  return false;
-}
-
-static void text_put(text_memo *t, const void *key, char *text, size_t len) {
-  if ((t->n + 1) * 2 > t->cap) {
-    size_t ncap = t->cap ? t->cap * 2 : 256;
-    const void **nk = calloc(ncap, sizeof *nk);
-    char **nt = calloc(ncap, sizeof *nt);
-    size_t *nl = calloc(ncap, sizeof *nl);
-    if (nk == NULL || nt == NULL || nl == NULL) {
-      free(nk);
-      free(nt);
-      free(nl);
-      free(text);
-      return;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-      if (t->key[i] == NULL)
-        continue;
-      size_t j = ((uintptr_t)t->key[i] * 0x9e3779b97f4a7c15ull >> 20) & (ncap - 1);
-      while (nk[j])
-        j = (j + 1) & (ncap - 1);
-      nk[j] = t->key[i];
-      nt[j] = t->text[i];
-      nl[j] = t->len[i];
-    }
-    free(t->key);
-    free(t->text);
-    free(t->len);
-    t->key = nk;
-    t->text = nt;
-    t->len = nl;
-    t->cap = ncap;
   }
-  size_t j = ((uintptr_t)key * 0x9e3779b97f4a7c15ull >> 20) & (t->cap - 1);
-  while (t->key[j])
-    j = (j + 1) & (t->cap - 1);
-  t->key[j] = key;
-  t->text[j] = text;
-  t->len[j] = len;
-  t->n++;
-}
-
-static void text_free(text_memo *t) {
-  for (size_t i = 0; i < t->cap; i++)
-    if (t->key[i])
-      free(t->text[i]);
-  free(t->key);
-  free(t->text);
-  free(t->len);
+  free(text);
+  return t;
 }
 
 int tt__write_traces(const tt_snapshot *s, tt__sink *k) {
   int err = tt__snap_sort(s);
   if (err)
     return err;
-  kind_memo m = {0};
-  text_memo stacks = {0};
+  memo m = {0}, texts = {0};
   for (size_t i = 0; i < s->n && !k->err; i++) {
     const tt__snap_entry *e = tt__snap_at(s, i);
     if (i > 0)
       tt__sink_str(k, "\n");
-    char *text = NULL;
-    size_t len = 0;
-    if (e->stack && e->stack_status != TT_STACK_UNAVAILABLE &&
-        !text_get(&stacks, e->stack, &text, &len)) {
-      tt__sink r;
-      tt__sink_mem(&r);
-      put_stack(&r, e->stack, &m);
-      if (tt__sink_take(&r, &text, &len) == 0)
-        text_put(&stacks, e->stack, text, len);
-      else
-        text = NULL;
-    }
-    put_one(s, e, k, &m, text, len);
+    const rendered *t = e->stack && e->stack_status != TT_STACK_UNAVAILABLE
+                            ? render(&texts, e->stack, &m, put_stack)
+                            : NULL;
+    put_one(s, e, k, &m, t ? t->text : NULL, t ? t->len : 0);
   }
-  text_free(&stacks);
-  memo_free(&m);
+  memo_free(&texts, true);
+  memo_free(&m, false);
   return k->err;
 }
 
 /* ---- debug=1: counts ---------------------------------------------------------------------- */
 
+/* Coroutines grouped by what a format aggregates: the first coroutine of a group and how many
+ * there are. */
 typedef struct group {
-  const tt__stk *stk;
-  const tt__labels *labels;
+  const tt__snap_entry *e;
   int64_t count;
-  char *key; /* "@ 0x... 0x..." and the labels line: Go's sort key */
+  char *key; /* debug=1: "@ 0x... 0x..." and the labels line, Go's sort key */
 } group;
 
-/* Groups s's coroutines by (stack, label set). */
-static group *group_by(const tt_snapshot *s, size_t *ng) {
-  size_t cap = 64, n = 0;
+/* What a format groups by: debug=1 by stack and label set, pprof also by state, wait reason
+ * and name (its labels). A hash and an equality that agree. */
+typedef struct grouping {
+  uint64_t (*hash)(const tt__snap_entry *e);
+  bool (*same)(const tt__snap_entry *a, const tt__snap_entry *b);
+} grouping;
+
+static uint64_t hash_counts(const tt__snap_entry *e) {
+  return ((uintptr_t)e->stack * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)e->labels * 31);
+}
+
+static bool same_counts(const tt__snap_entry *a, const tt__snap_entry *b) {
+  return a->stack == b->stack && a->labels == b->labels;
+}
+
+static uint64_t hash_sample(const tt__snap_entry *e) {
+  return hash_counts(e) ^ ((uint64_t)e->state << 40) ^ ((uint64_t)e->reason << 48) ^
+         (uintptr_t)e->name * 0xff51afd7ed558ccdull;
+}
+
+static bool same_sample(const tt__snap_entry *a, const tt__snap_entry *b) {
+  return same_counts(a, b) && a->state == b->state && a->reason == b->reason && a->name == b->name;
+}
+
+static const grouping by_counts = {hash_counts, same_counts};
+static const grouping by_sample = {hash_sample, same_sample};
+
+/* Groups s's coroutines, in a table sized for the worst case (every coroutine alone); returns
+ * the groups, compacted to the front (*ng of them), or NULL when out of memory. */
+static group *group_by(const tt_snapshot *s, const grouping *by, size_t *ng) {
+  size_t cap = 64;
   while (cap < s->n * 2 + 64 && cap < ((size_t)1 << 30))
     cap *= 2;
-  /* Bounded by the distinct (stack, labels) pairs, far fewer than coroutines in practice; the
-   * table is sized for the worst case. */
   group *tab = calloc(cap, sizeof *tab);
   if (tab == NULL)
     return NULL;
   for (size_t i = 0; i < s->n; i++) {
     const tt__snap_entry *e = tt__snap_at(s, i);
-    uint64_t h = ((uintptr_t)e->stack * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)e->labels * 31);
-    size_t j = (h >> 17) & (cap - 1);
-    for (;; j = (j + 1) & (cap - 1)) {
-      if (tab[j].count == 0) {
-        tab[j].stk = e->stack;
-        tab[j].labels = e->labels;
-        tab[j].count = 1;
-        n++;
-        break;
-      }
-      if (tab[j].stk == e->stack && tab[j].labels == e->labels) {
-        tab[j].count++;
-        break;
-      }
-    }
+    size_t j = (by->hash(e) >> 17) & (cap - 1);
+    while (tab[j].e != NULL && !by->same(tab[j].e, e))
+      j = (j + 1) & (cap - 1);
+    if (tab[j].e == NULL)
+      tab[j].e = e;
+    tab[j].count++;
   }
-  size_t k = 0;
+  size_t n = 0;
   for (size_t j = 0; j < cap; j++)
-    if (tab[j].count)
-      tab[k++] = tab[j];
-  *ng = k;
-  (void)n;
+    if (tab[j].e)
+      tab[n++] = tab[j];
+  *ng = n;
   return tab;
 }
 
@@ -587,14 +573,14 @@ static void put_hash_lines(tt__sink *k, hash_line *v, size_t n) {
   }
 }
 
-static void put_record_frames(tt__sink *k, const tt__stk *stk, kind_memo *m) {
+static void put_record_frames(tt__sink *k, const tt__stk *stk, memo *m) {
   size_t first, last;
-  visible(stk, m, &first, &last);
+  visible(stk->pcs, stk->n, m, &first, &last);
   size_t cap = 0, n = 0;
   hash_line *v = NULL;
   for (size_t i = first; i < last; i++) {
-    tt__frame f;
-    tt__frame_get(stk->pcs[i], &f);
+    frame f;
+    frame_get(stk->pcs[i], &f);
     for (int j = first_sym(&f, i == first); j < f.nsym; j++) {
       if (n == cap) {
         cap = cap ? cap * 2 : 32;
@@ -640,26 +626,26 @@ out:
 
 int tt__write_counts(const tt_snapshot *s, tt__sink *k) {
   size_t ng = 0;
-  group *g = group_by(s, &ng);
+  group *g = group_by(s, &by_counts, &ng);
   if (g == NULL)
     return TT_ENOMEM;
   for (size_t i = 0; i < ng; i++) {
     tt__sink t;
     tt__sink_mem(&t);
     tt__sink_str(&t, "@");
-    for (uint32_t j = 0; g[i].stk && j < g[i].stk->n; j++) {
+    for (uint32_t j = 0; g[i].e->stack && j < g[i].e->stack->n; j++) {
       tt__sink_str(&t, " ");
-      tt__sink_hex(&t, g[i].stk->pcs[j]);
+      tt__sink_hex(&t, g[i].e->stack->pcs[j]);
     }
-    if (g[i].labels) {
+    if (g[i].e->labels) {
       tt__sink_str(&t, "\n# labels: ");
-      put_labels_go(&t, g[i].labels);
+      put_labels_go(&t, g[i].e->labels);
     }
     if (tt__sink_take(&t, &g[i].key, NULL) != 0)
       g[i].key = NULL;
   }
   qsort(g, ng, sizeof *g, cmp_group);
-  kind_memo m = {0};
+  memo m = {0};
   tt__sink_str(k, "goroutine profile: total ");
   tt__sink_u64(k, s->n);
   tt__sink_str(k, "\n");
@@ -668,62 +654,29 @@ int tt__write_counts(const tt_snapshot *s, tt__sink *k) {
     tt__sink_str(k, " ");
     tt__sink_str(k, g[i].key ? g[i].key : "@");
     tt__sink_str(k, "\n");
-    if (g[i].stk)
-      put_record_frames(k, g[i].stk, &m);
+    if (g[i].e->stack)
+      put_record_frames(k, g[i].e->stack, &m);
     tt__sink_str(k, "\n");
   }
   for (size_t i = 0; i < ng; i++)
     free(g[i].key);
   free(g);
-  memo_free(&m);
+  memo_free(&m, false);
   return k->err;
 }
 
 /* ---- pprof -------------------------------------------------------------------------------- */
 
-/* Samples: one per distinct (stack, labels, state, wait reason, name). */
-typedef struct pgroup {
-  const tt__snap_entry *e; /* the first coroutine of the group */
-  int64_t count;
-} pgroup;
-
-static bool same_sample(const tt__snap_entry *a, const tt__snap_entry *b) {
-  return a->stack == b->stack && a->labels == b->labels && a->state == b->state &&
-         a->reason == b->reason && a->name == b->name;
-}
-
 int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
-  size_t cap = 64;
-  while (cap < s->n * 2 + 64 && cap < ((size_t)1 << 30))
-    cap *= 2;
-  pgroup *tab = calloc(cap, sizeof *tab);
+  /* Samples: one per distinct (stack, labels, state, wait reason, name). */
+  size_t ng = 0;
+  group *tab = group_by(s, &by_sample, &ng);
   if (tab == NULL)
     return TT_ENOMEM;
-  size_t ng = 0;
-  for (size_t i = 0; i < s->n; i++) {
-    const tt__snap_entry *e = tt__snap_at(s, i);
-    uint64_t h = (uintptr_t)e->stack * 0x9e3779b97f4a7c15ull;
-    h ^= ((uintptr_t)e->labels * 31) ^ ((uint64_t)e->state << 40) ^ ((uint64_t)e->reason << 48);
-    h ^= (uintptr_t)e->name * 0xff51afd7ed558ccdull;
-    size_t j = (h >> 17) & (cap - 1);
-    for (;; j = (j + 1) & (cap - 1)) {
-      if (tab[j].e == NULL) {
-        tab[j].e = e;
-        tab[j].count = 1;
-        ng++;
-        break;
-      }
-      if (same_sample(tab[j].e, e)) {
-        tab[j].count++;
-        break;
-      }
-    }
-  }
   tt__pp_sample *samples = calloc(ng ? ng : 1, sizeof *samples);
   size_t nl = 0;
-  for (size_t j = 0; j < cap; j++)
-    if (tab[j].e)
-      nl += 3 + (tab[j].e->labels ? tab[j].e->labels->n : 0);
+  for (size_t j = 0; j < ng; j++)
+    nl += 3 + (tab[j].e->labels ? tab[j].e->labels->n : 0);
   tt__pp_label *labels = calloc(nl ? nl : 1, sizeof *labels);
   if (samples == NULL || labels == NULL) {
     free(tab);
@@ -732,10 +685,8 @@ int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
     return TT_ENOMEM;
   }
   size_t ns = 0, li = 0;
-  for (size_t j = 0; j < cap; j++) {
+  for (size_t j = 0; j < ng; j++) {
     const tt__snap_entry *e = tab[j].e;
-    if (e == NULL)
-      continue;
     tt__pp_sample *sm = &samples[ns++];
     sm->pcs = e->stack ? e->stack->pcs : NULL;
     sm->npcs = e->stack ? e->stack->n : 0;
@@ -817,15 +768,13 @@ static void json_ptr(tt__sink *k, const void *p) {
 }
 
 /* A stack as an array of frames (inline chains flattened, innermost first). */
-static void json_stack(tt__sink *k, const uintptr_t *pcs, size_t n, size_t first, size_t last,
-                       kind_memo *m) {
+static void json_stack(tt__sink *k, const uintptr_t *pcs, size_t n, size_t first, size_t last) {
   tt__sink_str(k, "[");
   bool any = false;
   for (size_t i = 0; i < n; i++) {
-    tt__frame f;
-    tt__frame_get(pcs[i], &f);
+    frame f;
+    frame_get(pcs[i], &f);
     bool hidden = i < first || i >= last;
-    (void)m;
     for (int j = 0; j < f.nsym; j++) {
       const tt__sym *s = &f.sym[j];
       tt__sink_str(k, any ? ",{\"pc\":" : "{\"pc\":");
@@ -848,6 +797,13 @@ static void json_stack(tt__sink *k, const uintptr_t *pcs, size_t n, size_t first
   tt__sink_str(k, "]");
 }
 
+/* A coroutine's stack in JSON, its internal frames marked (rendered once per stack record). */
+static void json_coro_stack(tt__sink *k, const tt__stk *stk, memo *m) {
+  size_t first, last;
+  visible(stk->pcs, stk->n, m, &first, &last);
+  json_stack(k, stk->pcs, stk->n, first, last);
+}
+
 static const char *stack_status_string(int st) {
   switch (st) {
   case TT_STACK_NOT_STARTED:
@@ -862,7 +818,7 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
   int err = tt__snap_sort(s);
   if (err)
     return err;
-  kind_memo m = {0};
+  memo m = {0}, texts = {0};
   tt__sink_str(k, "{\"taken_ns\":");
   tt__sink_i64(k, s->taken);
   tt__sink_str(k, ",\"wall_ns\":");
@@ -922,7 +878,7 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
     tt__sink_str(k, ",\"created_at\":");
     if (e->create_pc) {
       uintptr_t pc = (uintptr_t)e->create_pc;
-      json_stack(k, &pc, 1, 0, 1, &m);
+      json_stack(k, &pc, 1, 0, 1);
     } else {
       tt__sink_str(k, "null");
     }
@@ -932,7 +888,7 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
       tt__sink_str(k, "{\"goroutine\":");
       tt__sink_u64(k, a->goid);
       tt__sink_str(k, ",\"stack\":");
-      json_stack(k, a->pcs, a->npcs, 0, a->npcs, &m);
+      json_stack(k, a->pcs, a->npcs, 0, a->npcs);
       tt__sink_str(k, "}");
     } else {
       tt__sink_str(k, "null");
@@ -942,16 +898,17 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
     tt__sink_str(k, ",\"stack_depth\":");
     tt__sink_u64(k, e->stack ? e->stack->depth : 0);
     tt__sink_str(k, ",\"stack\":");
-    if (e->stack) {
-      size_t first, last;
-      visible(e->stack, &m, &first, &last);
-      json_stack(k, e->stack->pcs, e->stack->n, first, last, &m);
-    } else {
+    const rendered *t = e->stack ? render(&texts, e->stack, &m, json_coro_stack) : NULL;
+    if (t)
+      tt__sink_write(k, t->text, t->len);
+    else if (e->stack)
+      json_coro_stack(k, e->stack, &m);
+    else
       tt__sink_str(k, "[]");
-    }
     tt__sink_str(k, "}");
   }
   tt__sink_str(k, "\n]}\n");
-  memo_free(&m);
+  memo_free(&texts, true);
+  memo_free(&m, false);
   return k->err;
 }

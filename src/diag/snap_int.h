@@ -17,6 +17,16 @@ typedef struct tt__stk {
   uintptr_t pcs[];
 } tt__stk;
 
+/* Room for a stack record on the stack (a crash report's, a stack being interned). */
+typedef union tt__stk_buf {
+  tt__stk stk;
+  char bytes[sizeof(tt__stk) + TT_STACK_KEEP * sizeof(uintptr_t)];
+} tt__stk_buf;
+
+/* Fills out (room for TT_STACK_KEEP pcs) from the depth pcs of a walk: all of them, or the
+ * innermost and outermost TT_STACK_KEEP / 2 when deeper (tt_coro_info.stack). */
+void tt__stk_keep(tt__stk *out, const uintptr_t *pcs, size_t depth);
+
 /* What few coroutines have: a blocked select's cases, a creation record. */
 typedef struct tt__snap_extra {
   const tt_select_case *cases; /* a copy of a blocked select's cases, or NULL */
@@ -37,7 +47,8 @@ typedef struct tt__snap_entry {
   const tt__snap_extra *extra; /* or NULL */
   uint32_t stack_size;
   int16_t worker;
-  uint8_t state, reason, daemon, stack_status;
+  uint8_t state, reason, daemon, stack_status; /* stack_status: TT_STACK_*, or: */
+#define TT__STACK_PAST_END 3                   /* (crash reports) an overflowed stack, not walked */
 } tt__snap_entry;
 
 struct tt_snapshot {
@@ -78,23 +89,6 @@ static inline const tt__snap_entry *tt__snap_at(const tt_snapshot *s, size_t i) 
  * formats that list coroutines one by one call it first. 0 or TT_ENOMEM. */
 int tt__snap_sort(const tt_snapshot *s);
 
-/* How a frame is presented. Tether's own internal frames (its scheduler, the switch, a blocking
- * call's internals) are hidden as Go hides its runtime's, except with TT_TRACEBACK=system; the
- * public call the coroutine waits in (tt_chan_recv, tt_mutex_lock) stays, as Go shows
- * sync.(*Mutex).Lock. */
-typedef struct tt__frame {
-  uintptr_t pc; /* as stored: return-address-like */
-  tt__sym sym[8];
-  int nsym; /* inline chain, innermost first; at least 1 */
-} tt__frame;
-
-/* Symbolizes pc (a stored, return-address-like value) into f. */
-void tt__frame_get(uintptr_t pc, tt__frame *f);
-/* Which of stk's kept frames to show: [*first, *last). */
-void tt__frames_visible(const tt__stk *stk, size_t *first, size_t *last);
-/* True for a file name panicparse accepts (".c", ".go", ".s"). */
-bool tt__file_parsable(const char *file);
-
 /* Takes a snapshot into *out (which the caller frees with tt_snapshot_free). In a crash or
  * signal context (crash = true) it skips capturing coroutines running on other workers. */
 int tt__snapshot_take(tt_snapshot **out, bool crash);
@@ -111,13 +105,6 @@ int tt__write_traces(const tt_snapshot *s, tt__sink *k);
 int tt__write_counts(const tt_snapshot *s, tt__sink *k);
 int tt__write_json(const tt_snapshot *s, tt__sink *k);
 int tt__write_pprof(const tt_snapshot *s, tt__sink *k);
-/* A stack's frames as debug=2 prints them. */
-void tt__write_stack(const tt__stk *stk, tt__sink *k);
-/* Crash reports (trigger.c). */
-int tt__crash_install(void);
-void tt__fatal_dump(int fd);
-int tt__dumper_start(void);
-void tt__dumper_stop(void);
 /* One coroutine's traceback (debug=2 form), for crash reports. */
 void tt__write_trace_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k);
 

@@ -77,18 +77,24 @@ static uint64_t stk_key(const void *p) { return ((const tt__stk *)p)->hash; }
 
 static const tt__stk *intern_kept(tt_snapshot *s, const uintptr_t *pcs, size_t n, size_t depth);
 
+void tt__stk_keep(tt__stk *out, const uintptr_t *pcs, size_t depth) {
+  out->depth = (uint32_t)depth;
+  if (depth <= TT_STACK_KEEP) {
+    out->n = (uint32_t)depth;
+    memcpy(out->pcs, pcs, depth * sizeof *pcs);
+    return;
+  }
+  out->n = TT_STACK_KEEP;
+  memcpy(out->pcs, pcs, TT_STACK_KEEP / 2 * sizeof *pcs);
+  memcpy(out->pcs + TT_STACK_KEEP / 2, pcs + depth - TT_STACK_KEEP / 2,
+         TT_STACK_KEEP / 2 * sizeof *pcs);
+}
+
 /* The interned record for pcs[0..depth) (depth frames walked, of which the buffer holds all). */
 static const tt__stk *intern_stack(tt_snapshot *s, const uintptr_t *pcs, size_t depth) {
-  uintptr_t keep[TT_STACK_KEEP];
-  size_t n = depth;
-  if (depth > TT_STACK_KEEP) {
-    memcpy(keep, pcs, TT_STACK_KEEP / 2 * sizeof *pcs);
-    memcpy(keep + TT_STACK_KEEP / 2, pcs + depth - TT_STACK_KEEP / 2,
-           TT_STACK_KEEP / 2 * sizeof *pcs);
-    pcs = keep;
-    n = TT_STACK_KEEP;
-  }
-  return intern_kept(s, pcs, n, depth);
+  tt__stk_buf k;
+  tt__stk_keep(&k.stk, pcs, depth);
+  return intern_kept(s, k.stk.pcs, k.stk.n, depth);
 }
 
 /* The interned record for the kept pcs[0..n) of a stack depth frames deep. */
@@ -283,6 +289,15 @@ static void fill(struct walk *wk, tt__snap_entry *e, tt__coro *co, uint32_t st) 
   }
 }
 
+/* Unwinds co, held still, from its saved context into wk->buf; returns the depth. */
+static size_t unwind_held(struct walk *wk, tt__coro *co) {
+  tt__uregs r;
+  tt__uregs_from_saved(&r, co->sp);
+  int n = tt__unwind(&r, (uintptr_t)co->stack_lo, (uintptr_t)co->stack_lo + co->stack_size, wk->buf,
+                     MAX_WALK);
+  return n > 0 ? (size_t)n : 0;
+}
+
 static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
   struct walk *wk = arg;
   tt_snapshot *s = wk->s;
@@ -311,19 +326,14 @@ static void walk_one(tt__coro *co, uint32_t st, bool held, void *arg) {
   if (e == NULL)
     return;
   fill(wk, e, co, st);
-  int n;
   if (co->sp == NULL) {
     /* Never ran: its start function, as Go shows an unstarted goroutine's. */
-    wk->buf[0] = (uintptr_t)co->fn + 1;
-    n = 1;
+    uintptr_t start = (uintptr_t)co->fn + 1;
+    e->stack = intern_stack(s, &start, 1);
     e->stack_status = TT_STACK_NOT_STARTED;
   } else {
-    tt__uregs r;
-    tt__uregs_from_saved(&r, co->sp);
-    n = tt__unwind(&r, (uintptr_t)co->stack_lo, (uintptr_t)co->stack_lo + co->stack_size, wk->buf,
-                   MAX_WALK);
+    e->stack = intern_stack(s, wk->buf, unwind_held(wk, co));
   }
-  e->stack = intern_stack(s, wk->buf, n > 0 ? (size_t)n : 0);
 }
 
 /* A coroutine that was running on another worker during the walk: captured by a signal if it
@@ -349,15 +359,10 @@ static void capture_one(struct walk *wk, tt__snap_entry *e, tt__coro *co, tt_id 
       return;
     uint32_t st;
     if (tt__coro_hold(co, &st)) {
-      bool same = co->id == id;
-      if (same) {
+      if (co->id == id) {
         fill(wk, e, co, st);
         e->stack_status = TT_STACK_OK;
-        tt__uregs r;
-        tt__uregs_from_saved(&r, co->sp);
-        n = tt__unwind(&r, (uintptr_t)co->stack_lo, (uintptr_t)co->stack_lo + co->stack_size,
-                       wk->buf, MAX_WALK);
-        e->stack = intern_stack(s, wk->buf, n > 0 ? (size_t)n : 0);
+        e->stack = intern_stack(s, wk->buf, unwind_held(wk, co));
       }
       tt__scan_release(co);
       return; /* read, or gone (exited: the entry stays as the walk saw it) */
@@ -420,82 +425,69 @@ static const tt__snap_entry *entry_k(const tt_snapshot *s, uint32_t k) {
   return k < s->nv ? &s->v[k] : &s->sub->v[k - s->nv];
 }
 
-static const tt_snapshot *cmp_snap; /* qsort's fallback has no argument; under sort_lock */
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+typedef struct id_key {
+  tt_id id;
+  uint32_t k; /* the entry's index (v, then sub->v) */
+} id_key;
 
-static int cmp_order(const void *x, const void *y) {
-  tt_id a = entry_k(cmp_snap, *(const uint32_t *)x)->id,
-        b = entry_k(cmp_snap, *(const uint32_t *)y)->id;
-  return a < b ? -1 : a > b;
+/* Sorts s's n entries by id into order: a radix sort of (id, index) pairs, 11 bits a pass over
+ * the id's significant bits (two passes for a run's first 4 million ids), then the caller first,
+ * as Go prints the dumping goroutine first. TT_ENOMEM without room for the pairs. */
+static int sort_into(const tt_snapshot *s, uint32_t *order, size_t n) {
+  id_key *a = malloc(2 * (n ? n : 1) * sizeof *a), *b = a + n;
+  if (a == NULL)
+    return TT_ENOMEM;
+  tt_id maxid = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    a[k] = (id_key){entry_k(s, k)->id, k};
+    maxid = a[k].id > maxid ? a[k].id : maxid;
+  }
+  id_key *base = a;
+  for (unsigned shift = 0; shift < 64 && maxid >> shift; shift += 11) {
+    size_t count[2049] = {0};
+    for (size_t i = 0; i < n; i++)
+      count[((a[i].id >> shift) & 2047) + 1]++;
+    for (size_t d = 0; d < 2048; d++)
+      count[d + 1] += count[d];
+    for (size_t i = 0; i < n; i++)
+      b[count[(a[i].id >> shift) & 2047]++] = a[i];
+    id_key *t = a;
+    a = b;
+    b = t;
+  }
+  size_t me = SIZE_MAX;
+  for (size_t i = 0; i < n; i++) {
+    order[i] = a[i].k;
+    if (s->self && a[i].id == s->self)
+      me = i;
+  }
+  free(base);
+  if (me != SIZE_MAX) {
+    uint32_t k = order[me];
+    memmove(order + 1, order, me * sizeof *order);
+    order[0] = k;
+  }
+  return 0;
 }
 
-/* Builds s's order: every entry by id (a radix sort of (id, index) keys), the caller first.
- * Only the formats and calls that show coroutines one by one need it (pprof and debug=1
- * aggregate), so it is built on first use; two threads writing one snapshot at once may both
- * build it, and the first to publish wins. Returns 0 or TT_ENOMEM. */
-static int sort_into(const tt_snapshot *s, uint32_t *order, size_t n);
-
+/* Builds s's order (by id, the caller first). Only the formats and calls that show coroutines
+ * one by one need it (pprof and debug=1 aggregate), so it is built on first use; two threads
+ * writing one snapshot at once may both build it, and the first to publish wins. */
 int tt__snap_sort(const tt_snapshot *cs) {
   tt_snapshot *s = (tt_snapshot *)cs;
   /* acquire: a published order's contents. */
   if (atomic_load_explicit(&s->order, memory_order_acquire) != NULL)
     return 0;
-  size_t n = s->n;
-  uint32_t *order = malloc((n ? n : 1) * sizeof *order);
-  if (order == NULL)
+  uint32_t *order = malloc((s->n ? s->n : 1) * sizeof *order);
+  if (order == NULL || sort_into(s, order, s->n) != 0) {
+    free(order);
     return TT_ENOMEM;
-  int r = sort_into(s, order, n);
+  }
   uint32_t *none = NULL;
   /* release: the contents before the pointer. */
   if (!atomic_compare_exchange_strong_explicit(&s->order, &none, order, memory_order_release,
                                                memory_order_acquire))
     free(order);
-  return r;
-}
-
-static int sort_into(const tt_snapshot *s, uint32_t *order, size_t n) {
-  uint64_t maxid = 0;
-  for (uint32_t k = 0; k < n; k++) {
-    order[k] = k;
-    tt_id id = entry_k(s, k)->id;
-    maxid = id > maxid ? id : maxid;
-  }
-  uint64_t *keys =
-      n < ((size_t)1 << 24) && maxid < ((uint64_t)1 << 40) ? malloc(2 * n * sizeof *keys) : NULL;
-  if (keys == NULL) {
-    pthread_mutex_lock(&sort_lock);
-    cmp_snap = s;
-    qsort(order, n, sizeof *order, cmp_order);
-    pthread_mutex_unlock(&sort_lock);
-  } else {
-    uint64_t *a = keys, *b = keys + n;
-    for (uint32_t k = 0; k < n; k++)
-      a[k] = (entry_k(s, k)->id << 24) | k;
-    for (unsigned shift = 24; shift < 64 && (maxid << 24) >> shift; shift += 11) {
-      size_t count[2049] = {0};
-      for (size_t i = 0; i < n; i++)
-        count[((a[i] >> shift) & 2047) + 1]++;
-      for (size_t d = 0; d < 2048; d++)
-        count[d + 1] += count[d];
-      for (size_t i = 0; i < n; i++)
-        b[count[(a[i] >> shift) & 2047]++] = a[i];
-      uint64_t *t = a;
-      a = b;
-      b = t;
-    }
-    for (size_t i = 0; i < n; i++)
-      order[i] = (uint32_t)(a[i] & 0xffffff);
-    free(keys);
-  }
-  /* The caller first, as Go prints the dumping goroutine first. */
-  for (size_t i = 0; i < n && s->self; i++) {
-    if (entry_k(s, order[i])->id == s->self) {
-      uint32_t me = order[i];
-      memmove(order + 1, order, i * sizeof *order);
-      order[0] = me;
-      break;
-    }
-  }
   return 0;
 }
 
@@ -583,8 +575,7 @@ int tt_snapshot_take(tt_snapshot **out) {
 
 size_t tt_snapshot_len(const tt_snapshot *s) { return s ? s->n : 0; }
 
-static void entry_info(const tt_snapshot *s, const tt__snap_entry *e, tt_coro_info *ci) {
-  (void)s;
+static void entry_info(const tt__snap_entry *e, tt_coro_info *ci) {
   memset(ci, 0, sizeof *ci);
   ci->id = e->id;
   ci->parent = e->parent;
@@ -624,19 +615,20 @@ int tt_snapshot_get(const tt_snapshot *s, size_t i, tt_coro_info *out) {
   int err = tt__snap_sort(s);
   if (err)
     return err;
-  entry_info(s, tt__snap_at(s, i), out);
+  entry_info(tt__snap_at(s, i), out);
   return 0;
 }
 
 size_t tt_snapshot_filter(tt_snapshot *s, int (*keep)(const tt_coro_info *, void *), void *arg) {
   if (s == NULL || keep == NULL || tt__snap_sort(s) != 0)
     return s ? s->n : 0;
+  uint32_t *order = atomic_load_explicit(&s->order, memory_order_relaxed); /* built above */
   size_t j = 0;
   for (size_t i = 0; i < s->n; i++) {
     tt_coro_info ci;
-    entry_info(s, tt__snap_at(s, i), &ci);
+    entry_info(tt__snap_at(s, i), &ci);
     if (keep(&ci, arg))
-      s->order[j++] = s->order[i]; /* only this thread looks at s meanwhile */
+      order[j++] = order[i];
   }
   s->n = j;
   return j;

@@ -26,6 +26,30 @@
 
 #define DUMP_ALARM_S 10 /* seconds a crash or SIGQUIT dump may take before _exit(2) */
 
+/* The calling thread's stack, [*lo, *hi) (empty when it cannot be had): for unwinding a plain
+ * thread or a worker's own context. */
+static void thread_stack(uintptr_t *lo, uintptr_t *hi) {
+  pthread_attr_t at;
+  void *p = NULL;
+  size_t size = 0;
+  if (pthread_getattr_np(pthread_self(), &at) == 0) {
+    pthread_attr_getstack(&at, &p, &size);
+    pthread_attr_destroy(&at);
+  }
+  *lo = (uintptr_t)p;
+  *hi = (uintptr_t)p + size;
+}
+
+/* The calling coroutine's stack, or its thread's. */
+static void own_stack(tt__coro *co, uintptr_t *lo, uintptr_t *hi) {
+  if (co) {
+    *lo = (uintptr_t)co->stack_lo;
+    *hi = *lo + co->stack_size;
+  } else {
+    thread_stack(lo, hi);
+  }
+}
+
 /* ---- Creation stacks ---------------------------------------------------------------------- */
 
 void tt__ancestry_release(tt__ancestry *a) {
@@ -59,22 +83,10 @@ static tt__ancestry *ancestry_prefix(tt__ancestry *a, int levels) {
 }
 
 tt__ancestry *tt__ancestry_capture(void) {
-  uintptr_t pcs[TT_STACK_KEEP];
+  uintptr_t pcs[TT_STACK_KEEP], lo, hi;
   tt__coro *self = tt__self();
-  int n;
-  if (self) {
-    n = tt__unwind_here((uintptr_t)self->stack_lo, (uintptr_t)self->stack_lo + self->stack_size,
-                        pcs, TT_STACK_KEEP, 0);
-  } else {
-    pthread_attr_t at;
-    void *lo = NULL;
-    size_t size = 0;
-    if (pthread_getattr_np(pthread_self(), &at) == 0) {
-      pthread_attr_getstack(&at, &lo, &size);
-      pthread_attr_destroy(&at);
-    }
-    n = tt__unwind_here((uintptr_t)lo, (uintptr_t)lo + size, pcs, TT_STACK_KEEP, 0);
-  }
+  own_stack(self, &lo, &hi);
+  int n = tt__unwind_here(lo, hi, pcs, TT_STACK_KEEP, 0);
   if (n < 0)
     n = 0;
   tt__ancestry *a = malloc(sizeof *a + (size_t)n * sizeof(uintptr_t));
@@ -111,6 +123,20 @@ static const char *sig_desc(int sig) {
     return "SIGQUIT: quit";
   }
   return "signal";
+}
+
+/* Runs a handler installed before ours, if it is a function; says whether it was. */
+static bool call_old(const struct sigaction *old, int sig, siginfo_t *si, void *uc) {
+  if (old->sa_flags & SA_SIGINFO) {
+    if (old->sa_sigaction == NULL)
+      return false;
+    old->sa_sigaction(sig, si, uc);
+    return true;
+  }
+  if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN)
+    return false;
+  old->sa_handler(sig);
+  return true;
 }
 
 static uintptr_t uc_pc(const void *uc) {
@@ -186,22 +212,11 @@ static void on_quit(int sig, siginfo_t *si, void *uc) {
     char b = 'q';
     ssize_t r = write(quit_pipe[1], &b, 1);
     (void)r;
-    /* A handler the program installed before ours runs too. */
-    if ((old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_sigaction)
-      old_quit.sa_sigaction(sig, si, uc);
-    else if (!(old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_handler != SIG_DFL &&
-             old_quit.sa_handler != SIG_IGN)
-      old_quit.sa_handler(sig);
-  } else if (old_quit.sa_handler != SIG_IGN) {
+    call_old(&old_quit, sig, si, uc); /* a handler the program installed before ours runs too */
+  } else if (!call_old(&old_quit, sig, si, uc) && old_quit.sa_handler == SIG_DFL) {
     /* No runtime to dump: what SIGQUIT did before us. */
-    if ((old_quit.sa_flags & SA_SIGINFO) && old_quit.sa_sigaction) {
-      old_quit.sa_sigaction(sig, si, uc);
-    } else if (old_quit.sa_handler != SIG_DFL) {
-      old_quit.sa_handler(sig);
-    } else {
-      sigaction(SIGQUIT, &old_quit, NULL);
-      raise(SIGQUIT);
-    }
+    sigaction(SIGQUIT, &old_quit, NULL);
+    raise(SIGQUIT);
   }
   errno = saved;
 }
@@ -291,28 +306,9 @@ static int crash_index(int sig) {
   return -1;
 }
 
-/* Prints the stack of the code the signal interrupted: the coroutine's, or the thread's. */
-static void report_interrupted(int fd, tt__coro *co, const void *uc) {
-  uintptr_t pcs[1024];
-  tt__uregs r;
-  tt__uregs_from_ucontext(&r, uc);
-  uintptr_t lo, hi;
-  if (co) {
-    lo = (uintptr_t)co->stack_lo;
-    hi = lo + co->stack_size;
-  } else {
-    pthread_attr_t at;
-    void *p = NULL;
-    size_t size = 0;
-    if (pthread_getattr_np(pthread_self(), &at) == 0) {
-      pthread_attr_getstack(&at, &p, &size);
-      pthread_attr_destroy(&at);
-    }
-    lo = (uintptr_t)p;
-    hi = lo + size;
-  }
-  int n = tt__unwind(&r, lo, hi, pcs, 1024);
-  /* A snapshot entry of one, so that the traceback is printed exactly as a dump prints it. */
+/* Prints co's traceback (or, co NULL, the thread's as goroutine 0) as a dump prints it: from the
+ * signal's context uc, or without a stack (the status says why) when uc is NULL. */
+static void report_one(int fd, tt__coro *co, const void *uc, int status) {
   tt_snapshot s;
   memset(&s, 0, sizeof s);
   s.taken = tt_now();
@@ -320,6 +316,7 @@ static void report_interrupted(int fd, tt__coro *co, const void *uc) {
   memset(&e, 0, sizeof e);
   tt__snap_extra x = {NULL, 0, NULL};
   e.state = TT_STATE_RUNNING;
+  e.stack_status = (uint8_t)status;
   if (co) {
     e.id = co->id;
     e.parent = co->parent;
@@ -327,74 +324,40 @@ static void report_interrupted(int fd, tt__coro *co, const void *uc) {
     x.ancestry = co->ancestry;
     e.extra = &x;
   }
-  size_t depth = n > 0 ? (size_t)n : 0, keep = depth > TT_STACK_KEEP ? TT_STACK_KEEP : depth;
-  union {
-    tt__stk stk;
-    char bytes[sizeof(tt__stk) + TT_STACK_KEEP * sizeof(uintptr_t)];
-  } u;
-  u.stk.n = (uint32_t)keep;
-  u.stk.depth = (uint32_t)depth;
-  if (depth > TT_STACK_KEEP) {
-    memcpy(u.stk.pcs, pcs, TT_STACK_KEEP / 2 * sizeof *pcs);
-    memcpy(u.stk.pcs + TT_STACK_KEEP / 2, pcs + depth - TT_STACK_KEEP / 2,
-           TT_STACK_KEEP / 2 * sizeof *pcs);
-  } else {
-    memcpy(u.stk.pcs, pcs, keep * sizeof *pcs);
+  tt__stk_buf stk;
+  if (uc) {
+    uintptr_t pcs[1024], lo, hi;
+    tt__uregs r;
+    tt__uregs_from_ucontext(&r, uc);
+    own_stack(co, &lo, &hi);
+    int n = tt__unwind(&r, lo, hi, pcs, 1024);
+    tt__stk_keep(&stk.stk, pcs, n > 0 ? (size_t)n : 0);
+    e.stack = &stk.stk;
   }
-  e.stack = &u.stk;
   char buf[8192];
   tt__sink k;
   tt__sink_fd(&k, fd, buf, sizeof buf);
-  if (co) {
-    tt__write_trace_one(&s, &e, &k);
-  } else {
-    /* Not a coroutine: a plain thread or a worker's own context. */
-    tt__sink_str(&k, "goroutine 0 [running]:\n");
-    tt__write_stack(&u.stk, &k);
-  }
+  tt__write_trace_one(&s, &e, &k);
   tt__sink_flush(&k);
+}
+
+/* Every coroutine but skip (already printed), when TT_TRACEBACK says all. */
+static void report_others(int fd, tt_id skip) {
+  if (tt__rt.traceback < TT__TB_ALL)
+    return;
+  tt__write_str(fd, "\n");
+  dump_all(fd, skip, true);
 }
 
 void tt__overflow_trace(int fd, tt__coro *co, const void *uc) {
   if (tt__rt.traceback == TT__TB_NONE)
     return;
   arm_alarm();
-  if (uc) {
-    report_interrupted(fd, co, uc);
-  } else {
-    tt__write_str(fd, "goroutine ");
-    tt__write_u64(fd, co->id);
-    tt__write_str(fd, " [running]:\n\tstack past its end; not walked\n");
-    char buf[1024];
-    tt__sink k;
-    tt__sink_fd(&k, fd, buf, sizeof buf);
-    tt_snapshot s;
-    memset(&s, 0, sizeof s);
-    tt__snap_entry e;
-    memset(&e, 0, sizeof e);
-    e.id = co->id;
-    e.parent = co->parent;
-    e.create_pc = co->create_pc;
-    tt__sink m;
-    tt__sink_mem(&m);
-    tt__write_trace_one(&s, &e, &m);
-    char *text;
-    size_t len;
-    if (tt__sink_take(&m, &text, &len) == 0) {
-      const char *nl = memchr(text, '\n', len); /* past the header */
-      if (nl)
-        tt__sink_write(&k, nl + 1, len - (size_t)(nl + 1 - text));
-      free(text);
-    }
-    tt__sink_flush(&k);
-  }
-  if (tt__rt.traceback >= TT__TB_ALL) {
-    tt__write_str(fd, "\n");
-    dump_all(fd, co->id, true);
-  }
+  report_one(fd, co, uc, uc ? TT_STACK_OK : TT__STACK_PAST_END);
+  report_others(fd, co->id);
 }
 
-void tt__crash_report(int sig, const void *fault_addr, int code, const void *uc) {
+static void crash_report(int sig, const void *fault_addr, int code, const void *uc) {
   int fd = 2;
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w ? w->cur : NULL;
@@ -417,12 +380,8 @@ void tt__crash_report(int sig, const void *fault_addr, int code, const void *uc)
   if (tt__rt.traceback == TT__TB_NONE)
     return;
   tt__write_str(fd, "\n");
-  if (uc)
-    report_interrupted(fd, co, uc);
-  if (tt__rt.traceback >= TT__TB_ALL) {
-    tt__write_str(fd, "\n");
-    dump_all(fd, co ? co->id : 0, true);
-  }
+  report_one(fd, co, uc, TT_STACK_OK);
+  report_others(fd, co ? co->id : 0);
 }
 
 /* The caller's own stack, from a context captured here. */
@@ -431,7 +390,7 @@ static __attribute__((noinline)) void report_here(int fd, tt__coro *co) {
   tt__coro *volatile vco = co;
   volatile int vfd = fd;
   if (getcontext(&uc) == 0)
-    report_interrupted(vfd, vco, &uc);
+    report_one(vfd, vco, &uc, TT_STACK_OK);
 }
 
 /* A fatal error or a failed assertion in the calling context: its stack and, per TT_TRACEBACK,
@@ -443,10 +402,7 @@ void tt__fatal_dump(int fd) {
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w ? w->cur : NULL;
   report_here(fd, co);
-  if (tt__rt.traceback >= TT__TB_ALL) {
-    tt__write_str(fd, "\n");
-    dump_all(fd, co ? co->id : 0, true);
-  }
+  report_others(fd, co ? co->id : 0);
 }
 
 static void on_crash(int sig, siginfo_t *si, void *uc) {
@@ -459,21 +415,20 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
     if (addr < co->stack_lo && addr >= co->stack_lo - tt__rt.page)
       tt__stack_overflow(co, addr, uc);
   }
-  /* Someone else's first: a handler installed before ours. */
+  /* Someone else's first: a handler installed before ours. A fault runs again under it; a
+   * signal raised on purpose (abort, a trap) is handed to it, and if it returns we report. */
   const struct sigaction *old = &old_crash[i];
-  bool old_fn = (old->sa_flags & SA_SIGINFO)
-                    ? old->sa_sigaction != NULL
-                    : old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN;
-  if (old_fn && !atomic_load_explicit(&crashing, memory_order_relaxed)) {
-    if (sig != SIGABRT && sig != SIGTRAP && si->si_code > 0) {
-      /* A fault: run it again under the old handler. */
+  if (!atomic_load_explicit(&crashing, memory_order_relaxed)) {
+    bool fault = sig != SIGABRT && sig != SIGTRAP && si->si_code > 0;
+    bool has_fn = (old->sa_flags & SA_SIGINFO)
+                      ? old->sa_sigaction != NULL
+                      : old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN;
+    if (fault && has_fn) {
       sigaction(sig, old, NULL);
       return;
     }
-    if (old->sa_flags & SA_SIGINFO)
-      old->sa_sigaction(sig, si, uc);
-    else
-      old->sa_handler(sig);
+    if (!fault)
+      call_old(old, sig, si, uc);
   }
   pid_t me = (pid_t)syscall(SYS_gettid);
   if (atomic_exchange_explicit(&crashing, 1, memory_order_acq_rel)) {
@@ -487,7 +442,7 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
       pause();
   }
   atomic_store_explicit(&crash_tid, me, memory_order_relaxed);
-  tt__crash_report(sig, si->si_addr, si->si_code, uc);
+  crash_report(sig, si->si_addr, si->si_code, uc);
   if (tt__rt.traceback == TT__TB_CRASH) {
     /* A core dump: the default action of the same signal. */
     struct sigaction dfl;

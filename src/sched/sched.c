@@ -1040,6 +1040,8 @@ static void cancel_all(tt__coro *self) {
   tt__registry_walk_frozen(cancel_wake, self);
 }
 
+/* Coroutine 1's body around fn. Named tt__ like the library's other internals so that a dump
+ * without tether's debug information still tells it from the program's code by name. */
 static void tt__main_entry(void *p) {
   struct main_arg *ma = p;
   tt__coro *self = tt__self();
