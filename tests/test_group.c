@@ -15,6 +15,9 @@ typedef struct gstate {
   _Atomic int running, max_running, finished, cancelled;
   int fail_at; /* the child with this index fails; -1: none */
   _Atomic int next;
+  /* When set: a child waits until gate children have run at once (or all n have started), so
+   * that reaching a limit does not depend on how fast the spawner is (qemu is slow). */
+  int gate, n;
 } gstate;
 
 static gstate gs;
@@ -35,6 +38,8 @@ static int child_fn(void *p) {
       atomic_fetch_add(&gs.cancelled, 1);
   } else {
     tt_sleep(200 * TT_USEC);
+    while (atomic_load(&gs.max_running) < gs.gate && atomic_load(&gs.next) < gs.n)
+      tt_sleep(50 * TT_USEC);
   }
   atomic_fetch_sub(&gs.running, 1);
   atomic_fetch_add(&gs.finished, 1);
@@ -88,6 +93,8 @@ static int limit_main(void *p) {
   ASSERT_OK(tt_group_make(NULL, &g));
   ASSERT_OK(tt_group_set_limit(g, 3));
   int n = (int)SCALED(200, 20);
+  gs.gate = 3;
+  gs.n = n;
   for (int i = 0; i < n; i++)
     ASSERT_OK(tt_group_go(g, child_fn, NULL)); /* waits at the limit */
   ASSERT_LE(tt_group_live(g), 3);
