@@ -16,5 +16,6 @@
 #include "tether/group.h"
 #include "tether/diag.h"
 #include "tether/signal.h"
+#include "tether/leak.h"
 
 #endif

@@ -194,6 +194,8 @@ typedef struct tt__coro {
   uint8_t daemon;
   uint8_t stack_guarded;
   uint8_t stack_pooled;       /* stack came from a worker pool (default size) */
+  uint8_t wait_timed;         /* the wait has a deadline (a timer will end it) */
+  uint8_t verdict;            /* TT_VERDICT_* of the last leak check (src/leak) */
   _Atomic uint32_t cancelled; /* TT__CANCEL_* bits: see tt__cancel_pending */
   _Atomic uint32_t qseq;      /* queueing order on its worker, for FIFO fairness across queues */
   void (*fn)(void *);
@@ -221,6 +223,7 @@ typedef struct tt__coro {
   struct tt_ctx **ctx_saved;   /* (references, released at exit if a region is never left) */
   struct tt__held *locks; /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
   tt__ancestry *ancestry; /* TT_DEBUG=creationstack: the spawner's stack; NULL: not recorded */
+  uint64_t scope;         /* the leak-check scope it was created in (src/leak), 0: none */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -528,6 +531,7 @@ typedef struct tt__runtime {
   int64_t blocking_idle_ns; /* how long a pool thread stays idle before it exits */
   bool debug_canary;
   int creationstack;     /* TT_DEBUG=creationstack=N: ancestry levels recorded per spawn; 0 none */
+  int leakcheck;         /* TT_LEAKCHECK: TT_LEAKCHECK_OFF, _EXIT or _EAGER */
   int traceback;         /* TT_TRACEBACK: TT__TB_* */
   bool sigquit_continue; /* TT_SIGQUIT=dump: SIGQUIT dumps and the process goes on */
   int guard_mode;        /* 1 auto (budget), 0 never, 2 always */

@@ -31,7 +31,17 @@ typedef struct tt_run_opts {
   int creationstack; /* record the spawner's stack at every spawn, this many levels of ancestors
                         (0-64), printed in dumps as Go's tracebackancestors; default
                         TT_DEBUG=creationstack=N, else 0 (only the spawn call's address) */
+  int leakcheck;     /* TT_LEAKCHECK (tether/leak.h): 0 the default (TT_LEAKCHECK, else off),
+                        TT_LEAKCHECK_EXIT, TT_LEAKCHECK_EAGER, or -1 for off */
 } tt_run_opts;
+
+/* tt_run_opts.leakcheck and TT_LEAKCHECK's values. */
+#define TT_LEAKCHECK_OFF 0
+#define TT_LEAKCHECK_EXIT 1  /* TT_LEAKCHECK=1: report coroutines still alive when main returns */
+#define TT_LEAKCHECK_EAGER 2 /* TT_LEAKCHECK=eager: also print verdicts as they become true */
+/* The exit status of a TT_LEAKCHECK=1 run whose main returned with coroutines left (as
+ * LeakSanitizer's 23). */
+#define TT_LEAKCHECK_STATUS 23
 
 /* Starts the runtime on opts->procs workers, runs fn(arg) as coroutine 1 and, when fn returns,
  * shuts down: every coroutine still alive is cancelled (its blocking calls return TT_ECANCELED),

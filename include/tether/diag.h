@@ -108,6 +108,10 @@ typedef struct tt_coro_info {
   /* The spawner's stack at the spawn, with TT_DEBUG=creationstack=N (else NULL/0). */
   const uintptr_t *create_stack;
   size_t ncreate_stack;
+  /* The verdict of the last leak check (tether/leak.h): TT_VERDICT_NONE, _LEAKED or _DEADLOCK. */
+  int verdict;
+  /* The leak-check scope it was created in (tether/leak.h), 0 when none. */
+  uint64_t scope;
 } tt_coro_info;
 
 #define TT_STACK_KEEP 100 /* frames kept per stack: Go prints 50 innermost and 50 outermost */

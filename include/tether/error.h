@@ -25,7 +25,8 @@ TT_BEGIN_DECLS
   XX(ECANCELED, -125, "operation canceled")                                                        \
   XX(ENOTRUNNING, -4001, "runtime not running")                                                    \
   XX(ECLOSED, -4002, "channel closed")                                                             \
-  XX(ENOTCORO, -4003, "not called from a coroutine")
+  XX(ENOTCORO, -4003, "not called from a coroutine")                                               \
+  XX(ELEAKED, -4004, "coroutines leaked")
 
 typedef enum tt_errno {
 #define TT_ERRNO_ENUM_(name, value, msg) TT_##name = (value),

@@ -49,6 +49,7 @@ typedef struct tt__snap_entry {
   int16_t worker;
   uint8_t state, reason, daemon, stack_status; /* stack_status: TT_STACK_*, or: */
 #define TT__STACK_PAST_END 3                   /* (crash reports) an overflowed stack, not walked */
+  uint8_t verdict;                             /* TT_VERDICT_* */
 } tt__snap_entry;
 
 struct tt_snapshot {

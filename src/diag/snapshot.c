@@ -254,6 +254,7 @@ static void fill(struct walk *wk, tt__snap_entry *e, tt__coro *co, uint32_t st) 
     e->labels = co->labels;
   e->state = (uint8_t)tt__state_public(st);
   e->daemon = co->daemon;
+  e->verdict = co->verdict;
   e->create_pc = co->create_pc;
   e->worker = (int16_t)(co->w ? co->w->index : -1);
   e->stack_size = (uint32_t)(co->sp || co == wk->self ? co->stack_size : co->stack_req);
@@ -586,6 +587,7 @@ static void entry_info(const tt__snap_entry *e, tt_coro_info *ci) {
   ci->blocked_since = e->blocked_since;
   ci->create_pc = e->create_pc;
   ci->daemon = e->daemon;
+  ci->verdict = e->verdict;
   ci->worker = e->worker;
   ci->stack_size = e->stack_size;
   ci->labels = e->labels ? e->labels->v : NULL;

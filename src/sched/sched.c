@@ -726,7 +726,11 @@ int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *)
   co->waiter = NULL;
   co->wait_obj = NULL;
   co->wait_reason = TT_WAIT_NONE;
+  co->wait_timed = 0;
   co->blocked_since = 0;
+  /* Proven leaked, yet woken: only the runtime's shut-down does that (or a broken proof). */
+  if (TT_UNLIKELY(co->verdict))
+    co->verdict = 0;
   /* acquire: pairs with the winner's acq_rel swap of the token. */
   return (int)(int32_t)atomic_load_explicit(&wt->token, memory_order_acquire);
 }

@@ -306,6 +306,7 @@ static int park_timed(tt__waiter *wt, int reason, const void *obj, int64_t deadl
     if (tt__timer_reserve(&w->timers) != 0)
       return wait_abort(wt, unlock, arg, TT_ENOMEM);
     wc.t = &t;
+    wt->co->wait_timed = 1; /* cleared by tt__park once woken */
   }
   int r = tt__park(wt, reason, obj, wait_commit, &wc);
   tt__timer_del(&w->timers, &t);

@@ -217,6 +217,22 @@ int tt__knobs_load(const tt_run_opts *o) {
   if (o->creationstack > 0)
     tt__rt.creationstack = o->creationstack;
 
+  tt__rt.leakcheck = TT_LEAKCHECK_OFF;
+  if ((s = getenv("TT_LEAKCHECK")) != NULL && *s) {
+    if (strcmp(s, "1") == 0)
+      tt__rt.leakcheck = TT_LEAKCHECK_EXIT;
+    else if (strcmp(s, "eager") == 0)
+      tt__rt.leakcheck = TT_LEAKCHECK_EAGER;
+    else if (strcmp(s, "0") != 0)
+      return bad("TT_LEAKCHECK", s, "want 0, 1 (check at exit) or eager (and prove as it happens)");
+  }
+  if (o->leakcheck < -1 || o->leakcheck > TT_LEAKCHECK_EAGER) {
+    fprintf(stderr, "tether: invalid tt_run_opts.leakcheck %d: want -1 to 2\n", o->leakcheck);
+    return TT_EINVAL;
+  }
+  if (o->leakcheck)
+    tt__rt.leakcheck = o->leakcheck < 0 ? TT_LEAKCHECK_OFF : o->leakcheck;
+
   tt__rt.traceback = TT__TB_SINGLE;
   if ((s = getenv("TT_TRACEBACK")) != NULL && *s) {
     static const char *const levels[] = {"none", "single", "all", "system", "crash"};

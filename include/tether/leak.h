@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/* Leak detection, in layers (docs/LEAKS.md; ../DESIGN.md section 5):
+ *   1. proof: coroutines that nothing live can ever wake ("leaked"), and lock cycles;
+ *   2. tests: tt_leak_verify_none, goleak's contract, scoped to what a test created;
+ *   3. exit: TT_LEAKCHECK=1 reports live coroutines when main returns (see tether/coro.h for the
+ *      global deadlock, which tt_run reports as TT_EDEADLK);
+ *   4. production: suspects, sites where many coroutines have been blocked for long. */
+#ifndef TETHER_LEAK_H
+#define TETHER_LEAK_H
+
+#include "common.h"
+
+TT_BEGIN_DECLS
+
+struct tt_snapshot;
+
+/* ---- 1. Proof ------------------------------------------------------------------------------ */
+
+/* What the proof says of a coroutine. */
+typedef enum tt_verdict {
+  TT_VERDICT_NONE = 0,     /* not proven: running, or blocked on something still live */
+  TT_VERDICT_LEAKED = 1,   /* blocked, and nothing live can ever wake it */
+  TT_VERDICT_DEADLOCK = 2, /* leaked, as one of a cycle of lock holders waiting on each other */
+} tt_verdict;
+
+/* The leak patterns a report names when it recognises one (name, text). Entries are only
+ * appended. */
+#define TT_LEAK_PATTERN_MAP(XX)                                                                    \
+  XX(NONE, "")                                                                                     \
+  XX(ABANDONED_RECEIVER, "abandoned receiver")                                                     \
+  XX(ABANDONED_SENDER, "abandoned sender")                                                         \
+  XX(TIMEOUT_LEAK, "timeout leak")                                                                 \
+  XX(NCAST, "N-cast")                                                                              \
+  XX(UNCLOSED_RANGE, "unclosed range")                                                             \
+  XX(DOUBLE_SEND, "double send")                                                                   \
+  XX(MUTEX_EXITED, "mutex held by an exited coroutine")                                            \
+  XX(LOCK_CYCLE, "lock cycle")                                                                     \
+  XX(DAEMON, "daemon never stopped")                                                               \
+  XX(CANCEL_IGNORED, "loop ignores cancellation")                                                  \
+  XX(NIL_WAIT, "waits on nothing")                                                                 \
+  XX(DEAD_SELECT, "select with every case dead")                                                   \
+  XX(CHAIN, "waits on a leaked coroutine")                                                         \
+  XX(GROUP_CHILD, "group waits on a leaked child")
+
+typedef enum tt_leak_pattern {
+#define TT_LEAK_PATTERN_ENUM_(name, text) TT_PATTERN_##name,
+  TT_LEAK_PATTERN_MAP(TT_LEAK_PATTERN_ENUM_) /* one enumerator per pattern */
+#undef TT_LEAK_PATTERN_ENUM_
+  TT_PATTERN_COUNT
+} tt_leak_pattern;
+
+/* "abandoned receiver" etc.; "" for NONE, NULL for an unknown value. Any thread, signal-safe. */
+TT_EXTERN const char *tt_leak_pattern_string(int pattern);
+
+/* One fact a verdict relied on (R6), rendered as a line of text. */
+typedef struct tt_leak_evidence {
+  const void *obj; /* the object it is about (an address to tell objects apart; may be freed) */
+  tt_id coro;      /* the coroutine it is about, 0 when none */
+  const char *text;
+} tt_leak_evidence;
+
+typedef struct tt_leak_verdict {
+  tt_id id;
+  int verdict; /* TT_VERDICT_LEAKED or TT_VERDICT_DEADLOCK */
+  int pattern; /* tt_leak_pattern */
+  int wait_reason;
+  const void *wait_obj;
+  int64_t blocked_since; /* tt_now() clock */
+  int64_t proven_at;     /* when a check first proved it */
+  const tt_leak_evidence *evidence;
+  size_t nevidence;
+  const tt_id *cycle; /* TT_VERDICT_DEADLOCK: the coroutines of the cycle, this one first */
+  size_t ncycle;
+  /* TT_LEAKCHECK=eager: the operation that removed the last live way to wake it (NULL/0 when
+   * not recorded), who made it (0: a plain thread) and its stack, innermost first. */
+  const char *cause_op;
+  tt_id cause_by;
+  const uintptr_t *cause_stack;
+  size_t ncause_stack;
+} tt_leak_verdict;
+
+typedef struct tt_leak_report tt_leak_report;
+
+/* Proves leaks now: stops the workers at a safe point (each at its next switch), computes the
+ * verdicts over every coroutine, and lets them go. A verdict is never wrong (R1-R5); it is
+ * sticky: a coroutine proven leaked stays marked (dumps print "[chan receive (leaked)]") until it
+ * exits (only the runtime's shut-down can still wake it). *out (if out is not NULL) receives the
+ * report of every coroutine proven leaked, old verdicts included; free it with
+ * tt_leak_report_free.
+ * Returns the number of leaked coroutines (>= 0), TT_ENOTRUNNING, TT_ENOMEM, TT_EBUSY (a worker
+ * did not reach a safe point within 100 ms: a coroutine runs without yielding), or TT_EAGAIN
+ * (plain threads kept changing references during every attempt).
+ * Calls: blocks the caller for the analysis (no tether wait); not a cancellation point; any
+ * thread; not from signal handlers. */
+TT_EXTERN int tt_leak_check(tt_leak_report **out);
+/* The report's verdicts, ordered by coroutine id. */
+TT_EXTERN size_t tt_leak_report_len(const tt_leak_report *r);
+TT_EXTERN const tt_leak_verdict *tt_leak_report_get(const tt_leak_report *r, size_t i);
+/* Writes the report as text: each verdict with its evidence. 0, TT_EINVAL or TT_EIO. */
+TT_EXTERN int tt_leak_report_write(const tt_leak_report *r, int fd);
+TT_EXTERN void tt_leak_report_free(tt_leak_report *r);
+
+/* The goroutineleak profile (Go 1.26): runs tt_leak_check, then writes the leaked coroutines in
+ * a format of tether/diag.h (TT_DUMP_PPROF: sample type goroutineleak/count; TT_DUMP_COUNTS:
+ * "goroutineleak profile: total N"; TT_DUMP_TRACES and TT_DUMP_JSON: each leaked coroutine).
+ * 0, or tt_leak_check's and tt_dump's errors. Calls: as tt_leak_check. */
+TT_EXTERN int tt_leak_profile(int fd, int format);
+TT_EXTERN int tt_leak_profile_mem(int format, char **out, size_t *len);
+
+/* The verdict the last check gave coroutine id (TT_VERDICT_NONE when not proven or unknown).
+ * Calls: never blocks; any thread. */
+TT_EXTERN int tt_leak_verdict_of(tt_id id);
+
+/* ---- 2. Tests: tt_leak_verify_none -------------------------------------------------------- */
+
+/* ---- 4. Production: suspects -------------------------------------------------------------- */
+
+TT_END_DECLS
+
+#endif
