@@ -241,6 +241,23 @@ struct tt_ctx;
 void tt__ctx_spawn(tt__coro *child, struct tt_ctx *c);
 void tt__ctx_exit(tt__coro *co);
 int64_t tt__ctx_count_live(void); /* contexts made and not yet freed, for tests */
+/* For the leak proof, with the world stopped. A context's anchor (NULL: the background). What an
+ * anchor a holds that bears on whether it can still be cancelled: root when it is cancelled, has
+ * a deadline (its own timer or an ancestor's) or a signal hook; its parent's anchor; its
+ * reference count; how many cancellable children (with a as parent) hold a reference to it; its
+ * member list (linked
+ * by ctx_next: coroutines whose context has a as anchor). */
+typedef struct tt__ctx_facts {
+  bool root;
+  struct tt_ctx *parent_anchor;
+  uint32_t refs, nchildren;
+  struct tt__coro *members;
+} tt__ctx_facts;
+struct tt_ctx *tt__ctx_anchor(struct tt_ctx *c);
+void tt__ctx_get_facts(struct tt_ctx *a, tt__ctx_facts *f);
+/* For the leak proof: calls fn for each child of group g (its id; 0 before it started) under the
+ * group's lock, and returns the number of live children it counts. */
+int64_t tt__group_children(const void *g, void (*fn)(tt_id id, void *arg), void *arg);
 /* Wakes with TT_ECANCELED those of v[0..n) (sorted by address, no duplicates) that are parked
  * with a cancellation pending, holding each still meanwhile (src/coro/coro.c). */
 void tt__coro_cancel_wake(tt__coro *const *v, size_t n);
@@ -271,6 +288,30 @@ struct tt__waiter {
   void *data;                /* for the object's own use */
 };
 
+/* initial-exec: one instruction per access even in the shared library (no __tls_get_addr), which
+ * matters on every switch; the library is never dlopen'ed late enough for that to fail. */
+extern __thread tt__worker *tt__tls_worker __attribute__((tls_model("initial-exec")));
+
+/* Plain threads' changes to what the leak proof reads (references, wake-ups, contexts' counts).
+ * The proof stops the workers, but plain threads go on: each change a plain thread makes is
+ * bracketed by these two counts, so that a proof which finds no change begun meanwhile (begins
+ * unchanged) and none under way at its start (ends == begins) read one consistent world
+ * (src/leak/proof.c). Workers never count: they are stopped while the proof reads. */
+typedef struct tt__mutcount {
+  _Alignas(TT_CACHELINE) _Atomic uint64_t begins;
+  _Atomic uint64_t ends;
+} tt__mutcount;
+extern tt__mutcount tt__thread_mut;
+static inline void tt__thread_mut_begin(void) {
+  if (TT_UNLIKELY(tt__tls_worker == NULL))
+    /* seq_cst: ordered before the change's own stores and loads, as the proof's reads are. */
+    atomic_fetch_add_explicit(&tt__thread_mut.begins, 1, memory_order_seq_cst);
+}
+static inline void tt__thread_mut_end(void) {
+  if (TT_UNLIKELY(tt__tls_worker == NULL))
+    atomic_fetch_add_explicit(&tt__thread_mut.ends, 1, memory_order_seq_cst);
+}
+
 static inline void tt__waiter_init(tt__waiter *wt, tt__coro *co) {
   wt->next = wt->prev = NULL;
   wt->co = co;
@@ -282,10 +323,13 @@ static inline void tt__waiter_init(tt__waiter *wt, tt__coro *co) {
 /* Claims wt with result; false if another waker already had. Any thread. */
 static inline bool tt__wake_claim(tt__waiter *wt, int result) {
   uint32_t exp = TT__WAITING;
+  tt__thread_mut_begin();
   /* acq_rel: the claimer's writes before the wake are visible to the woken party once it runs,
    * and the claimer sees what the party did before parking. */
-  return atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
-                                                 memory_order_acq_rel, memory_order_acquire);
+  bool won = atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
+                                                     memory_order_acq_rel, memory_order_acquire);
+  tt__thread_mut_end();
+  return won;
 }
 
 /* Lets a claimed party run. The caller's last touch of wt. */
@@ -541,6 +585,11 @@ typedef struct tt__runtime {
   tt__worker *workers;
   _Atomic int nspinning;
   _Atomic int nsleeping;
+  /* Stop-the-world (tt__stw_begin): stw is 1 while one is requested or held; stw_parked counts
+   * the workers parked at the safe point; stw_owner serialises the parties that stop it. */
+  _Atomic uint32_t stw;
+  _Atomic uint32_t stw_parked;
+  _Atomic uint32_t stw_owner;
   /* Fresh coroutines that overflowed a worker's ring or came from plain threads. */
   tt__lock gq_lock;
   tt__coro *gq_head, *gq_tail;
@@ -578,12 +627,17 @@ typedef struct tt__runtime {
 
 extern tt__runtime tt__rt;
 extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inline check */
-/* initial-exec: one instruction per access even in the shared library (no __tls_get_addr), which
- * matters on every switch; the library is never dlopen'ed late enough for that to fail. */
-extern __thread tt__worker *tt__tls_worker __attribute__((tls_model("initial-exec")));
 
 /* Counts one transition (see tt__stats). */
 static inline void tt__stats_bump(int idx);
+
+/* Stop-the-world (src/sched/sched.c): parks every worker at its safe point — its own context,
+ * between two coroutines — so that no coroutine runs except the caller (when it is one). Waits
+ * for the workers up to timeout ns; TT_EBUSY when one did not arrive (a coroutine that never
+ * yields holds it), TT_ENOTRUNNING when the runtime is not running. One stop at a time: a second
+ * caller waits for the first to end. Plain threads go on running (see tt__thread_mut_*). */
+int tt__stw_begin(int64_t timeout);
+void tt__stw_end(void);
 
 /* Scheduler hooks. */
 void tt__ready(tt__coro *co);                /* WAITING -> RUNNABLE, queue on its worker */

@@ -135,6 +135,7 @@ struct tt__chan {
   tt__ref *holders;
   tt__chan *free_next;      /* the freeing cascade's work list (see ref.c) */
   struct tt__atimer *timer; /* a timer channel's timer (src/time/atimer.c); fixed */
+  struct tt_ctx *dctx;      /* a context's done channel: the context (cleared when it is freed) */
   char *name;
 };
 

@@ -201,6 +201,7 @@ static void ref_sub_locked(tt__holder *h, tt__chan *c) {
 }
 
 int tt__ref_add(tt__holder *h, tt__chan *c, uint64_t n) {
+  tt__thread_mut_begin(); /* the leak proof reads holders: see internal.h */
   tt__lock_acquire(&c->rlock);
   int err = ref_add_locked(h, c, n);
   if (err == 0)
@@ -208,17 +209,20 @@ int tt__ref_add(tt__holder *h, tt__chan *c, uint64_t n) {
                           atomic_load_explicit(&c->nrefs, memory_order_relaxed) + (int64_t)n,
                           memory_order_relaxed);
   tt__lock_release(&c->rlock);
+  tt__thread_mut_end();
   return err;
 }
 
 int tt__ref_move(tt__holder *from, tt__holder *to, tt__chan *c) {
   if (from == to)
     return 0;
+  tt__thread_mut_begin();
   tt__lock_acquire(&c->rlock);
   int err = ref_add_locked(to, c, 1);
   if (err == 0)
     ref_sub_locked(from, c);
   tt__lock_release(&c->rlock);
+  tt__thread_mut_end();
   return err;
 }
 
@@ -250,8 +254,10 @@ static void free_all(free_list *fl);
 
 void tt__ref_drop(tt__holder *h, tt__chan *c) {
   free_list fl = {NULL};
+  tt__thread_mut_begin();
   drop_one(h, c, &fl);
   free_all(&fl);
+  tt__thread_mut_end();
 }
 
 /* Empties h's table into fl's cascade: each ref leaves its channel's list with all its count at
@@ -287,8 +293,10 @@ static void free_all(free_list *fl) {
 
 void tt__holder_drop_all(tt__holder *h) {
   free_list fl = {NULL};
+  tt__thread_mut_begin();
   drop_table(h, &fl);
   free_all(&fl);
+  tt__thread_mut_end();
 }
 
 void tt__coro_drop_refs(tt__coro *co) {

@@ -92,9 +92,12 @@ int64_t tt__ctx_count_live(void) { return atomic_load_explicit(&nlive, memory_or
 tt_ctx *tt_ctx_background(void) { return &background; }
 
 tt_ctx *tt_ctx_retain(tt_ctx *c) {
-  /* relaxed: the caller holds a reference, so the count cannot reach zero meanwhile. */
-  if (c && c->kind != K_BACKGROUND)
+  if (c && c->kind != K_BACKGROUND) {
+    tt__thread_mut_begin(); /* the leak proof counts contexts' references */
+    /* relaxed: the caller holds a reference, so the count cannot reach zero meanwhile. */
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    tt__thread_mut_end();
+  }
   return c;
 }
 
@@ -375,8 +378,10 @@ static void ctx_free(tt_ctx *c) {
       tt__lock_release(&c->lock);
       if (firing)
         return;
-      if (c->done)
+      if (c->done) {
+        tt__chan_of(c->done)->dctx = NULL;
         tt_chan_release(c->done);
+      }
     }
     if (c->holder) {
       tt__holder_drop_all(c->holder);
@@ -397,9 +402,11 @@ static void ctx_free(tt_ctx *c) {
 void tt_ctx_release(tt_ctx *c) {
   if (c == NULL || c->kind == K_BACKGROUND)
     return;
+  tt__thread_mut_begin(); /* the leak proof counts contexts' references */
   /* acq_rel: every holder's use happens before the last one frees. */
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
     ctx_free(c);
+  tt__thread_mut_end();
 }
 
 static tt_ctx *ctx_new(tt_ctx *parent, int kind) {
@@ -433,6 +440,7 @@ static int with_cancel(tt_ctx *parent, int64_t deadline, tt_ctx **out) {
     ctx_free(c);
     return err;
   }
+  tt__chan_of(c->done)->dctx = c; /* the leak proof reads a wait on it as one on c */
   tt_ctx *pa = parent->anchor;
   int perr = 0, pcause = 0;
   if (pa) {
@@ -672,4 +680,26 @@ int tt_shield_end(void) {
   if (--co->shield == 0)
     atomic_fetch_and_explicit(&co->cancelled, ~(uint32_t)TT__CANCEL_SHIELD, memory_order_relaxed);
   return 0;
+}
+
+/* ---- For the leak proof (src/leak/proof.c) --------------------------------------------------- */
+
+struct tt_ctx *tt__ctx_anchor(struct tt_ctx *c) {
+  return c ? c->anchor : NULL;
+}
+
+void tt__ctx_get_facts(struct tt_ctx *a, tt__ctx_facts *f) {
+  tt__lock_acquire(&a->lock);
+  f->root = atomic_load_explicit(&a->err, memory_order_relaxed) != 0 ||
+            a->deadline != NO_DEADLINE || a->sighook != NULL;
+  f->parent_anchor = a->parent ? a->parent->anchor : NULL;
+  f->refs = atomic_load_explicit(&a->refs, memory_order_relaxed);
+  f->nchildren = 0;
+  /* Only the children whose parent is a itself hold a reference to it (one below a value
+   * context holds one to that context, which holds one to a: a reference the proof cannot
+   * attribute, which keeps a live). */
+  for (tt_ctx *k = a->children; k; k = k->sib_next)
+    f->nchildren += k->parent == a;
+  f->members = a->members;
+  tt__lock_release(&a->lock);
 }

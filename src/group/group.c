@@ -278,3 +278,13 @@ int tt_group_free(tt_group *g) {
   free(g);
   return 0;
 }
+
+int64_t tt__group_children(const void *gp, void (*fn)(tt_id id, void *arg), void *arg) {
+  tt_group *g = (tt_group *)gp;
+  tt__lock_acquire(&g->lock);
+  for (gchild *c = g->children; c; c = c->next)
+    fn(c->id, arg);
+  int64_t live = g->live;
+  tt__lock_release(&g->lock);
+  return live;
+}

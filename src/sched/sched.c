@@ -605,6 +605,9 @@ static tt__coro *pick_rest(tt__worker *w) {
 static tt__coro *pick_local(tt__worker *w) {
   if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
     return NULL;
+  /* A stop-the-world is requested: every switch goes through our own context, which parks. */
+  if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.stw, memory_order_relaxed)))
+    return NULL;
   uint32_t tick = ++w->tick;
   tt__coro *co;
   if (TT_UNLIKELY((tick & 7) == 0)) {
@@ -744,7 +747,8 @@ int tt_yield(void) {
   tt__coro *co = w->cur;
   tt__stack_check(co);
   tt__coro *next = pick_local(w);
-  if (next == NULL)
+  /* Nothing else to run: go on, unless the world is to stop (a yield is a safe point too). */
+  if (next == NULL && !atomic_load_explicit(&tt__rt.stw, memory_order_relaxed))
     return 0;
   w->pend_kind = TT__PEND_YIELD;
   w->pend_co = co;
@@ -832,12 +836,77 @@ static void wake_threads(int result) {
   tt__lock_release(&thread_lock);
 }
 
+/* ---- Stopping the world ----------------------------------------------------------------------
+ *
+ * The safe point is a worker's own context between two coroutines: every runtime operation a
+ * coroutine makes is complete by then (a park's commit has run), so what the world holds — wait
+ * queues, references, lock holders — is whole. The party that stops the world sets stw; each
+ * worker sees it at its next switch (pick_local then hands back to the worker's own context, and
+ * a yield with nothing else to run switches there too) or when it wakes from its sleep (the
+ * party wakes every sleeper), and parks in stw_park until stw is cleared. The party waits for
+ * all of them (but its own worker, when it is a coroutine: it runs, and nothing else there can)
+ * with a timeout, since a coroutine that never yields never reaches the safe point. */
+
+static void stw_park(void) {
+  /* seq_cst: the party's count read and our loads of the world below are ordered after it. */
+  atomic_fetch_add_explicit(&tt__rt.stw_parked, 1, memory_order_seq_cst);
+  tt__futex_wake(&tt__rt.stw_parked, 1);
+  while (atomic_load_explicit(&tt__rt.stw, memory_order_acquire))
+    tt__futex_wait(&tt__rt.stw, 1, TT_FOREVER);
+  atomic_fetch_sub_explicit(&tt__rt.stw_parked, 1, memory_order_seq_cst);
+}
+
+int tt__stw_begin(int64_t timeout) {
+  tt__worker *self = tt__tls_worker;
+  int64_t pause = 20 * TT_USEC;
+  for (;;) {
+    int s = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
+    if (s != RT_RUNNING && s != RT_GRACE)
+      return TT_ENOTRUNNING;
+    uint32_t z = 0;
+    /* acquire: the previous holder's stw_end happens before our stop. */
+    if (atomic_compare_exchange_strong_explicit(&tt__rt.stw_owner, &z, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+      break;
+    /* Another party stops the world: a coroutine parks (its worker must reach the safe point
+     * for that party), a thread sleeps. */
+    if (self && self->cur)
+      tt_sleep(pause);
+    else
+      nanosleep(&(struct timespec){0, pause}, NULL);
+  }
+  uint32_t want = (uint32_t)tt__rt.procs - (self && self->cur ? 1u : 0u);
+  atomic_store_explicit(&tt__rt.stw, 1, memory_order_seq_cst);
+  for (int i = 0; i < tt__rt.procs; i++)
+    if (&tt__rt.workers[i] != self)
+      wake_worker(&tt__rt.workers[i]);
+  int64_t deadline = tt__clock() + timeout;
+  for (;;) {
+    uint32_t n = atomic_load_explicit(&tt__rt.stw_parked, memory_order_seq_cst);
+    if (n >= want)
+      return 0;
+    if (tt__clock() >= deadline)
+      break;
+    tt__futex_wait(&tt__rt.stw_parked, n, tt__clock() + TT_MSEC);
+  }
+  tt__stw_end();
+  return TT_EBUSY;
+}
+
+void tt__stw_end(void) {
+  /* release: what the party changed while the world stood still is seen by the workers. */
+  atomic_store_explicit(&tt__rt.stw, 0, memory_order_seq_cst);
+  tt__futex_wake(&tt__rt.stw, INT32_MAX);
+  atomic_store_explicit(&tt__rt.stw_owner, 0, memory_order_release);
+}
+
 /* ---- Workers ------------------------------------------------------------------------------- */
 
 /* Work for w other than what it may steal from other workers' rings. */
 static bool has_work(tt__worker *w) {
   return atomic_load_explicit(&w->inbox, memory_order_seq_cst) ||
          atomic_load_explicit(&tt__rt.gq_len, memory_order_seq_cst) ||
+         atomic_load_explicit(&tt__rt.stw, memory_order_seq_cst) ||
          atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING;
 }
 
@@ -897,6 +966,8 @@ static tt__coro *find_runnable(tt__worker *w) {
   for (;;) {
     if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) >= RT_STOPPING)
       return NULL;
+    if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.stw, memory_order_acquire)))
+      stw_park();
     w->now = tt__clock();
     tt__coro *co;
     int64_t next_timer;
