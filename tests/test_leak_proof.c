@@ -969,3 +969,98 @@ static int group_escape(void *arg) {
 }
 TEST(leak_group_context_sibling_fixed) { tt_test_run(group_escape, NULL, 2); }
 TEST(leak_group_context_escaped) { tt_test_run(group_escape, (void *)1, 2); }
+
+/* ---- Where verdicts show: dumps, the goroutineleak profile, the report -------------------- */
+
+static __attribute__((noinline)) void leaky_receiver_fn(void *arg) {
+  int v;
+  bool ok;
+  tt_chan_recv(arg, &v, &ok);
+  tt_chan_release(arg);
+}
+
+static int shows(void *unused) {
+  (void)unused;
+  tt_id ids[2];
+  for (int i = 0; i < 2; i++) {
+    tt_chan *ch = tt_chan_make(sizeof(int), 0);
+    ASSERT_OK(tt_go_opt(leaky_receiver_fn, ch,
+                        &(tt_go_opts){.share = &ch, .nshare = 1, .share_mode = TT_SHARE_MOVE},
+                        &ids[i]));
+  }
+  tt_chan *live = tt_chan_make(sizeof(int), 0);
+  tt_id lid = spawn_share(receiver, live, &live, 1, TT_SHARE_COPY);
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 3);
+  /* Before any check, nothing is marked. */
+  char *out;
+  size_t len;
+  ASSERT_OK(tt_dump_mem(TT_DUMP_TRACES, &out, &len));
+  ASSERT(strstr(out, "(leaked)") == NULL);
+  free(out);
+  ASSERT_EQ(tt_leak_check(NULL), 2);
+  ASSERT_OK(tt_dump_mem(TT_DUMP_TRACES, &out, &len));
+  char want[128];
+  for (int i = 0; i < 2; i++) {
+    snprintf(want, sizeof want, "goroutine %llu [chan receive (leaked)]:\n",
+             (unsigned long long)ids[i]);
+    ASSERT_CONTAINS(out, want);
+  }
+  snprintf(want, sizeof want, "goroutine %llu [chan receive]:\n", (unsigned long long)lid);
+  ASSERT_CONTAINS(out, want);
+  free(out);
+  ASSERT_OK(tt_dump_mem(TT_DUMP_JSON, &out, &len));
+  ASSERT_CONTAINS(out, "\"verdict\":\"leaked\"");
+  ASSERT_CONTAINS(out, "\"verdict\":null");
+  free(out);
+  /* The goroutineleak profile lists the leaked ones only. */
+  ASSERT_OK(tt_leak_profile_mem(TT_DUMP_COUNTS, &out, &len));
+  ASSERT(strncmp(out, "goroutineleak profile: total 2\n2 @", 34) == 0);
+  if (tt_test_have_dwarf())
+    ASSERT_CONTAINS(out, "leaky_receiver_fn");
+  free(out);
+  ASSERT_OK(tt_leak_profile_mem(TT_DUMP_TRACES, &out, &len));
+  ASSERT(strstr(out, "[chan receive]:") == NULL);
+  snprintf(want, sizeof want, "goroutine %llu [chan receive (leaked)]:\n",
+           (unsigned long long)ids[0]);
+  ASSERT_CONTAINS(out, want);
+  free(out);
+  /* The report as text, and its errors. */
+  tt_leak_report *r;
+  ASSERT_EQ(tt_leak_check(&r), 2);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_OK(tt_leak_report_write(r, fds[1]));
+  close(fds[1]);
+  char buf[4096];
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  close(fds[0]);
+  ASSERT_GT(n, 0);
+  buf[n] = 0;
+  snprintf(want, sizeof want, "coroutine %llu [chan receive (leaked)]: leaked (abandoned receiver)",
+           (unsigned long long)ids[0]);
+  ASSERT_CONTAINS(buf, want);
+  ASSERT_CONTAINS(buf, "no live party holds a reference");
+  ASSERT_ERR(tt_leak_report_write(r, -1), TT_EINVAL);
+  ASSERT_ERR(tt_leak_report_write(NULL, 1), TT_EINVAL);
+  ASSERT(tt_leak_report_get(r, 2) == NULL);
+  tt_leak_report_free(r);
+  ASSERT_ERR(tt_leak_profile(-1, TT_DUMP_COUNTS), TT_EINVAL);
+  ASSERT_ERR(tt_leak_profile(1, 9), TT_EINVAL);
+  ASSERT_ERR(tt_leak_profile_mem(TT_DUMP_COUNTS, NULL, NULL), TT_EINVAL);
+  int v = 1;
+  ASSERT_OK(tt_chan_send(live, &v));
+  ASSERT_OK(tt_chan_release(live));
+  return 0;
+}
+TEST(leak_verdicts_in_dumps_and_profiles) { tt_test_run(shows, NULL, 2); }
+
+TEST(leak_check_not_running) {
+  tt_leak_report *r = (tt_leak_report *)1;
+  ASSERT_ERR(tt_leak_check(&r), TT_ENOTRUNNING);
+  ASSERT(r == NULL);
+  ASSERT_EQ(tt_leak_verdict_of(1), TT_VERDICT_NONE);
+  ASSERT_STR_EQ(tt_leak_pattern_string(TT_PATTERN_NCAST), "N-cast");
+  ASSERT_STR_EQ(tt_leak_pattern_string(TT_PATTERN_NONE), "");
+  ASSERT(tt_leak_pattern_string(TT_PATTERN_COUNT) == NULL);
+  ASSERT(tt_leak_pattern_string(-1) == NULL);
+}

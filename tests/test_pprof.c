@@ -1042,3 +1042,55 @@ TEST(pprof_bad_input_and_write_errors) {
   ASSERT_ERR(tt__pprof_write(&p, &s), TT_EIO); /* a failed sink stays failed */
   close(fd);
 }
+
+/* ---- The goroutineleak profile, read by go tool pprof --------------------------------------- */
+
+static __attribute__((noinline)) void pp_leaker(void *arg) {
+  int v;
+  bool ok;
+  tt_chan_recv(arg, &v, &ok);
+  tt_chan_release(arg);
+}
+
+static int leak_profile_main(void *arg) {
+  const char *path = arg;
+  for (int i = 0; i < 3; i++) {
+    tt_chan *ch = tt_chan_make(sizeof(int), 0);
+    ASSERT_OK(tt_go_opt(pp_leaker, ch,
+                        &(tt_go_opts){.share = &ch, .nshare = 1, .share_mode = TT_SHARE_MOVE},
+                        NULL));
+  }
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 3);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT(fd >= 0);
+  ASSERT_OK(tt_leak_profile(fd, TT_DUMP_PPROF));
+  close(fd);
+  return 0;
+}
+
+TEST(pprof_go_tool_reads_goroutineleak) {
+  char path[] = "/tmp/tt-leakprof-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  close(fd);
+  tt_test_run(leak_profile_main, path, 2);
+  char *go = find_go();
+  if (go == NULL) {
+    unlink(path);
+    return;
+  }
+  char *top = run_pprof(go, "-top", NULL, path);
+  ASSERT_CONTAINS(top, "Type: goroutineleak");
+  ASSERT_CONTAINS(top, "of 3 total");
+  int64_t flat, cum;
+  if (tt_test_have_dwarf()) {
+    ASSERT(top_row(top, "pp_leaker", &flat, &cum));
+    ASSERT_EQ(cum, 3);
+  }
+  free(top);
+  char *raw = run_pprof(go, "-raw", NULL, path);
+  ASSERT_CONTAINS(raw, "goroutineleak/count");
+  free(raw);
+  free(go);
+  unlink(path);
+}

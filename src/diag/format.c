@@ -328,6 +328,8 @@ static void put_header(tt__sink *k, const tt_snapshot *s, const tt__snap_entry *
     tt__sink_str(k, tt_wait_reason_string(e->reason));
   else
     tt__sink_str(k, tt_state_string(e->state));
+  if (e->verdict) /* proven (src/leak): Go 1.26's spelling */
+    tt__sink_str(k, " (leaked)");
   if (e->state == TT_STATE_WAITING && e->blocked_since > 0 && s->taken > e->blocked_since) {
     int64_t min = (s->taken - e->blocked_since) / (60 * TT_SEC);
     if (min >= 1) {
@@ -646,7 +648,8 @@ int tt__write_counts(const tt_snapshot *s, tt__sink *k) {
   }
   qsort(g, ng, sizeof *g, cmp_group);
   memo m = {0};
-  tt__sink_str(k, "goroutine profile: total ");
+  tt__sink_str(k, s->profile ? s->profile : "goroutine");
+  tt__sink_str(k, " profile: total ");
   tt__sink_u64(k, s->n);
   tt__sink_str(k, "\n");
   for (size_t i = 0; i < ng && !k->err; i++) {
@@ -712,9 +715,9 @@ int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
     }
     sm->nlabels = li - l0;
   }
-  tt__pp_profile p = {.sample_type = "goroutine",
+  tt__pp_profile p = {.sample_type = s->profile ? s->profile : "goroutine",
                       .sample_unit = "count",
-                      .period_type = "goroutine",
+                      .period_type = s->profile ? s->profile : "goroutine",
                       .period_unit = "count",
                       .period = 1,
                       .time_nanos = s->wall_ns,
@@ -873,6 +876,9 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
     tt__sink_str(k, ",\"worker\":");
     tt__sink_i64(k, e->worker);
     tt__sink_str(k, e->daemon ? ",\"daemon\":true" : ",\"daemon\":false");
+    tt__sink_str(k, e->verdict == TT_VERDICT_DEADLOCK ? ",\"verdict\":\"deadlock\""
+                    : e->verdict                      ? ",\"verdict\":\"leaked\""
+                                                      : ",\"verdict\":null");
     tt__sink_str(k, ",\"stack_size\":");
     tt__sink_u64(k, e->stack_size);
     tt__sink_str(k, ",\"created_at\":");

@@ -64,6 +64,7 @@ struct tt_snapshot {
   tt_id self;              /* the coroutine that took it, or 0 */
   int64_t taken;           /* tt_now() when it was taken */
   int64_t wall_ns;         /* the wall clock then (Unix ns), for pprof's time_nanos */
+  const char *profile;     /* the profile's name: "goroutine" (NULL), or "goroutineleak" */
   /* Interning. */
   tt__stk **stk; /* open addressing by content */
   size_t nstk, capstk;

@@ -46,6 +46,7 @@
  * registers and foreign memory, so it proves nothing; a model of the program kept incrementally
  * on every operation: it would put the proof's cost on every channel operation, where the
  * benchmarks allow none. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@
 #include <unistd.h>
 
 #include "chan/chan_int.h"
-#include "diag/diag_int.h"
+#include "diag/snap_int.h"
 #include "leak/leak_int.h"
 #include "sync/sync_int.h"
 
@@ -1325,3 +1326,92 @@ int tt_leak_check(tt_leak_report **out) {
 }
 
 int tt__leak_refresh(void) { return tt_leak_check(NULL); }
+
+/* ---- The goroutineleak profile -------------------------------------------------------------- */
+
+static int keep_leaked(const tt_coro_info *ci, void *arg) {
+  (void)arg;
+  return ci->verdict != TT_VERDICT_NONE;
+}
+
+/* A snapshot of the leaked coroutines, after a fresh proof. */
+static int leak_snapshot(tt_snapshot **out) {
+  int r = tt_leak_check(NULL);
+  if (r < 0)
+    return r;
+  int err = tt_snapshot_take(out);
+  if (err)
+    return err;
+  tt_snapshot_filter(*out, keep_leaked, NULL);
+  (*out)->profile = "goroutineleak";
+  return 0;
+}
+
+int tt_leak_profile(int fd, int format) {
+  if (fd < 0 || format < TT_DUMP_PPROF || format > TT_DUMP_JSON)
+    return TT_EINVAL;
+  tt_snapshot *s;
+  int err = leak_snapshot(&s);
+  if (err)
+    return err;
+  err = tt_snapshot_write(s, fd, format);
+  tt_snapshot_free(s);
+  return err;
+}
+
+int tt_leak_profile_mem(int format, char **out, size_t *len) {
+  if (out == NULL || format < TT_DUMP_PPROF || format > TT_DUMP_JSON)
+    return TT_EINVAL;
+  tt_snapshot *s;
+  int err = leak_snapshot(&s);
+  if (err)
+    return err;
+  err = tt_snapshot_write_mem(s, format, out, len);
+  tt_snapshot_free(s);
+  return err;
+}
+
+/* ---- The report as text --------------------------------------------------------------------- */
+
+int tt_leak_report_write(const tt_leak_report *r, int fd) {
+  if (r == NULL || fd < 0)
+    return TT_EINVAL;
+  text t = {0};
+  for (size_t i = 0; i < r->n; i++) {
+    const tt_leak_verdict *v = &r->v[i];
+    tput(&t, "coroutine %llu [%s (leaked)]: %s", (unsigned long long)v->id,
+         tt_wait_reason_string(v->wait_reason),
+         v->verdict == TT_VERDICT_DEADLOCK ? "deadlocked" : "leaked");
+    if (v->pattern != TT_PATTERN_NONE)
+      tput(&t, " (%s)", tt_leak_pattern_string(v->pattern));
+    tput(&t, "\n");
+    if (v->ncycle) {
+      tput(&t, "  lock cycle:");
+      for (size_t j = 0; j < v->ncycle; j++)
+        tput(&t, " %scoroutine %llu", j ? "-> " : "", (unsigned long long)v->cycle[j]);
+      tput(&t, " -> coroutine %llu\n", (unsigned long long)v->cycle[0]);
+    }
+    for (size_t j = 0; j < v->nevidence; j++)
+      tput(&t, "  %s\n", v->evidence[j].text);
+    if (v->cause_op)
+      tput(&t, "  the last live way to wake it went with %s by %s %llu\n", v->cause_op,
+           v->cause_by ? "coroutine" : "thread", (unsigned long long)v->cause_by);
+  }
+  if (t.oom) {
+    free(t.s);
+    return TT_ENOMEM;
+  }
+  int err = 0;
+  for (size_t off = 0; off < t.n;) {
+    ssize_t w = write(fd, t.s + off, t.n - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      err = TT_EIO;
+      break;
+    }
+    off += (size_t)w;
+  }
+  free(t.s);
+  return err;
+}
