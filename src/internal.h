@@ -576,6 +576,8 @@ typedef struct tt__runtime {
   bool debug_canary;
   int creationstack;     /* TT_DEBUG=creationstack=N: ancestry levels recorded per spawn; 0 none */
   int leakcheck;         /* TT_LEAKCHECK: TT_LEAKCHECK_OFF, _EXIT or _EAGER */
+  bool deadlocked;       /* the monitor found the global deadlock: the run ends */
+  bool is_main;          /* the run is tt_main's: the process ends with it */
   int traceback;         /* TT_TRACEBACK: TT__TB_* */
   bool sigquit_continue; /* TT_SIGQUIT=dump: SIGQUIT dumps and the process goes on */
   int guard_mode;        /* 1 auto (budget), 0 never, 2 always */
@@ -638,6 +640,25 @@ static inline void tt__stats_bump(int idx);
  * caller waits for the first to end. Plain threads go on running (see tt__thread_mut_*). */
 int tt__stw_begin(int64_t timeout);
 void tt__stw_end(void);
+
+/* The leak monitor (src/leak/monitor.c). tt__monitor_idle: the last worker fell asleep (it looks
+ * for a global deadlock). tt__leak_event: with TT_LEAKCHECK=eager, an operation that may have
+ * removed the last live way to wake a coroutine (op names it; obj: the object it let go, or NULL;
+ * exiting: a coroutine that exits, else the caller makes it) — the monitor proves leaks soon
+ * after. tt__sched_progress: a count that grows whenever a coroutine runs. tt__sched_deadlocked:
+ * ends the run (tt_main: the process, status 2; tt_run: cancels every coroutine, and tt_run
+ * returns TT_EDEADLK once fn has returned). tt__threads_internal: the runtime's own
+ * helper threads alive (each counts itself in and out). */
+void tt__monitor_idle(void);
+void tt__leak_event_slow(const char *op, const void *obj, const tt__coro *exiting);
+void tt__leak_event_park(const tt__coro *co, const void *obj); /* co starts a wait on obj */
+static inline void tt__leak_event(const char *op, const void *obj, const tt__coro *exiting) {
+  if (TT_UNLIKELY(tt__rt.leakcheck == TT_LEAKCHECK_EAGER))
+    tt__leak_event_slow(op, obj, exiting);
+}
+uint64_t tt__sched_progress(void);
+void tt__sched_deadlocked(void);
+extern _Atomic int tt__threads_internal;
 
 /* Scheduler hooks. */
 void tt__ready(tt__coro *co);                /* WAITING -> RUNNABLE, queue on its worker */
@@ -772,6 +793,8 @@ void tt__dumper_stop(void);
 void tt__fatal_dump(int fd);
 void tt__overflow_trace(int fd, tt__coro *co, const void *uc);
 void tt__report_leftovers(int fd, tt__coro *self);
+/* The calling coroutine's stack (co: the caller, or NULL on a plain thread: the thread's). */
+void tt__own_stack(tt__coro *co, uintptr_t *lo, uintptr_t *hi);
 int tt__altstack_setup(tt__worker *w);
 void tt__altstack_teardown(tt__worker *w);
 /* Async-signal-safe writing. */

@@ -365,7 +365,7 @@ static void thread_exit(pthr *t) {
   }
 }
 
-static void *pool_main(void *p) {
+static void *pool_main_body(void *p) {
   pthr *t = p;
   pthread_setname_np(pthread_self(), "tt-blocking");
   tt__lock_acquire(&pool.lock);
@@ -401,6 +401,14 @@ static void *pool_main(void *p) {
   }
   thread_exit(t);
   return NULL;
+}
+
+/* Counted as one of the runtime's own threads while it lives (the deadlock check's count). */
+static void *pool_main(void *arg) {
+  atomic_fetch_add_explicit(&tt__threads_internal, 1, memory_order_release);
+  void *r = pool_main_body(arg);
+  atomic_fetch_sub_explicit(&tt__threads_internal, 1, memory_order_release);
+  return r;
 }
 
 /* ---- Callers ------------------------------------------------------------------------------ */

@@ -118,6 +118,7 @@ static void thread_exit(void *p) {
   thread_holder = NULL;
   tt__holder_drop_all(h);
   free(h);
+  tt__leak_event("the exit of a plain thread", NULL, NULL);
 }
 
 static void thread_key_init(void) {
@@ -366,6 +367,7 @@ int tt_chan_release(tt_chan *handle) {
   if (tt__chan_check(handle, "tt_chan_release", &h, &err) == NULL)
     return err;
   tt__ref_drop(h, c);
+  tt__leak_event("tt_chan_release", c, NULL);
   return 0;
 }
 

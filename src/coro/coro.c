@@ -151,6 +151,8 @@ void tt__coro_release_fields(tt__coro *co) {
   if (co->name == NULL && co->labels == NULL && co->holder == NULL && co->ctx == NULL &&
       co->ctx_saved == NULL && co->shield == 0 && co->locks == NULL && co->ancestry == NULL)
     return;
+  if (co->holder || co->locks)
+    tt__leak_event("exit", NULL, co);
   /* The context first: a region's context may carry the last reference to a channel. */
   tt__ctx_exit(co);
   if (co->holder)

@@ -407,6 +407,7 @@ void tt_ctx_release(tt_ctx *c) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
     ctx_free(c);
   tt__thread_mut_end();
+  tt__leak_event("tt_ctx_release", c, NULL);
 }
 
 static tt_ctx *ctx_new(tt_ctx *parent, int kind) {

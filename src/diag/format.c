@@ -277,6 +277,15 @@ static void put_stack(tt__sink *k, const tt__stk *stk, memo *m) {
   }
 }
 
+int tt__write_pcs(tt__sink *k, const uintptr_t *pcs, size_t n) {
+  tt__stk_buf b;
+  tt__stk_keep(&b.stk, pcs, n);
+  memo m = {0};
+  put_stack(k, &b.stk, &m);
+  memo_free(&m, false);
+  return k->err;
+}
+
 /* "created by f in goroutine P\n\tfile:line +0xoff\n" */
 static void put_created(tt__sink *k, void *pc, tt_id parent) {
   if (pc == NULL)

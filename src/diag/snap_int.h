@@ -104,6 +104,9 @@ int tt__capture_setup(void); /* the signal handler and a slot per worker, at sta
 
 /* The formats (format.c). Each returns 0 or the sink's error. */
 int tt__write_traces(const tt_snapshot *s, tt__sink *k);
+/* A stack (innermost first, as tt__unwind stores it) as Go prints a traceback's frames, tether's
+ * own frames at the top hidden. */
+int tt__write_pcs(tt__sink *k, const uintptr_t *pcs, size_t n);
 int tt__write_counts(const tt_snapshot *s, tt__sink *k);
 int tt__write_json(const tt_snapshot *s, tt__sink *k);
 int tt__write_pprof(const tt_snapshot *s, tt__sink *k);

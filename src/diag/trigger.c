@@ -41,7 +41,7 @@ static void thread_stack(uintptr_t *lo, uintptr_t *hi) {
 }
 
 /* The calling coroutine's stack, or its thread's. */
-static void own_stack(tt__coro *co, uintptr_t *lo, uintptr_t *hi) {
+void tt__own_stack(tt__coro *co, uintptr_t *lo, uintptr_t *hi) {
   if (co) {
     *lo = (uintptr_t)co->stack_lo;
     *hi = *lo + co->stack_size;
@@ -85,7 +85,7 @@ static tt__ancestry *ancestry_prefix(tt__ancestry *a, int levels) {
 tt__ancestry *tt__ancestry_capture(void) {
   uintptr_t pcs[TT_STACK_KEEP], lo, hi;
   tt__coro *self = tt__self();
-  own_stack(self, &lo, &hi);
+  tt__own_stack(self, &lo, &hi);
   int n = tt__unwind_here(lo, hi, pcs, TT_STACK_KEEP, 0);
   if (n < 0)
     n = 0;
@@ -221,7 +221,7 @@ static void on_quit(int sig, siginfo_t *si, void *uc) {
   errno = saved;
 }
 
-static void *dumper_main(void *unused) {
+static void *dumper_main_body(void *unused) {
   (void)unused;
   char b;
   for (;;) {
@@ -244,6 +244,14 @@ static void *dumper_main(void *unused) {
     if (!tt__rt.sigquit_continue)
       _exit(2);
   }
+}
+
+/* Counted as one of the runtime's own threads while it lives (the deadlock check's count). */
+static void *dumper_main(void *arg) {
+  atomic_fetch_add_explicit(&tt__threads_internal, 1, memory_order_release);
+  void *r = dumper_main_body(arg);
+  atomic_fetch_sub_explicit(&tt__threads_internal, 1, memory_order_release);
+  return r;
 }
 
 int tt__dumper_start(void) {
@@ -329,7 +337,7 @@ static void report_one(int fd, tt__coro *co, const void *uc, int status) {
     uintptr_t pcs[1024], lo, hi;
     tt__uregs r;
     tt__uregs_from_ucontext(&r, uc);
-    own_stack(co, &lo, &hi);
+    tt__own_stack(co, &lo, &hi);
     int n = tt__unwind(&r, lo, hi, pcs, 1024);
     tt__stk_keep(&stk.stk, pcs, n > 0 ? (size_t)n : 0);
     e.stack = &stk.stk;

@@ -15,4 +15,13 @@ int tt__leak_refresh(void);
 /* The pattern the last check named for coroutine id (TT_PATTERN_NONE when not proven). */
 int tt__leak_pattern_of(tt_id id);
 
+/* The verdict table (proof.c): marks id's verdict as printed (true the first time); records the
+ * operation blamed for it (eager mode). */
+bool tt__leak_mark_reported(tt_id id);
+void tt__leak_set_cause(tt_id id, const char *op, tt_id by, const uintptr_t *pcs, size_t n);
+
+/* The monitor (monitor.c), started and stopped by tt_run. */
+void tt__monitor_start(void);
+void tt__monitor_stop(void);
+
 #endif

@@ -632,6 +632,7 @@ static void analyse(proof *p) {
 typedef struct vrec {
   tt_id id;
   uint8_t verdict, pattern;
+  bool reported; /* printed by the monitor (eager mode) */
   int64_t proven_at;
   const char *cause_op;
   tt_id cause_by;
@@ -680,6 +681,33 @@ int tt__leak_pattern_of(tt_id id) {
   int v = r ? r->pattern : TT_PATTERN_NONE;
   pthread_mutex_unlock(&vt_lock);
   return v;
+}
+
+bool tt__leak_mark_reported(tt_id id) {
+  pthread_mutex_lock(&vt_lock);
+  vrec *r = vt_run == tt__rt.run_id ? vt_find(id) : NULL;
+  bool fresh = r && !r->reported;
+  if (r)
+    r->reported = true;
+  pthread_mutex_unlock(&vt_lock);
+  return fresh;
+}
+
+void tt__leak_set_cause(tt_id id, const char *op, tt_id by, const uintptr_t *pcs, size_t n) {
+  uintptr_t *copy = n ? tt__malloc(n * sizeof *copy) : NULL;
+  if (copy)
+    memcpy(copy, pcs, n * sizeof *copy);
+  pthread_mutex_lock(&vt_lock);
+  vrec *r = vt_run == tt__rt.run_id ? vt_find(id) : NULL;
+  if (r && r->cause_op == NULL) {
+    r->cause_op = op;
+    r->cause_by = by;
+    r->cause_stack = copy;
+    r->ncause_stack = copy ? n : 0;
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&vt_lock);
+  free(copy);
 }
 
 const char *tt_leak_pattern_string(int pattern) {
@@ -1208,6 +1236,7 @@ static void vt_update(vbuild *b, size_t n) {
                    .proven_at = now};
     if (old) {
       nv[i].proven_at = old->proven_at;
+      nv[i].reported = old->reported;
       nv[i].cause_op = old->cause_op;
       nv[i].cause_by = old->cause_by;
       nv[i].cause_stack = old->cause_stack;

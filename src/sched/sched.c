@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "leak/leak_int.h"
 #include "signal/signal_int.h"
 
 #if defined(TT_SANITIZE_ADDRESS)
@@ -717,6 +718,8 @@ int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *)
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w->cur;
   tt__stack_check(co);
+  if (TT_UNLIKELY(tt__rt.leakcheck == TT_LEAKCHECK_EAGER))
+    tt__leak_event_park(co, obj);
   co->wait_reason = (uint8_t)reason;
   co->wait_obj = obj;
   co->waiter = wt;
@@ -1033,7 +1036,10 @@ static tt__coro *find_runnable(tt__worker *w) {
     }
     /* Sleep. Give back memory first: idle stacks beyond the warm few. */
     tt__stacks_trim(w);
-    atomic_fetch_add_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
+    /* The last one asleep, with nothing left to run: perhaps a deadlock (src/leak/monitor.c). */
+    if (atomic_fetch_add_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed) + 1 == tt__rt.procs &&
+        next_timer < 0)
+      tt__monitor_idle();
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
     sleep_fence();
     if (!has_work(w)) {
@@ -1084,6 +1090,14 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+uint64_t tt__sched_progress(void) {
+  uint64_t n = atomic_load_explicit(&tt__rt.tstats.c[TT__ST_RUNS], memory_order_relaxed);
+  for (int i = 0; i < tt__rt.procs; i++)
+    n += atomic_load_explicit(&tt__rt.workers[i].stats.c[TT__ST_RUNS], memory_order_relaxed) +
+         atomic_load_explicit(&tt__rt.workers[i].stats.c[TT__ST_CREATED], memory_order_relaxed);
+  return n;
+}
+
 /* ---- Start-up and shut-down ------------------------------------------------------------- */
 
 struct main_arg {
@@ -1113,6 +1127,19 @@ static void cancel_all(tt__coro *self) {
    * look at each state): the heavy half of finish_switch's light fence. */
   tt__asym_barrier();
   tt__registry_walk_frozen(cancel_wake, self);
+}
+
+void tt__sched_deadlocked(void) {
+  if (tt__rt.is_main) {
+    /* tt_main: the process ends, as a Go program does. */
+    fflush(NULL);
+    _exit(2);
+  }
+  /* tt_run: every coroutine is cancelled (its blocking call returns TT_ECANCELED), fn finishes
+   * and the run ends as usual, with TT_EDEADLK. */
+  tt__rt.deadlocked = true;
+  atomic_store_explicit(&tt__rt.state, RT_GRACE, memory_order_seq_cst);
+  cancel_all(NULL);
 }
 
 /* Coroutine 1's body around fn. Named tt__ like the library's other internals so that a dump
@@ -1209,6 +1236,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store_explicit(&tt__rt.nsleeping, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   tt__rt.grace_end = 0;
+  tt__rt.deadlocked = false;
   memset(&tt__rt.tstats, 0, sizeof tt__rt.tstats);
   tt__rt.run_id++; /* objects that outlive a run (timer channels) tell runs apart by it */
   tt__rt.workers = tt__aligned_alloc(TT_CACHELINE, sizeof(tt__worker) * (size_t)tt__rt.procs);
@@ -1268,16 +1296,18 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
       wake_worker(&tt__rt.workers[i]);
     tt__rt.result = TT_ENOMEM;
   } else {
+    tt__monitor_start();
     tt__spawn_enqueue(co); /* from this plain thread: the global queue, and a worker woken */
   }
   for (int i = 0; i < started; i++)
     pthread_join(tt__rt.workers[i].thread, NULL);
+  tt__monitor_stop();
   tt__dumper_stop();
   tt__signal_shutdown(); /* a registration made by a plain thread during the shut-down */
   /* No coroutine runs any more: the blocking pool abandons what its callers left, and gives
    * threads still inside a job the rest of the grace period. */
   tt__blocking_stop(tt__rt.grace_end);
-  r = tt__rt.result;
+  r = tt__rt.deadlocked ? TT_EDEADLK : tt__rt.result;
   runtime_free();
   atomic_store_explicit(&tt__rt.state, RT_STOPPED, memory_order_release);
   tt__lock_release(&run_lock);
@@ -1315,5 +1345,8 @@ int tt_main(int argc, char **argv, int (*main_fn)(int, char **)) {
   main_args.argc = argc;
   main_args.argv = argv;
   main_args.fn = main_fn;
-  return tt_run(main_body, NULL, NULL);
+  tt__rt.is_main = true;
+  int r = tt_run(main_body, NULL, NULL);
+  tt__rt.is_main = false;
+  return r;
 }

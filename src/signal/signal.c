@@ -283,7 +283,7 @@ static void dispatch(int sig, uint32_t k) {
   atomic_fetch_add_explicit(&handled[sig], k, memory_order_release);
 }
 
-static void *dispatcher_main(void *unused) {
+static void *dispatcher_main_body(void *unused) {
   (void)unused;
   on_dispatcher = true;
   for (;;) {
@@ -305,6 +305,14 @@ static void *dispatcher_main(void *unused) {
     tt__futex_wait(&wake, seen, TT_FOREVER);
   }
   return NULL;
+}
+
+/* Counted as one of the runtime's own threads while it lives (the deadlock check's count). */
+static void *dispatcher_main(void *arg) {
+  atomic_fetch_add_explicit(&tt__threads_internal, 1, memory_order_release);
+  void *r = dispatcher_main_body(arg);
+  atomic_fetch_sub_explicit(&tt__threads_internal, 1, memory_order_release);
+  return r;
 }
 
 /* Whether registrations are taken: the runtime runs and its shut-down has not begun. Checked
@@ -593,4 +601,11 @@ uint64_t tt__signal_handled(int sig) {
   if (sig <= 0 || sig >= NSIG)
     return 0;
   return atomic_load_explicit(&handled[sig], memory_order_acquire);
+}
+
+bool tt__signal_active(void) {
+  tt__lock_acquire(&lock);
+  bool any = regs != NULL || hooks != NULL;
+  tt__lock_release(&lock);
+  return any;
 }

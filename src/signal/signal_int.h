@@ -30,6 +30,9 @@ void tt__signal_hook_del(struct tt__sighook *h);
  * restored), disables every hook and joins the dispatcher thread. Idempotent. Not from the
  * dispatcher thread. */
 void tt__signal_shutdown(void);
+/* Whether any registration or hook exists (a signal may still wake someone): the deadlock
+ * check's question. */
+bool tt__signal_active(void);
 
 /* For tests: deliveries of sig the dispatcher has handled since the process started. */
 uint64_t tt__signal_handled(int sig);
