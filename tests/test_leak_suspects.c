@@ -499,9 +499,14 @@ static int scale_body(void *unused) {
   tt_test_await_reason(TT_WAIT_WAITGROUP_WAIT, n);
   tt_sleep(2 * MS);
   int64_t t0 = tt_now();
+  tt_snapshot *s;
+  ASSERT_OK(tt_snapshot_take(&s));
+  tt_snapshot_free(s);
+  int64_t t1 = tt_now();
   tt_suspect_report *r = suspects(10, MS);
-  int64_t dt = tt_now() - t0;
-  printf("tt_leak_suspects over %lld parked coroutines: %.1f ms\n", (long long)n, (double)dt / 1e6);
+  int64_t t2 = tt_now();
+  printf("over %lld parked coroutines: tt_snapshot_take %.1f ms, tt_leak_suspects %.1f ms\n",
+         (long long)n, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
   ASSERT_EQ(tt_suspect_report_len(r), 1);
   ASSERT_EQ(tt_suspect_report_get(r, 0)->count, n);
   tt_suspect_report_free(r);

@@ -718,7 +718,8 @@ int tt_leak_suspects(const tt_suspect_opts *o, tt_suspect_report **out) {
     x->score = (double)x->count * ((double)x->median_age / (double)TT_SEC);
   }
   if (!err) {
-    qsort(r->v, r->n, sizeof *r->v, cmp_suspect);
+    if (r->n > 1)
+      qsort(r->v, r->n, sizeof *r->v, cmp_suspect);
     size_t keep = o->max && o->max < r->n ? o->max : r->n;
     for (size_t i = keep; i < r->n; i++)
       suspect_clear(&r->v[i]);
