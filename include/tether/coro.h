@@ -53,6 +53,10 @@ typedef struct tt_run_opts {
  * objects must outlive fn — not live in fn's own stack frame — unless fn makes sure first that
  * nothing waits on them (as with any object: never destroy one that someone is blocked on).
  *
+ * With the exit check on (TT_LEAKCHECK=1 or eager, tt_run_opts.leakcheck), the check runs when fn
+ * returns, before anything is cancelled: the live non-daemon coroutines other than fn's are
+ * reported to report_fd with their stacks and verdicts (docs/LEAKS.md section 3), and if there
+ * were any tt_run returns TT_ELEAKED, after its usual shut-down, instead of fn's result.
  * Returns fn's result (which should therefore be >= 0 or a TT_E* code), or TT_EBUSY if the
  * runtime is already running, TT_EINVAL for a NULL fn or invalid options or environment knobs
  * (with a message on stderr naming the knob), TT_ENOMEM if start-up could not allocate.
@@ -65,8 +69,10 @@ TT_EXTERN int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts);
 
 /* Runs main_fn(argc, argv) as coroutine 1 and exits the process with its result (exit(3): atexit
  * handlers run, stdio is flushed) when it returns, as a Go program exits when main returns: other
- * coroutines are neither cancelled nor waited for. Does not return, except with TT_EINVAL or
- * TT_EBUSY when the runtime cannot start.
+ * coroutines are neither cancelled nor waited for. With TT_LEAKCHECK=1 (or eager), the coroutines
+ * main leaves behind (daemons aside) are reported first, as tt_run does, and if there were any the
+ * process exits with TT_LEAKCHECK_STATUS (23) instead of main's result. Does not return, except
+ * with TT_EINVAL or TT_EBUSY when the runtime cannot start.
  * fork(): while the runtime runs, the child of a fork() has none of the worker threads; as in any
  * multithreaded program it may only call async-signal-safe functions before exec or _exit.
  * Before tt_run starts and after it returns, fork() is unrestricted.

@@ -115,6 +115,80 @@ TT_EXTERN int tt_leak_verdict_of(tt_id id);
 
 /* ---- 4. Production: suspects -------------------------------------------------------------- */
 
+/* A suspect is a site — a wait reason (or, for coroutines that are not parked, a state) and the
+ * blocking location, the innermost frame of the program's own code — where at least min_count
+ * coroutines have been blocked for at least min_age (LeakProf's production signal). Daemons are
+ * never counted. Besides coroutines blocked that long, a site counts those the heuristics flag
+ * as long-lived although they keep waking: a coroutine still running min_age after its context
+ * was cancelled (TT_PATTERN_CANCEL_IGNORED) and one ticking in a select on a timer channel made
+ * min_age ago beside a channel nobody ever sent to or closed (TT_PATTERN_DAEMON); their age is the
+ * time since the cancellation, or since the timer channel was made. docs/LEAKS.md section 4. */
+typedef struct tt_suspect_opts {
+  size_t min_count; /* K; 0: TT_DEBUG=suspectcount=K, else 100 */
+  int64_t min_age;  /* T in ns; 0: TT_DEBUG=suspectage=T, else 60 s; negative: no age needed */
+  size_t max;       /* at most this many suspects, the best ranked; 0: all */
+  size_t nsample;   /* coroutine ids listed per suspect (the lowest); 0: 8; at most 1000 */
+  int prove;        /* non-zero: run the proof (tt_leak_check) first, so that verdicts and
+                       their patterns are current; otherwise the last check's (sticky) are used */
+} tt_suspect_opts;
+
+typedef struct tt_suspect {
+  size_t rank;     /* 1 for the first */
+  int state;       /* tt_state of its coroutines: TT_STATE_WAITING, unless a heuristic flagged
+                      coroutines that run */
+  int wait_reason; /* tt_wait_reason (TT_WAIT_NONE when not waiting) */
+  /* The blocking location: the return address into the program's innermost frame (0 when the
+   * stack shows none), and what it is (NULL/0 when unknown; strings live as long as the
+   * process). */
+  uintptr_t pc;
+  const char *func;
+  const char *file;
+  int line;
+  size_t count;        /* coroutines at the site that qualify */
+  size_t nleaked;      /* of which the proof has proven leaked (or deadlocked) */
+  int64_t oldest_age;  /* ns: the oldest qualifying coroutine's age */
+  int64_t median_age;  /* ns: the median age (the lower middle one for an even count) */
+  double score;        /* the rank's key: count x median age in seconds */
+  int pattern;         /* tt_leak_pattern: the proof's when some are proven, else a heuristic's */
+  const char *why;     /* what the pattern rests on, one sentence; "" when none */
+  const tt_id *sample; /* the lowest ids among them, ascending; nsample entries */
+  size_t nsample;
+  /* The first sampled coroutine: its creation site, the object it waits on (an address, to tell
+   * objects apart; it may be gone), its stack as tt_coro_info.stack, and its traceback in Go's
+   * debug=2 form. */
+  void *create_pc;
+  const void *wait_obj;
+  const uintptr_t *stack;
+  size_t nstack;
+  const char *trace;
+} tt_suspect;
+
+typedef struct tt_suspect_report tt_suspect_report;
+
+/* Finds the suspects now: takes a snapshot (tether/diag.h), groups its coroutines by site in one
+ * pass, reads what the heuristics need of the channels and contexts involved, and ranks the
+ * sites that qualify by count x median age (highest first). opts NULL: the defaults. *out
+ * receives the report (free it with tt_suspect_report_free), possibly empty.
+ * Returns the number of suspects (>= 0), TT_EINVAL (out NULL, nsample > 1000),
+ * TT_ENOTRUNNING or TT_ENOMEM. A proof that cannot run (opts->prove; TT_EBUSY, TT_EAGAIN) leaves
+ * the verdicts as they were: the report says so (tt_suspect_report_proof).
+ * Calls: as tt_snapshot_take (with prove: as tt_leak_check); not a cancellation point; any
+ * thread; not from signal handlers. */
+TT_EXTERN int tt_leak_suspects(const tt_suspect_opts *opts, tt_suspect_report **out);
+/* The suspects, best first (0 <= i < len; NULL otherwise). */
+TT_EXTERN size_t tt_suspect_report_len(const tt_suspect_report *r);
+TT_EXTERN const tt_suspect *tt_suspect_report_get(const tt_suspect_report *r, size_t i);
+/* What the proof returned when opts->prove asked for it (its count of leaked coroutines, or its
+ * error); 0 when it was not asked for. */
+TT_EXTERN int tt_suspect_report_proof(const tt_suspect_report *r);
+/* Writes the report as text for a person: a header with the thresholds, then per suspect its
+ * rank, count, ages, site, pattern and one sample traceback. 0, TT_EINVAL or TT_EIO. */
+TT_EXTERN int tt_suspect_report_write(const tt_suspect_report *r, int fd);
+/* The same into a heap buffer (*out, NUL-terminated after *len bytes; free() it). 0, TT_EINVAL
+ * or TT_ENOMEM. */
+TT_EXTERN int tt_suspect_report_write_mem(const tt_suspect_report *r, char **out, size_t *len);
+TT_EXTERN void tt_suspect_report_free(tt_suspect_report *r);
+
 TT_END_DECLS
 
 #endif

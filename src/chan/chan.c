@@ -129,6 +129,8 @@ int tt_chan_make_opt(tt_chan **out, size_t esize, size_t cap, const tt_chan_opts
   c->cap = cap;
   c->carrier.kind = TT__HOLDER_CARRIER;
   c->carrier.owner = c;
+  tt__worker *w = tt__tls_worker;
+  c->made = w ? w->now : tt__clock();
   if (esize && cap && (c->buf = tt__malloc(esize * cap)) == NULL)
     goto nomem;
   if (o && o->name && (c->name = tt__strdup(o->name)) == NULL)
@@ -214,6 +216,35 @@ static tt__chan_wait *take_waiter(tt__chan_waitq *q, bool closed) {
 
 /* ---- The data path ------------------------------------------------------------------------ */
 
+/* The suspects' counters (see tt__chan): c->lock is held, so a load and a store suffice. */
+static inline void count(_Atomic uint64_t *n) {
+  atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+/* A value of id's went through c (c->lock held). */
+static inline void count_sent(tt__chan *c, tt_id id) {
+  count(&c->nsent);
+  atomic_store_explicit(&c->last_sender, id, memory_order_relaxed);
+}
+
+/* The running coroutine's id, 0 on a plain thread or a worker's own context. */
+static inline tt_id self_id(void) {
+  tt__worker *w = tt__tls_worker;
+  return w && w->cur ? w->cur->id : 0;
+}
+
+void tt__chan_stats_get(const tt_chan *handle, tt__chan_stats *out) {
+  const tt__chan *c = tt__chan_of(handle);
+  /* relaxed: statistics; each word is read whole, and nothing else depends on the values. */
+  out->sent = atomic_load_explicit(&c->nsent, memory_order_relaxed);
+  out->received = atomic_load_explicit(&c->nrecv, memory_order_relaxed);
+  out->recv_gaveup = atomic_load_explicit(&c->nrecv_gaveup, memory_order_relaxed);
+  out->last_sender = atomic_load_explicit(&c->last_sender, memory_order_relaxed);
+  out->closed = atomic_load_explicit(&c->closed, memory_order_relaxed) != 0;
+  out->made = c->made;
+  out->timer = c->timer != NULL;
+}
+
 /* The channel whose handle the carrying value at p holds. */
 static inline tt__chan *carried_chan(const void *p) {
   tt_chan *h;
@@ -242,6 +273,8 @@ static inline int send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__h
       copy_elem(r->elem, v, c->esize);
     if (carry)
       carry_move(self, r->holder, carry);
+    count_sent(c, self_id());
+    count(&c->nrecv);
     *woken = r;
     return 1;
   }
@@ -254,6 +287,7 @@ static inline int send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__h
       carry_move(self, &c->carrier, carry);
     c->sendx = i + 1 == c->cap ? 0 : i + 1;
     c->count++;
+    count_sent(c, self_id());
     return 1;
   }
   return 0;
@@ -274,6 +308,7 @@ again:
     }
     c->recvx = i + 1 == c->cap ? 0 : i + 1;
     c->count--;
+    count(&c->nrecv);
     return 1;
   }
   tt__chan_wait *s = take_waiter(&c->sendq, false);
@@ -301,6 +336,8 @@ again:
       c->recvx = i + 1 == c->cap ? 0 : i + 1;
       c->sendx = c->recvx;
     }
+    count(&c->nrecv);
+    count_sent(c, s->wt->co ? s->wt->co->id : 0);
     *woken = s;
     return 1;
   }
@@ -370,6 +407,8 @@ static int wait_on(tt__chan *c, int how, tt__chan_waitq *q, tt__chan_wait *node,
   how = tt__chan_lock(c);
   if (node->linked)
     tt__chan_unlink(q, node);
+  if (q == &c->recvq && (r == TT_ETIMEDOUT || r == TT_ECANCELED))
+    count(&c->nrecv_gaveup); /* a receiver gave up: senders may now wait for nobody */
   tt__chan_unlock(c, how);
   return r;
 }

@@ -137,7 +137,28 @@ struct tt__chan {
   struct tt__atimer *timer; /* a timer channel's timer (src/time/atimer.c); fixed */
   struct tt_ctx *dctx;      /* a context's done channel: the context (cleared when it is freed) */
   char *name;
+  /* What the leak suspects' heuristics ask of a channel (src/leak/suspect.c): values sent and
+   * received, receive waits that ended by a deadline or a cancellation, the last sender. Written
+   * under lock on paths that hold it anyway, each with a relaxed load and store (the lock makes
+   * the writer unique: no read-modify-write needed); read without the lock by
+   * tt__chan_stats_get, which needs only each word untorn. */
+  _Atomic uint64_t nsent, nrecv, nrecv_gaveup;
+  _Atomic tt_id last_sender; /* the coroutine whose value was sent last; 0: a plain thread */
+  int64_t made;              /* tt_now() (coarse) when made; fixed */
 };
+
+/* A channel's counters, as tt__chan_stats_get reads them. */
+typedef struct tt__chan_stats {
+  uint64_t sent, received, recv_gaveup;
+  tt_id last_sender;
+  int64_t made;
+  bool closed, timer;
+} tt__chan_stats;
+
+/* Reads handle's counters. The channel must stay alive during the call: the caller holds a
+ * reference, or holds still (its scan bit) a coroutine blocked on it with a reference. Any
+ * thread; takes no lock (the values are each current, not one instant together). */
+void tt__chan_stats_get(const tt_chan *handle, tt__chan_stats *out);
 
 /* Takes c's lock, by bias when the caller's worker owns it: returns how (pass it to
  * tt__chan_unlock). */

@@ -46,6 +46,7 @@
 
 #include "chan/chan_int.h"
 #include "internal.h"
+#include "leak/leak_int.h"
 #include "signal/signal_int.h"
 #include "tether/ctx.h"
 
@@ -72,7 +73,8 @@ struct tt_ctx {
   tt__lock lock;
   _Atomic int err; /* 0 until cancelled; written under lock, read without it */
   int cause;
-  tt_chan *done; /* closed at cancellation; the context's reference */
+  int64_t cancelled_at; /* tt_now() when cancelled; written before err (tt__ctx_cancelled_at) */
+  tt_chan *done;        /* closed at cancellation; the context's reference */
   tt_ctx *children;
   tt_ctx *sib_next, *sib_prev; /* on the parent anchor's children list */
   tt_ctx *wnext;               /* a canceller's work list */
@@ -227,12 +229,14 @@ static void cancel(tt_ctx *c, int err, int cause) {
    * not put on it: another canceller may hold c on its own list (c's parent's cancellation), and
    * c->wnext is that list's link. */
   tt_ctx *work = NULL;
+  int64_t now = tt__clock();
   for (tt_ctx *x = c; x; x = work, work = work ? work->wnext : NULL) {
     tt__lock_acquire(&x->lock);
     bool first = atomic_load_explicit(&x->err, memory_order_relaxed) == 0;
     if (first) {
-      /* release: tt_ctx_err readers that see it see the cause too. */
+      /* release: tt_ctx_err readers that see it see the cause and the time too. */
       x->cause = cause;
+      x->cancelled_at = now;
       atomic_store_explicit(&x->err, err, memory_order_release);
       timer_stop(x);
       for (tt_ctx *ch = x->children, *nx; ch; ch = nx) {
@@ -607,6 +611,18 @@ int tt_ctx_cause(tt_ctx *c) {
   if (atomic_load_explicit(&a->err, memory_order_acquire) == 0)
     return 0;
   return a->cause;
+}
+
+/* For the leak suspects' CANCEL_IGNORED (src/leak/suspect.c). co->ctx changes only when co
+ * itself runs, and co holds a reference to it, so it is stable and alive while co is held. */
+int64_t tt__ctx_cancelled_at(const tt__coro *co) {
+  tt_ctx *c = co->ctx;
+  if (c == NULL || c->anchor == NULL)
+    return 0;
+  /* acquire: pairs with the canceller's release store of err, made after cancelled_at. */
+  if (atomic_load_explicit(&c->anchor->err, memory_order_acquire) == 0)
+    return 0;
+  return c->anchor->cancelled_at;
 }
 
 tt_chan *tt_ctx_done(tt_ctx *c) { return c && c->anchor ? c->anchor->done : NULL; }

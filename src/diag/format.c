@@ -216,6 +216,17 @@ static void visible(const uintptr_t *pcs, size_t n, memo *m, size_t *first, size
     (*last)--;
 }
 
+/* The blocking location of a stack for the leak suspects (src/leak/suspect.c): the innermost of
+ * the frames a dump shows that is the program's own (not tether's), by the rule above. */
+size_t tt__stk_user_frame(const tt__stk *stk) {
+  size_t first, last;
+  visible(stk->pcs, stk->n, NULL, &first, &last);
+  for (size_t i = first; i < last; i++)
+    if (kind_of(NULL, stk->pcs[i]) == FK_USER)
+      return i;
+  return stk->n;
+}
+
 /* ---- debug=2: tracebacks ------------------------------------------------------------------ */
 
 static void put_file_line(tt__sink *k, const tt__sym *s) {

@@ -110,6 +110,9 @@ int tt__write_pcs(tt__sink *k, const uintptr_t *pcs, size_t n);
 int tt__write_counts(const tt_snapshot *s, tt__sink *k);
 int tt__write_json(const tt_snapshot *s, tt__sink *k);
 int tt__write_pprof(const tt_snapshot *s, tt__sink *k);
+/* The index in stk->pcs of the innermost frame of the program's own code among those a dump
+ * shows (stk->n when none): the leak suspects' blocking location. */
+size_t tt__stk_user_frame(const tt__stk *stk);
 /* One coroutine's traceback (debug=2 form), for crash reports. */
 void tt__write_trace_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k);
 

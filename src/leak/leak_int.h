@@ -24,4 +24,23 @@ void tt__leak_set_cause(tt_id id, const char *op, tt_id by, const uintptr_t *pcs
 void tt__monitor_start(void);
 void tt__monitor_stop(void);
 
+/* The exit check (exit.c): with TT_LEAKCHECK >= 1, called by coroutine 1 when the program's
+ * function has returned, before the shut-down; reports the live non-daemon coroutines to
+ * report_fd and returns true if there were any (false when the check is off). */
+bool tt__leak_exit_check(void);
+
+/* The suspects' default thresholds (suspect.c), set at start-up by knobs.c from
+ * TT_DEBUG=suspectcount=K,suspectage=T (tt__leak_suspect_defaults first). */
+extern uint64_t tt__suspect_count;
+extern int64_t tt__suspect_age;
+void tt__leak_suspect_defaults(void);
+
+/* Writes a duration as a person reads it ("1.234s", "12ms", "2m3.000s"). */
+struct tt__sink;
+void tt__leak_put_duration(struct tt__sink *k, int64_t ns);
+
+/* When the current context of co was cancelled (tt_now() clock), or 0 when it is not cancelled
+ * (src/ctx/ctx.c). co is the caller, or is held still by the caller (its scan bit). */
+int64_t tt__ctx_cancelled_at(const tt__coro *co);
+
 #endif

@@ -727,10 +727,13 @@ typedef struct text {
   char *s;
   size_t n, cap;
   bool oom;
+  bool off; /* a proof without a report: patterns only, no text */
 } text;
 
 static void tput(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void tput(text *t, const char *fmt, ...) {
+  if (t->off)
+    return;
   for (;;) {
     va_list ap;
     va_start(ap, fmt);
@@ -764,9 +767,12 @@ typedef struct vbuild {
   tt_id *cycle;
   size_t ncycle;
   bool oom;
+  bool quiet; /* no evidence text wanted */
 } vbuild;
 
 static void evidence(vbuild *b, const void *obj, tt_id coro, text *t) {
+  if (t->off)
+    return;
   if (t->oom || t->s == NULL) {
     free(t->s);
     b->oom = true;
@@ -847,7 +853,7 @@ static void chan_holders(const proof *p, tt__chan *c, const tt__coro *self, text
 static int chan_evidence(const proof *p, vbuild *b, const tt__coro *co, const tt_chan *handle,
                          bool send) {
   tt__chan *c = tt__chan_of(handle);
-  text t = {0};
+  text t = {.off = b->quiet};
   if (c->dctx) {
     tput(&t, "the done channel of context %p, which nothing live can cancel", (void *)c->dctx);
     evidence(b, c, 0, &t);
@@ -887,7 +893,7 @@ static int lock_evidence(const proof *p, vbuild *b, const tt__coro *co, bool rw)
   tt__lockinfo li;
   int64_t readers = 0, exited = 0;
   tt_id last_exited = 0;
-  text t = {0};
+  text t = {.off = b->quiet};
   int pattern = TT_PATTERN_CHAIN;
   if (rw)
     tt__rwmutex_info(co->wait_obj, &li, &readers, &exited, &last_exited);
@@ -925,7 +931,7 @@ static int lock_evidence(const proof *p, vbuild *b, const tt__coro *co, bool rw)
 }
 
 static void ctx_evidence(const proof *p, vbuild *b, const tt__coro *co) {
-  text t = {0};
+  text t = {.off = b->quiet};
   struct tt_ctx *a = co->ctx ? tt__ctx_anchor(co->ctx) : NULL;
   if (a == NULL) {
     tput(&t, "its context cannot be cancelled (the background context)");
@@ -967,7 +973,7 @@ static void describe(const proof *p, uint32_t n, vbuild *b) {
   case TT_WAIT_CHAN_RECV_NIL:
   case TT_WAIT_CHAN_SEND_NIL:
   case TT_WAIT_SELECT_NO_CASES: {
-    text t = {0};
+    text t = {.off = b->quiet};
     tput(&t, "%s: nothing but its context can end the wait",
          co->wait_reason == TT_WAIT_SELECT_NO_CASES ? "a select without cases"
                                                     : "an operation on a nil channel");
@@ -981,7 +987,7 @@ static void describe(const proof *p, uint32_t n, vbuild *b) {
     pattern = lock_evidence(p, b, co, co->wait_reason != TT_WAIT_MUTEX_LOCK);
     break;
   case TT_WAIT_GROUP_WAIT: {
-    text t = {0};
+    text t = {.off = b->quiet};
     tput(&t, "waits for group %p, whose children are all leaked", co->wait_obj);
     evidence(b, co->wait_obj, 0, &t);
     pattern = TT_PATTERN_GROUP_CHILD;
@@ -1164,13 +1170,8 @@ static int conclude(proof *p, bool want, vbuild **out, size_t *nout) {
       continue;
     tt__coro *co = (tt__coro *)p->nodes[i].key;
     vbuild *vb = &b[k++];
-    if (want) {
-      describe(p, i, vb);
-    } else {
-      vb->v.id = co->id;
-      vb->v.wait_reason = co->wait_reason;
-      vb->v.pattern = TT_PATTERN_NONE;
-    }
+    vb->quiet = !want;
+    describe(p, i, vb);
     if (cyc[i]) {
       vb->v.verdict = TT_VERDICT_DEADLOCK;
       vb->v.pattern = TT_PATTERN_LOCK_CYCLE;

@@ -1148,6 +1148,8 @@ static void tt__main_entry(void *p) {
   struct main_arg *ma = p;
   tt__coro *self = tt__self();
   tt__rt.result = ma->fn(ma->arg);
+  if (tt__leak_exit_check()) /* TT_LEAKCHECK=1 found coroutines left */
+    tt__rt.result = TT_ELEAKED;
 
   /* fn returned: cancel everything else, give it the grace period, report what remains. */
   atomic_store_explicit(&tt__rt.state, RT_GRACE, memory_order_seq_cst);
@@ -1335,8 +1337,9 @@ static struct {
 
 static int main_body(void *unused) {
   int status = main_args.fn(main_args.argc, main_args.argv);
-  /* As in Go, the process ends when main returns; other coroutines are not waited for. */
-  exit(status);
+  /* As in Go, the process ends when main returns; other coroutines are not waited for (but
+   * TT_LEAKCHECK=1 reports them first, and then the status says so). */
+  exit(tt__leak_exit_check() ? TT_LEAKCHECK_STATUS : status);
 }
 
 int tt_main(int argc, char **argv, int (*main_fn)(int, char **)) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "leak/leak_int.h"
 
 #define TT_STACK_MIN ((size_t)16 << 10)
 #define TT_STACK_MAX ((size_t)1 << 30)
@@ -97,6 +98,16 @@ static int debug_key(const char *key, const char *val) {
     if (parse_size(val, &v) != 0 || v > 64)
       return bad("TT_DEBUG creationstack", val, "want a number of levels from 0 to 64");
     tt__rt.creationstack = (int)v;
+  } else if (strcmp(key, "suspectcount") == 0) {
+    uint64_t v;
+    if (parse_size(val, &v) != 0 || v < 1)
+      return bad("TT_DEBUG suspectcount", val, "want a number of coroutines of at least 1");
+    tt__suspect_count = v;
+  } else if (strcmp(key, "suspectage") == 0) {
+    int64_t d;
+    if (parse_duration(val, &d) != 0)
+      return bad("TT_DEBUG suspectage", val, "want a duration such as 60s");
+    tt__suspect_age = d;
   } else if (strcmp(key, "stackguard") == 0) {
     if (strcmp(val, "auto") == 0)
       tt__rt.guard_mode = 1;
@@ -204,6 +215,7 @@ int tt__knobs_load(const tt_run_opts *o) {
   tt__rt.debug_canary = false;
   tt__rt.guard_mode = 1;
   tt__rt.creationstack = 0;
+  tt__leak_suspect_defaults();
   if ((s = getenv("TT_DEBUG")) != NULL && *s) {
     int r = parse_debug(s);
     if (r != 0)
