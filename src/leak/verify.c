@@ -385,7 +385,8 @@ static int round_once(check *k, tt_snapshot **snap) {
     if (!creator_ignored(k->o, k->c.v[i].create_pc))
       k->left[nl++] = k->c.v[i].id;
   k->nleft = nl;
-  qsort(k->left, nl, sizeof *k->left, cmp_id);
+  if (nl)
+    qsort(k->left, nl, sizeof *k->left, cmp_id);
   if (nl == 0 || (k->o->ignore_top == NULL && k->o->ignore_any == NULL))
     return 0;
   tt_snapshot *s;
@@ -400,7 +401,8 @@ static int round_once(check *k, tt_snapshot **snap) {
     if (tt_snapshot_get(s, i, &ci) == 0)
       k->left[k->nleft++] = ci.id;
   }
-  qsort(k->left, k->nleft, sizeof *k->left, cmp_id);
+  if (k->nleft)
+    qsort(k->left, k->nleft, sizeof *k->left, cmp_id);
   if (snap)
     *snap = s;
   else
@@ -548,7 +550,8 @@ int tt_leak_verify_none(const tt_leak_opts *opts, char **report) {
       if (tt_snapshot_get(o->baseline, i, &ci) == 0)
         k.base[k.nbase++] = ci.id;
     }
-    qsort(k.base, k.nbase, sizeof *k.base, cmp_id);
+    if (k.nbase)
+      qsort(k.base, k.nbase, sizeof *k.base, cmp_id);
   }
   int64_t start = tt_now(), deadline = start + timeout, step = FIRST_SLEEP;
   for (;;) {
