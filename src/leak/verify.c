@@ -118,8 +118,9 @@ int tt_leak_scope_begin(const char *name, tt_leak_scope **out) {
   s->owner = self ? self->id : 0;
   s->thread = pthread_self();
   s->prev = tt__scope_current();
-  uint64_t run = tt_running() ? tt__rt.run_id : table_run;
+  bool running = tt_running();
   pthread_mutex_lock(&table_lock);
+  uint64_t run = running ? tt__rt.run_id : table_run;
   if (run != table_run) {
     /* A new run: the old run's coroutines are all gone, and with them the need for tombstones. */
     size_t k = 0;
