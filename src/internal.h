@@ -223,7 +223,10 @@ typedef struct tt__coro {
   struct tt_ctx **ctx_saved;   /* (references, released at exit if a region is never left) */
   struct tt__held *locks; /* mutexes and rwmutexes it holds (src/sync/sync_int.h); NULL: none */
   tt__ancestry *ancestry; /* TT_DEBUG=creationstack: the spawner's stack; NULL: not recorded */
-  uint64_t scope;         /* the leak-check scope it was created in (src/leak), 0: none */
+  /* The leak-check scope its spawns go into (src/leak/verify.c), 0: none: the scope it was
+   * created in, or one it has begun and not yet ended. Written by the spawner before publication
+   * and by the coroutine itself, read by anyone: relaxed atomic accesses (__atomic_*). */
+  uint64_t scope;
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -668,9 +671,16 @@ void tt__worker_wake(tt__worker *w);         /* wakes w if it sleeps */
 /* Spawns fn(arg) from scheduler code (a timer's callback): parent as given, nothing inherited,
  * queued globally. 0 or tt_go's errors. */
 struct tt__holder;
-/* refs (or NULL): a holder table that becomes the child's own (a tt_after_func's references). */
+/* refs (or NULL): a holder table that becomes the child's own (a tt_after_func's references);
+ * scope: the leak-check scope the timer was armed in. */
 int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc,
-                         struct tt__holder *refs);
+                         struct tt__holder *refs, uint64_t scope);
+/* The leak-check scope a plain thread has begun (src/leak/verify.c), 0: none; a coroutine's is
+ * its tt__coro.scope. */
+extern __thread uint64_t tt__tls_scope;
+/* The caller's current leak-check scope (a coroutine's or a plain thread's), for objects that
+ * start coroutines later (timers). */
+uint64_t tt__scope_current(void);
 TT_NORETURN void tt__coro_exit(void); /* the running coroutine ends */
 void tt__stats_bump_thread(int idx);  /* a plain thread's transition */
 

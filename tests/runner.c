@@ -69,15 +69,46 @@ int64_t tt_test_scaled(int64_t n, int64_t lo) {
   return v < lo ? lo : v;
 }
 
+static const char *current_test = "(no test)";
+
+const char *tt_test_name(void) { return current_test; }
+
 struct run_arg {
   int (*fn)(void *);
   void *arg;
 };
 
+/* Coroutine 1 of a checked run: the test's main function, then the leak check. */
+static int checked_main(void *p) {
+  struct run_arg *ra = p;
+  int r = ra->fn(ra->arg);
+  tt_leak_opts o = {.timeout = TT_TEST_LEAK_TIMEOUT, .name = current_test, .report_fd = -1};
+  char *report = NULL;
+  int err = tt_leak_verify_none(&o, &report);
+  if (err == TT_ELEAKED)
+    tt_test_fail(__FILE__, __LINE__, "the test left coroutines behind:\n%s", report);
+  if (err != 0)
+    tt_test_fail(__FILE__, __LINE__, "tt_leak_verify_none returned %d (%s)", err, tt_strerror(err));
+  return r;
+}
+
+int tt_test_run_opt(int (*fn)(void *), void *arg, const tt_run_opts *opts) {
+  struct run_arg ra = {fn, arg};
+  return tt_run(fn ? checked_main : NULL, &ra, opts);
+}
+
+int tt_test_run_unchecked(int (*fn)(void *), void *arg, const tt_run_opts *opts,
+                          const char *reason) {
+  if (reason == NULL || reason[0] == '\0')
+    tt_test_fail(__FILE__, __LINE__, "tt_test_run_unchecked needs a reason");
+  printf("%s: leak check off: %s\n", current_test, reason);
+  return tt_run(fn, arg, opts);
+}
+
 void tt_test_run(int (*fn)(void *), void *arg, int procs) {
   tt_run_opts o = {0};
   o.procs = procs;
-  int r = tt_run(fn, arg, &o);
+  int r = tt_test_run_opt(fn, arg, &o);
   if (r != 0)
     tt_test_fail(__FILE__, __LINE__, "tt_run returned %d (%s)", r, tt_strerror(r));
 }
@@ -206,6 +237,7 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < ntests; i++) {
     if (strcmp(tests[i].name, argv[1]) == 0) {
+      current_test = tests[i].name;
       tests[i].fn();
       if (tt_running()) {
         fprintf(stderr, "%s: the runtime is still running at the end of the test\n", argv[1]);

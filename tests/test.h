@@ -91,8 +91,21 @@ int64_t tt_test_scaled(int64_t n, int64_t lo);
 /* Tolerance multiplier for timing assertions: TT_TEST_SLOW (default 1; sanitizer runs set more). */
 double tt_test_slow(void);
 
-/* Runs fn(arg) under tt_run with opts (procs = procs unless 0) and asserts it returned 0. */
+/* Every test that starts the runtime goes through these (never tt_run directly), so that the
+ * leak check is part of every test: when fn returns, still in coroutine 1, tt_leak_verify_none
+ * checks that fn left no coroutine behind (waiting up to TT_TEST_LEAK_TIMEOUT for stragglers)
+ * and fails the test with its report otherwise. */
+#define TT_TEST_LEAK_TIMEOUT ((int64_t)(TT_SEC * tt_test_slow()))
+/* Runs fn(arg) with the check under tt_run with opts and returns tt_run's result. */
+int tt_test_run_opt(int (*fn)(void *), void *arg, const tt_run_opts *opts);
+/* The same with procs workers (unless 0), asserting that tt_run returned 0. */
 void tt_test_run(int (*fn)(void *), void *arg, int procs);
+/* tt_test_run_opt without the leak check, for tests that leave coroutines behind on purpose
+ * (shut-down tests, dumps of blocked coroutines...): reason says why, and is printed. */
+int tt_test_run_unchecked(int (*fn)(void *), void *arg, const tt_run_opts *opts,
+                          const char *reason);
+/* The name of the test running (argv[1]). */
+const char *tt_test_name(void);
 
 /* Starts argv[0] (a path) with argv and the extra environment entries env (NULL-terminated, may be
  * NULL), waits, and returns its exit status as from waitpid; its stderr (and stdout) are captured
@@ -119,6 +132,7 @@ int64_t tt__chan_count_live(void); /* channels made and not yet freed */
 int64_t tt__ctx_count_live(void);  /* contexts made and not yet freed */
 void tt__sched_dump(FILE *f);      /* every worker's queues, for post-mortems */
 void tt__fault_arm(int site, int64_t nth);
+int tt__leak_refresh(void); /* the proof now; TT_ENOSYS until the proof engine is built in */
 int tt__chan_bias_owner(tt_chan *h); /* the worker a channel is biased to, or -1 */
 int tt__chan_bias_available(void);
 /* The calling coroutine's held locks, oldest first (kinds: 1 mutex, 2 read, 3 write); returns

@@ -71,7 +71,7 @@ static void await_at_least(_Atomic int *v, int n) {
 /* tt_test_run with the default bound whatever TT_BLOCKING_MAX says: the tests count on it. */
 static void run(int (*fn)(void *), void *arg, int procs) {
   tt_run_opts o = {.procs = procs, .blocking_max = 64};
-  int r = tt_run(fn, arg, &o);
+  int r = tt_test_run_opt(fn, arg, &o);
   if (r != 0)
     tt_test_fail(__FILE__, __LINE__, "tt_run returned %d (%s)", r, tt_strerror(r));
 }
@@ -402,7 +402,7 @@ static int bound_main(void *p) {
 
 TEST(blocking_pool_bound_holds) {
   tt_run_opts o = {.procs = 2, .blocking_max = 4};
-  ASSERT_EQ(tt_run(bound_main, NULL, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(bound_main, NULL, &o), 0);
 }
 
 /* Raising the bound starts threads for the jobs already waiting. */
@@ -446,21 +446,21 @@ static int max_is(void *p) {
 TEST(blocking_max_from_environment) {
   setenv("TT_BLOCKING_MAX", "3", 1);
   tt_run_opts o = {.procs = 1};
-  ASSERT_EQ(tt_run(max_is, (void *)(intptr_t)3, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(max_is, (void *)(intptr_t)3, &o), 0);
   o.blocking_max = 5;
-  ASSERT_EQ(tt_run(max_is, (void *)(intptr_t)5, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(max_is, (void *)(intptr_t)5, &o), 0);
   o.blocking_max = 0;
   setenv("TT_BLOCKING_MAX", "0", 1);
-  ASSERT_ERR(tt_run(max_is, NULL, &o), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(max_is, NULL, &o), TT_EINVAL);
   setenv("TT_BLOCKING_MAX", "lots", 1);
-  ASSERT_ERR(tt_run(max_is, NULL, &o), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(max_is, NULL, &o), TT_EINVAL);
   unsetenv("TT_BLOCKING_MAX");
   o.blocking_max = -1;
-  ASSERT_ERR(tt_run(max_is, NULL, &o), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(max_is, NULL, &o), TT_EINVAL);
   o.blocking_max = 10001;
-  ASSERT_ERR(tt_run(max_is, NULL, &o), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(max_is, NULL, &o), TT_EINVAL);
   o.blocking_max = 0;
-  ASSERT_EQ(tt_run(max_is, (void *)(intptr_t)64, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(max_is, (void *)(intptr_t)64, &o), 0);
 }
 
 /* ---- Deadlines ----------------------------------------------------------------------------- */
@@ -698,7 +698,9 @@ TEST(blocking_shutdown_with_queued_and_running_jobs) {
   ASSERT_EQ(pipe(fds), 0);
   int64_t grace = (int64_t)(200 * TT_MSEC * tt_test_slow());
   tt_run_opts o = {.procs = 2, .grace_ns = grace, .report_fd = fds[1], .blocking_max = 1};
-  ASSERT_EQ(tt_run(sd_main, NULL, &o), 3);
+  ASSERT_EQ(tt_test_run_unchecked(sd_main, NULL, &o,
+                                  "shut-down with tt_blocking jobs queued and running is the test"),
+            3);
   int64_t took = tt_now() - sd.main_returned_at;
   close(fds[1]);
   char buf[4096];
@@ -767,7 +769,10 @@ TEST(blocking_shutdown_waits_for_a_job_within_grace) {
   ASSERT_EQ(pipe(fds), 0);
   tt_run_opts o = {
       .procs = 2, .grace_ns = (int64_t)(5 * TT_SEC * tt_test_slow()), .report_fd = fds[1]};
-  ASSERT_EQ(tt_run(quick_main, NULL, &o), 0);
+  ASSERT_EQ(tt_test_run_unchecked(
+                quick_main, NULL, &o,
+                "shut-down's cancellation of a coroutine inside tt_blocking is the test"),
+            0);
   close(fds[1]);
   char buf[256];
   ASSERT_EQ(read(fds[0], buf, sizeof buf), 0); /* no report */
@@ -813,7 +818,10 @@ static int dc_main(void *p) {
 
 TEST(blocking_shutdown_abandons_jobs_of_discarded_callers) {
   tt_run_opts o = {.procs = 1, .grace_ns = -1, .report_fd = -1, .blocking_max = 1};
-  ASSERT_EQ(tt_run(dc_main, NULL, &o), 0);
+  ASSERT_EQ(
+      tt_test_run_unchecked(dc_main, NULL, &o,
+                            "shut-down discarding callers still inside tt_blocking is the test"),
+      0);
   ASSERT_EQ(atomic_load(&dc.queued.calls), 1);
   ASSERT_EQ(dc.queued.ran, 0);
   ASSERT(pthread_equal(dc.queued.thread, pthread_self())); /* by tt_run's teardown */
@@ -864,11 +872,11 @@ static int cycle_main(void *p) {
 TEST(blocking_run_cycles_leave_no_threads) {
   tt_run_opts o = {.procs = 2, .report_fd = -1};
   for (int i = 0; i < 5; i++) /* warm up, as run_restarts_without_leaking does */
-    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
+    ASSERT_EQ(tt_test_run_opt(cycle_main, NULL, &o), 0);
   int threads = tt_test_proc_count("task"), fds = tt_test_proc_count("fd");
   int cycles = (int)SCALED(50, 10);
   for (int i = 0; i < cycles; i++)
-    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
+    ASSERT_EQ(tt_test_run_opt(cycle_main, NULL, &o), 0);
   for (int64_t end = tt_now() + (int64_t)(tt_test_slow() * TT_SEC);
        tt_test_proc_count("task") > threads && tt_now() < end;)
     nap(TT_MSEC);
@@ -917,9 +925,9 @@ TEST(blocking_idle_threads_exit) {
   debug_with(old, "blockingidle=20ms");
   run(idle_main, NULL, 2);
   debug_with(old, "blockingidle=0");
-  ASSERT_ERR(tt_run(idle_main, NULL, NULL), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(idle_main, NULL, NULL), TT_EINVAL);
   debug_with(old, "blockingidle=soon");
-  ASSERT_ERR(tt_run(idle_main, NULL, NULL), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(idle_main, NULL, NULL), TT_EINVAL);
   if (old)
     setenv("TT_DEBUG", old, 1);
   else

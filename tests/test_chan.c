@@ -240,7 +240,11 @@ static int nil_main(void *p) {
   return 0; /* shut-down cancels both */
 }
 
-TEST(chan_nil_blocks_forever) { tt_test_run(nil_main, NULL, 2); }
+TEST(chan_nil_blocks_forever) {
+  ASSERT_OK(tt_test_run_unchecked(
+      nil_main, NULL, &(tt_run_opts){.procs = 2},
+      "the nil-channel waiters block forever: shut-down's cancellation ends them"));
+}
 
 static void signal_once(void *p) { ASSERT_OK(tt_chan_send(p, NULL)); }
 

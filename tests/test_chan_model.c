@@ -942,7 +942,7 @@ static void run_steps(int procs, int64_t nseq, int nsteps) {
     g->trace = getenv("TT_MODEL_TRACE") != NULL;
     g->timeout = (int64_t)(10 * TT_SEC * tt_test_slow());
     tt_run_opts o = {.procs = procs, .seed = g->seed};
-    int r = tt_run(seq_main, g, &o);
+    int r = tt_test_run_opt(seq_main, g, &o);
     if (r != 0)
       tt_test_fail(__FILE__, __LINE__, "seed %" PRIu64 ": tt_run returned %d (%s)", g->seed, r,
                    tt_strerror(r));
@@ -1275,7 +1275,7 @@ TEST(chan_model_free_procs2) {
     g->seed = env_u64("TT_MODEL_BASE", 1) + (uint64_t)i;
     g->nops = nops;
     tt_run_opts o = {.procs = 2, .seed = g->seed};
-    int r = tt_run(free_main, g, &o);
+    int r = tt_test_run_opt(free_main, g, &o);
     if (r != 0)
       tt_test_fail(__FILE__, __LINE__, "seed %" PRIu64 ": tt_run returned %d (%s)", g->seed, r,
                    tt_strerror(r));

@@ -46,7 +46,7 @@ static int returns_value(void *arg) {
 
 TEST(run_returns_result_and_main_is_one) {
   tt_run_opts o = {.procs = 2};
-  ASSERT_EQ(tt_run(returns_value, NULL, &o), 42);
+  ASSERT_EQ(tt_test_run_opt(returns_value, NULL, &o), 42);
   ASSERT(!tt_running());
   ASSERT_EQ(tt_num_coroutines(), 0);
   ASSERT_EQ(tt_self(), 0);
@@ -56,7 +56,7 @@ TEST(run_returns_result_and_main_is_one) {
 static void noop(void *arg) {}
 
 static int nested_run(void *arg) {
-  ASSERT_ERR(tt_run(returns_value, NULL, NULL), TT_EBUSY);
+  ASSERT_ERR(tt_test_run_opt(returns_value, NULL, NULL), TT_EBUSY);
   return 0;
 }
 
@@ -88,13 +88,13 @@ TEST(api_errors) {
   ASSERT(tt_wait_reason_string(-1) == NULL);
   ASSERT_STR_EQ(tt_wait_reason_string(TT_WAIT_CHAN_RECV), "chan receive");
   ASSERT_STR_EQ(tt_state_string(TT_STATE_RUNNABLE), "runnable");
-  ASSERT_ERR(tt_run(NULL, NULL, NULL), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(NULL, NULL, NULL), TT_EINVAL);
   tt_run_opts bad = {.procs = -1};
-  ASSERT_ERR(tt_run(returns_value, NULL, &bad), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(returns_value, NULL, &bad), TT_EINVAL);
   bad = (tt_run_opts){.stack_size = 100};
-  ASSERT_ERR(tt_run(returns_value, NULL, &bad), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(returns_value, NULL, &bad), TT_EINVAL);
   bad = (tt_run_opts){.stack_size = (size_t)1 << 40};
-  ASSERT_ERR(tt_run(returns_value, NULL, &bad), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(returns_value, NULL, &bad), TT_EINVAL);
   tt_test_run(nested_run, NULL, 1);
   ASSERT_STR_EQ(tt_strerror(TT_EINVAL), "invalid argument");
   ASSERT_STR_EQ(tt_err_name(TT_ECANCELED), "ECANCELED");
@@ -129,7 +129,7 @@ TEST(spawn_errors) { tt_test_run(bad_spawns, NULL, 2); }
 static _Atomic int second_result = 1;
 
 static void *second_run(void *arg) {
-  atomic_store(&second_result, tt_run(returns_value, NULL, NULL));
+  atomic_store(&second_result, tt_test_run_opt(returns_value, NULL, NULL));
   return NULL;
 }
 
@@ -154,7 +154,7 @@ TEST(bad_environment_knobs) {
                             {"TT_DEBUG", "grace=xs"}, {"TT_DEBUG", "stackguard=2"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     setenv(cases[i][0], cases[i][1], 1);
-    int r = tt_run(env_main, NULL, NULL);
+    int r = tt_test_run_opt(env_main, NULL, NULL);
     if (r != TT_EINVAL)
       tt_test_fail(__FILE__, __LINE__, "%s=%s: tt_run returned %d", cases[i][0], cases[i][1], r);
     unsetenv(cases[i][0]);
@@ -162,7 +162,7 @@ TEST(bad_environment_knobs) {
   setenv("TT_STACK_SIZE", "64k", 1);
   setenv("TT_PROCS", "3", 1);
   setenv("TT_DEBUG", "grace=10ms,unknownkey=1", 1);
-  ASSERT_EQ(tt_run(env_main, NULL, NULL), 0);
+  ASSERT_EQ(tt_test_run_opt(env_main, NULL, NULL), 0);
 }
 
 struct order {

@@ -152,6 +152,13 @@ static void seed_stop(void) {
   tt_chan_release(dump_never);
 }
 
+/* The dump tests dump coroutines blocked on purpose (the seed's leaks, a deep stack, many
+ * parked ones) and leave them to the runtime's shut-down: they opt out of the leak check. */
+static void run_leaving(int (*fn)(void *), void *arg, int procs) {
+  ASSERT_OK(tt_test_run_unchecked(fn, arg, &(tt_run_opts){.procs = procs},
+                                  "the dumped coroutines are left blocked for shut-down to end"));
+}
+
 /* ---- debug=2 ------------------------------------------------------------------------------ */
 
 /* Coroutine id's block holds its header and top frame (head), the program's frame (frame) and
@@ -211,7 +218,7 @@ static int traces_body(void *arg) {
   return 0;
 }
 
-TEST(dump_traces_seed_leaks) { tt_test_run(traces_body, NULL, 2); }
+TEST(dump_traces_seed_leaks) { run_leaving(traces_body, NULL, 2); }
 
 static int minutes_body(void *arg) {
   (void)arg;
@@ -237,7 +244,7 @@ static int minutes_body(void *arg) {
   return 0;
 }
 
-TEST(dump_traces_minutes_blocked) { tt_test_run(minutes_body, NULL, 2); }
+TEST(dump_traces_minutes_blocked) { run_leaving(minutes_body, NULL, 2); }
 
 static int panicparse_body(void *arg) {
   char *pp = arg;
@@ -271,7 +278,7 @@ TEST(dump_traces_parsed_by_panicparse) {
   char *pp = client("panicparse");
   if (pp == NULL)
     return;
-  tt_test_run(panicparse_body, pp, 2);
+  run_leaving(panicparse_body, pp, 2);
   free(pp);
 }
 
@@ -310,7 +317,7 @@ static int counts_body(void *arg) {
   return 0;
 }
 
-TEST(dump_counts_format) { tt_test_run(counts_body, NULL, 2); }
+TEST(dump_counts_format) { run_leaving(counts_body, NULL, 2); }
 
 /* ---- pprof -------------------------------------------------------------------------------- */
 
@@ -371,7 +378,7 @@ TEST(dump_pprof_read_by_go_tool_pprof) {
   gotool = client("go");
   if (gotool == NULL)
     return;
-  tt_test_run(pprof_body, NULL, 2);
+  run_leaving(pprof_body, NULL, 2);
   free(gotool);
 }
 
@@ -475,7 +482,7 @@ static int json_body(void *arg) {
   return 0;
 }
 
-TEST(dump_json_complete_and_valid) { tt_test_run(json_body, NULL, 2); }
+TEST(dump_json_complete_and_valid) { run_leaving(json_body, NULL, 2); }
 
 /* ---- Snapshots ---------------------------------------------------------------------------- */
 
@@ -549,7 +556,7 @@ TEST(dump_snapshot_api) {
   ASSERT_ERR(tt_snapshot_take(&s), TT_ENOTRUNNING);
   ASSERT(s == NULL);
   ASSERT_ERR(tt_dump(1, TT_DUMP_TRACES), TT_ENOTRUNNING);
-  tt_test_run(snapshot_body, NULL, 2);
+  run_leaving(snapshot_body, NULL, 2);
 }
 
 /* ---- A coroutine running on another worker ------------------------------------------------- */
@@ -656,7 +663,7 @@ static int deep_body(void *arg) {
   return 0;
 }
 
-TEST(dump_traces_elide_deep_stacks) { tt_test_run(deep_body, NULL, 2); }
+TEST(dump_traces_elide_deep_stacks) { run_leaving(deep_body, NULL, 2); }
 
 __attribute__((noinline)) static void spawner_inner(tt_id *id) {
   tt_go_opts o = {.share = &dump_never, .nshare = 1};
@@ -702,9 +709,11 @@ static int creation_body(void *arg) {
 
 TEST(dump_creation_stacks) {
   tt_run_opts o = {.procs = 2, .creationstack = 2};
-  ASSERT_OK(tt_run(creation_body, NULL, &o));
+  ASSERT_OK(tt_test_run_unchecked(
+      creation_body, NULL, &o,
+      "the coroutines whose creation stacks are dumped sleep until shut-down"));
   tt_run_opts bad = {.creationstack = 65};
-  ASSERT_ERR(tt_run(creation_body, NULL, &bad), TT_EINVAL);
+  ASSERT_ERR(tt_test_run_opt(creation_body, NULL, &bad), TT_EINVAL);
 }
 
 static void *thread_dump(void *arg) {
@@ -738,7 +747,7 @@ static int thread_body(void *arg) {
   return 0;
 }
 
-TEST(dump_from_plain_thread) { tt_test_run(thread_body, NULL, 2); }
+TEST(dump_from_plain_thread) { run_leaving(thread_body, NULL, 2); }
 
 /* ---- Counts ------------------------------------------------------------------------------- */
 
@@ -807,7 +816,7 @@ static int scale_body(void *arg) {
   return 0;
 }
 
-TEST(dump_many_coroutines) { tt_test_run(scale_body, NULL, 2); }
+TEST(dump_many_coroutines) { run_leaving(scale_body, NULL, 2); }
 
 /* Without debug information for tether (the aarch64 build has no libdw): names come from the
  * symbol tables, lines are ??:0, and tether's frames above the public call are still hidden,
@@ -815,5 +824,5 @@ TEST(dump_many_coroutines) { tt_test_run(scale_body, NULL, 2); }
 TEST(dump_traces_without_dwarf) {
   tt__symbolize_use_dwarf(false);
   ASSERT(!tt_test_have_dwarf());
-  tt_test_run(traces_body, NULL, 2);
+  run_leaving(traces_body, NULL, 2);
 }

@@ -21,11 +21,11 @@ static int count_run(void *arg) {
 TEST(fault_worker_thread_fails_start_up) {
   setenv("TT_FAULT", "thread:2", 1);
   tt_run_opts o = {.procs = 2};
-  ASSERT_ERR(tt_run(count_run, NULL, &o), TT_ENOMEM);
+  ASSERT_ERR(tt_test_run_opt(count_run, NULL, &o), TT_ENOMEM);
   ASSERT_EQ(atomic_load(&ran), 0); /* fn never ran */
   ASSERT(!tt_running());
   unsetenv("TT_FAULT");
-  ASSERT_OK(tt_run(count_run, NULL, &o));
+  ASSERT_OK(tt_test_run_opt(count_run, NULL, &o));
   ASSERT_EQ(atomic_load(&ran), 1);
 }
 
@@ -66,7 +66,7 @@ TEST(fault_bad_spec_is_rejected) {
   const char *bad[] = {"alloc", "alloc:0", "alloc:x", "disk:1", "mmap:-2"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     setenv("TT_FAULT", bad[i], 1);
-    ASSERT_ERR(tt_run(count_run, NULL, NULL), TT_EINVAL);
+    ASSERT_ERR(tt_test_run_opt(count_run, NULL, NULL), TT_EINVAL);
   }
   unsetenv("TT_FAULT");
 }

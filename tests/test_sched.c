@@ -139,7 +139,10 @@ static int idle_main(void *p) {
 
 TEST(idle_process_uses_no_cpu) {
   tt_run_opts o = {.procs = 2, .report_fd = -1};
-  ASSERT_EQ(tt_run(idle_main, NULL, &o), 0);
+  ASSERT_EQ(
+      tt_test_run_unchecked(idle_main, NULL, &o,
+                            "the idle process is made of coroutines sleeping until shut-down"),
+      0);
 }
 
 /* ---- Plain threads block on a futex and wake ------------------------------------------------ */
@@ -263,7 +266,9 @@ TEST(shutdown_cancels_reports_and_discards) {
   int64_t grace = (int64_t)(200 * TT_MSEC * tt_test_slow());
   tt_run_opts o = {.procs = 2, .grace_ns = grace, .report_fd = fds[1]};
   int64_t t0 = tt_now();
-  ASSERT_EQ(tt_run(shutdown_main, &pl, &o), 7);
+  ASSERT_EQ(tt_test_run_unchecked(shutdown_main, &pl, &o,
+                                  "shut-down's cancellation, report and discarding are the test"),
+            7);
   int64_t took = tt_now() - t0;
   close(fds[1]);
   char buf[8192];
@@ -309,12 +314,20 @@ TEST(run_restarts_without_leaking) {
   tt_run_opts o = {.procs = 2, .report_fd = -1};
   /* Warm up: libc (and a sanitizer's allocator) make one-time allocations in the first runs. */
   for (int i = 0; i < 10; i++)
-    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
+    ASSERT_EQ(
+        tt_test_run_unchecked(
+            cycle_main, NULL, &o,
+            "each run leaves sleepers for shut-down: restarting cleanly after that is the test"),
+        0);
   int threads = tt_test_proc_count("task"), fds = tt_test_proc_count("fd");
   int maps = tt_test_proc_count("maps");
   int cycles = (int)SCALED(100, 10);
   for (int i = 0; i < cycles; i++)
-    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
+    ASSERT_EQ(
+        tt_test_run_unchecked(
+            cycle_main, NULL, &o,
+            "each run leaves sleepers for shut-down: restarting cleanly after that is the test"),
+        0);
   /* A joined thread can stay listed for a moment after its joiner returns (the kernel wakes the
    * joiner before it removes the thread; qemu-user for much longer), in the baseline or now; so
    * wait for the count to come down, and compare with <=: a leak would add one per cycle. */
@@ -364,8 +377,8 @@ static int det_main(void *p) {
 TEST(deterministic_with_one_worker_and_a_seed) {
   struct trace a = {0}, b = {0};
   tt_run_opts o = {.procs = 1, .seed = 12345};
-  ASSERT_EQ(tt_run(det_main, &a, &o), 0);
-  ASSERT_EQ(tt_run(det_main, &b, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(det_main, &a, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(det_main, &b, &o), 0);
   ASSERT_EQ(atomic_load(&a.n), 100);
   ASSERT_EQ(memcmp(a.log, b.log, 100), 0);
 }
@@ -413,7 +426,9 @@ static int counts_main(void *p) {
 
 TEST(counts_by_state_and_reason_are_exact) {
   tt_run_opts o = {.procs = 2, .report_fd = -1};
-  ASSERT_EQ(tt_run(counts_main, NULL, &o), 0);
+  ASSERT_EQ(
+      tt_test_run_unchecked(counts_main, NULL, &o, "the counted coroutines sleep until shut-down"),
+      0);
 }
 
 /* ---- Cross-worker wake-ups under stress --------------------------------------------------- */

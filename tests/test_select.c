@@ -77,7 +77,11 @@ static int nil_main(void *p) {
   return 0; /* shut-down cancels no_cases */
 }
 
-TEST(select_nil_channels_and_no_cases) { tt_test_run(nil_main, NULL, 2); }
+TEST(select_nil_channels_and_no_cases) {
+  ASSERT_OK(tt_test_run_unchecked(
+      nil_main, NULL, &(tt_run_opts){.procs = 2},
+      "the select with no cases blocks forever: shut-down's cancellation ends it"));
+}
 
 /* Uniform choice among ready cases: a chi-square test over four always-ready channels. */
 static int fairness_main(void *p) {
@@ -136,12 +140,12 @@ static int record_main(void *p) {
 TEST(select_deterministic_with_seed) {
   int first[64], differs = 0;
   tt_run_opts o = {.procs = 1, .seed = 12345, .report_fd = -1};
-  ASSERT_OK(tt_run(record_main, NULL, &o));
+  ASSERT_OK(tt_test_run_opt(record_main, NULL, &o));
   memcpy(first, choices, sizeof first);
-  ASSERT_OK(tt_run(record_main, NULL, &o));
+  ASSERT_OK(tt_test_run_opt(record_main, NULL, &o));
   ASSERT(memcmp(first, choices, sizeof first) == 0);
   o.seed = 999;
-  ASSERT_OK(tt_run(record_main, NULL, &o));
+  ASSERT_OK(tt_test_run_opt(record_main, NULL, &o));
   differs = memcmp(first, choices, sizeof first) != 0;
   ASSERT(differs); /* 2^-64 odds of a false failure */
 }
@@ -374,4 +378,7 @@ static int registry_main(void *p) {
   return 0; /* shut-down cancels both */
 }
 
-TEST(select_registry_shows_channels_waited_on) { tt_test_run(registry_main, NULL, 2); }
+TEST(select_registry_shows_channels_waited_on) {
+  ASSERT_OK(tt_test_run_unchecked(registry_main, NULL, &(tt_run_opts){.procs = 2},
+                                  "its blocked coroutines are ended by shut-down's cancellation"));
+}

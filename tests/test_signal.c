@@ -634,14 +634,20 @@ TEST(signal_run_restarts_without_leaking) {
   set_default(SIGHUP);
   int64_t live = tt__chan_count_live();
   for (int i = 0; i < 10; i++) {
-    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
+    ASSERT_EQ(tt_test_run_unchecked(cycle_main, NULL, &o,
+                                    "each run leaves a signal receiver for shut-down: restarting "
+                                    "cleanly after that is the test"),
+              0);
     tt__signal_hook_del(cycle_hook);
   }
   int threads = tt_test_proc_count("task"), fds = tt_test_proc_count("fd");
   int maps = tt_test_proc_count("maps");
   int cycles = (int)SCALED(100, 10);
   for (int i = 0; i < cycles; i++) {
-    ASSERT_EQ(tt_run(cycle_main, NULL, &o), 0);
+    ASSERT_EQ(tt_test_run_unchecked(cycle_main, NULL, &o,
+                                    "each run leaves a signal receiver for shut-down: restarting "
+                                    "cleanly after that is the test"),
+              0);
     tt__signal_hook_del(cycle_hook);
     ASSERT_EQ(tt__chan_count_live(), live);
     ASSERT_PTR_EQ(handler_of(SIGUSR1), SIG_DFL);
@@ -710,7 +716,7 @@ TEST(signal_registrations_racing_the_end_of_a_run) {
     /* Started before the run, so that they may also meet it before it begins. */
     for (int k = 0; k < 2; k++)
       ASSERT_EQ(pthread_create(&th[k], NULL, race_thread, &r), 0);
-    ASSERT_EQ(tt_run(race_main, &r, &o), 0);
+    ASSERT_EQ(tt_test_run_opt(race_main, &r, &o), 0);
     /* The run is over: everything they registered is gone, and they are refused. */
     ASSERT_PTR_EQ(handler_of(SIGUSR1), SIG_DFL);
     ASSERT_PTR_EQ(handler_of(SIGUSR2), SIG_DFL);

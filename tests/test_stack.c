@@ -133,5 +133,5 @@ static int million_main(void *p) {
 
 TEST(million_parked_coroutines) {
   tt_run_opts o = {.report_fd = -1};
-  ASSERT_EQ(tt_run(million_main, NULL, &o), 0);
+  ASSERT_EQ(tt_test_run_opt(million_main, NULL, &o), 0);
 }

@@ -389,7 +389,11 @@ static int exited_main(void *p) {
   return 0; /* shut-down cancels the waiter */
 }
 
-TEST(mutex_holder_exits_and_waiter_stays_blocked) { tt_test_run(exited_main, NULL, 2); }
+TEST(mutex_holder_exits_and_waiter_stays_blocked) {
+  ASSERT_OK(tt_test_run_unchecked(
+      exited_main, NULL, &(tt_run_opts){.procs = 2},
+      "the waiter on a mutex whose holder exited stays blocked until shut-down cancels it"));
+}
 
 /* ---- starvation ------------------------------------------------------------------------------ */
 

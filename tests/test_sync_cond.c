@@ -192,7 +192,8 @@ static int cancel_main(void *p) {
 }
 
 TEST(cond_cancelled_waiter_gets_mutex_back) {
-  tt_test_run(cancel_main, NULL, 2);
+  ASSERT_OK(tt_test_run_unchecked(cancel_main, NULL, &(tt_run_opts){.procs = 2},
+                                  "the test is shut-down's cancellation of a condition waiter"));
   ASSERT_EQ(tt_mutex_holder(&cancel_m, NULL, NULL), TT_LOCK_FREE);
 }
 

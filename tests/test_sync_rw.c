@@ -350,7 +350,11 @@ static int exit_main(void *arg) {
   return 0;
 }
 
-TEST(rwmutex_holders_that_exit) { tt_test_run(exit_main, NULL, 2); }
+TEST(rwmutex_holders_that_exit) {
+  ASSERT_OK(tt_test_run_unchecked(
+      exit_main, NULL, &(tt_run_opts){.procs = 2},
+      "the waiter on an rwmutex whose holders exited stays blocked until shut-down cancels it"));
+}
 
 /* ---- stress ------------------------------------------------------------------------------------
  */

@@ -127,7 +127,8 @@ static int once_cancel_main(void *p) {
 }
 
 TEST(once_cancelled_waiter_leaves_the_once_intact) {
-  tt_test_run(once_cancel_main, NULL, 2);
+  ASSERT_OK(tt_test_run_unchecked(once_cancel_main, NULL, &(tt_run_opts){.procs = 2},
+                                  "the test is shut-down's cancellation of a tt_once_do waiter"));
   ASSERT_EQ(atomic_load(&cancel_waiter_result), TT_ECANCELED);
   ASSERT_EQ(tt_once_done(&cancel_once), 1);
   tt_chan_release(cancel_ch);

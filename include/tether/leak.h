@@ -113,6 +113,75 @@ TT_EXTERN int tt_leak_verdict_of(tt_id id);
 
 /* ---- 2. Tests: tt_leak_verify_none -------------------------------------------------------- */
 
+/* A leak-check scope: what one test created. While a coroutine (or a plain thread) has a scope
+ * begun, every coroutine it spawns belongs to the scope, and so, transitively, does everything
+ * those spawn: group children, pool workers made inside, the coroutines of tt_after_func timers
+ * armed inside (when they fire, even after the scope ended). A scope begun inside another is
+ * nested in it: the outer scope's checks cover the inner one's coroutines too, also after the
+ * inner scope has ended. tt_coro_info.scope names a coroutine's scope (the one its spawns go
+ * into: the scope it was created in, or one it has begun itself). */
+typedef struct tt_leak_scope tt_leak_scope;
+
+/* Begins a scope for the caller (a coroutine, or a plain thread: then for the thread), named name
+ * (copied; NULL: "scope N") for reports. Scopes nest: end them in the reverse order. The runtime
+ * need not be running. Returns 0 (*out set), TT_EINVAL (out NULL) or TT_ENOMEM.
+ * Calls: never blocks; not a cancellation point; any thread; not from signal handlers. */
+TT_EXTERN int tt_leak_scope_begin(const char *name, tt_leak_scope **out);
+/* Ends s and frees it: the caller's spawns go back to the scope it had before. Its coroutines
+ * keep belonging to it (and to the scopes around it). Returns 0, or TT_EINVAL (s NULL, not begun
+ * by the caller, or not the caller's innermost scope; s is then not freed).
+ * Calls: never blocks; not a cancellation point; the coroutine or thread that began s; not from
+ * signal handlers. */
+TT_EXTERN int tt_leak_scope_end(tt_leak_scope *s);
+/* The scope's id (the value of tt_coro_info.scope for its coroutines), 0 for NULL. */
+TT_EXTERN uint64_t tt_leak_scope_id(const tt_leak_scope *s);
+
+/* Options of tt_leak_verify_none. Zero (or a NULL opts) means the default for every field.
+ * Function names are matched exactly (strcmp) against the symbolizer's names: C function names as
+ * the debug information or the symbol tables spell them (a static function's plain name; GCC's
+ * clone suffixes such as ".constprop.0" dropped). Lists are NULL-terminated arrays of names. */
+typedef struct tt_leak_opts {
+  /* How long to wait in all for the coroutines to finish (ns); 0: 500 ms. Checks start 10 us
+   * apart and double, each wait capped at max_sleep (0: 10 ms). */
+  int64_t timeout;
+  int64_t max_sleep;
+  /* Only the coroutines of this scope and of the scopes nested in it (NULL: every coroutine). */
+  const tt_leak_scope *scope;
+  /* Coroutines alive in this snapshot (taken earlier in this run) are ignored: goleak's
+   * IgnoreCurrent. */
+  const struct tt_snapshot *baseline;
+  /* Ignore a coroutine whose innermost frame outside tether's own code is one of these
+   * (goleak's IgnoreTopFunction): for a coroutine blocked in tt_chan_recv, the function that
+   * called it; for one that has not started yet, its start function. */
+  const char *const *ignore_top;
+  /* ... that has one of these functions anywhere on its stack (goleak's IgnoreAnyFunction). */
+  const char *const *ignore_any;
+  /* ... that was spawned by one of these functions: the function containing its creation site,
+   * as "created by" names it (for a group's children that is tether's group code). */
+  const char *const *ignore_creator;
+  /* The report's title: the test's name (NULL: the scope's name, else "tt_leak_verify_none"). */
+  const char *name;
+  /* Where the report is written as well: 0 means stderr (2), -1 nowhere. */
+  int report_fd;
+} tt_leak_opts;
+
+/* Checks that no coroutine is left behind (goleak's VerifyNone): waits, with exponential backoff,
+ * up to opts->timeout for every coroutine that is not ignored to finish, returning as soon as
+ * none is left. Always ignored: daemons (tt_go_opts.daemon), the caller, and, with a scope, the
+ * coroutine that began it. A caller that is cancelled meanwhile stops waiting and checks at once.
+ * When some are left, runs the proof once (tt_leak_check) and writes a report: the title, then
+ * each coroutine in debug=2 form (tt_dump's TT_DUMP_TRACES: stack, wait reason, creation site)
+ * after a line with its verdict: "leaked (proven: nothing can wake it)", or "still blocked
+ * (<wait reason>) for <time> after <timeout>" / "still running after <timeout>" when the proof
+ * did not or could not decide.
+ * Returns 0 (none left; *report set to NULL), TT_ELEAKED (some left: *report, when report is not
+ * NULL, receives the report as a NUL-terminated string to free()), TT_EINVAL (a negative timeout
+ * or max_sleep, report_fd < -1), TT_ENOTRUNNING or TT_ENOMEM.
+ * Calls: blocks the caller (a coroutine sleeps with tt_sleep, a plain thread with nanosleep) up to
+ * the timeout; not a cancellation point (see above); any thread while the runtime runs; not from
+ * signal handlers. */
+TT_EXTERN int tt_leak_verify_none(const tt_leak_opts *opts, char **report);
+
 /* ---- 4. Production: suspects -------------------------------------------------------------- */
 
 /* A suspect is a site — a wait reason (or, for coroutines that are not parked, a state) and the

@@ -428,11 +428,11 @@ int tt_name_set(const char *name) {
 
 /* ---- Spawning ---------------------------------------------------------------------------- */
 
-/* Fills in a clean descriptor, publishes it to the registry and queues it. The four fields that
+/* Fills in a clean descriptor, publishes it to the registry and queues it. The five fields that
  * the registry reads without the scan bit (a running coroutine's, possibly just reused) are
  * written with relaxed atomic stores, and read with relaxed atomic loads. */
 static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t stack, int daemon,
-                           void *pc, tt_id parent, tt_id id, bool global) {
+                           void *pc, tt_id parent, tt_id id, uint64_t scope, bool global) {
   co->fn = fn;
   co->arg = arg;
   co->stack_req = stack;
@@ -440,6 +440,9 @@ static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t s
   __atomic_store_n(&co->create_pc, pc, __ATOMIC_RELAXED);
   __atomic_store_n(&co->parent, parent, __ATOMIC_RELAXED);
   __atomic_store_n(&co->id, id, __ATOMIC_RELAXED);
+  /* The leak-check scope (src/leak/verify.c): read without the scan bit too, and rewritten by the
+   * coroutine itself when it begins or ends a scope, hence atomic. */
+  __atomic_store_n(&co->scope, scope, __ATOMIC_RELAXED);
   /* release: registry walkers that see the status see the fields above. */
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
   tt__stats_bump(TT__ST_CREATED);
@@ -461,7 +464,7 @@ static void spawn_unshare(struct tt__holder *refs, const tt_go_opts *o, struct t
 static void peak_sample(void);
 
 static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc,
-                    bool from_sched, tt_id parent, struct tt__holder *give) {
+                    bool from_sched, tt_id parent, struct tt__holder *give, uint64_t scope) {
   if (fn == NULL)
     return TT_EINVAL;
   int state = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
@@ -530,17 +533,21 @@ static int spawn_ex(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *i
   if (idp)
     *idp = id;
   tt__ctx_spawn(co, o && o->ctx ? o->ctx : self ? self->ctx : NULL);
-  publish(co, fn, arg, stack, o && o->daemon, pc, self ? self->id : parent, id, from_sched);
+  /* The child's leak-check scope: the spawner's (a coroutine's own, a plain thread's current
+   * one), or the one a timer recorded when it was armed. */
+  if (!from_sched)
+    scope = self ? self->scope : w ? 0 : tt__tls_scope;
+  publish(co, fn, arg, stack, o && o->daemon, pc, self ? self->id : parent, id, scope, from_sched);
   return 0;
 }
 
 static int spawn(void (*fn)(void *), void *arg, const tt_go_opts *o, tt_id *idp, void *pc) {
-  return spawn_ex(fn, arg, o, idp, pc, false, 0, NULL);
+  return spawn_ex(fn, arg, o, idp, pc, false, 0, NULL, 0);
 }
 
 int tt__spawn_from_sched(void (*fn)(void *), void *arg, tt_id parent, void *pc,
-                         struct tt__holder *refs) {
-  return spawn_ex(fn, arg, NULL, NULL, pc, true, parent, refs);
+                         struct tt__holder *refs, uint64_t scope) {
+  return spawn_ex(fn, arg, NULL, NULL, pc, true, parent, refs, scope);
 }
 
 int tt_go(void (*fn)(void *), void *arg) {
@@ -555,7 +562,8 @@ int tt_go(void (*fn)(void *), void *arg) {
                 atomic_load_explicit(&tt__rt.state, memory_order_relaxed) == 1)) {
     w->free_co = co->next;
     w->nfree_co--;
-    publish(co, fn, arg, tt__rt.stack_size, 0, pc, self->id, w->id_next++, false);
+    /* The scope: one load (the spawner's, which only it writes) and one store. */
+    publish(co, fn, arg, tt__rt.stack_size, 0, pc, self->id, w->id_next++, self->scope, false);
     return 0;
   }
   return spawn(fn, arg, NULL, NULL, pc);
@@ -671,7 +679,7 @@ static void fill_info(tt__coro *co, uint32_t st, tt_coro_info *ci) {
   ci->create_pc = co->create_pc;
   ci->daemon = co->daemon;
   ci->verdict = co->verdict;
-  ci->scope = co->scope;
+  ci->scope = __atomic_load_n(&co->scope, __ATOMIC_RELAXED);
   ci->worker = co->w ? co->w->index : -1;
   ci->stack_size = co->sp ? co->stack_size : co->stack_req;
   ci->labels = co->labels ? co->labels->v : NULL;
@@ -702,6 +710,7 @@ static void foreach_one(tt__coro *co, uint32_t st, bool held, void *p) {
     ci.state = TT_STATE_RUNNING;
     ci.create_pc = __atomic_load_n(&co->create_pc, __ATOMIC_RELAXED);
     ci.daemon = __atomic_load_n(&co->daemon, __ATOMIC_RELAXED);
+    ci.scope = __atomic_load_n(&co->scope, __ATOMIC_RELAXED);
     ci.worker = -1;
   }
   fa->result = fa->fn(&ci, fa->arg);

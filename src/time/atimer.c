@@ -40,6 +40,7 @@ typedef struct tt__atimer {
   void *arg;
   tt_id creator;
   void *pc;
+  uint64_t scope; /* the leak-check scope it was armed in: its coroutine starts in it */
   tt__worker *home;
   uint64_t run_id;  /* the run home belongs to */
   tt__holder *refs; /* tt_after_func_opt's references, until the coroutine they go to starts */
@@ -124,7 +125,7 @@ static void fire(tt__timer *t, int64_t now) {
       break;
     }
     case FUNC:
-      if (tt__spawn_from_sched(a->fn, a->arg, a->creator, a->pc, a->refs) != 0)
+      if (tt__spawn_from_sched(a->fn, a->arg, a->creator, a->pc, a->refs, a->scope) != 0)
         tt__fatal("cannot spawn a tt_after_func coroutine");
       a->refs = NULL; /* the coroutine's own table now */
       release = a->self_owned;
@@ -201,6 +202,7 @@ static int make(tt_chan **out, int kind, int64_t d, int64_t period, void (*fn)(v
   a->pc = pc;
   a->self_owned = self_owned;
   a->creator = tt_self();
+  a->scope = tt__scope_current();
   tt__worker *w = tt__tls_worker;
   a->home = w ? w : &tt__rt.workers[tt__chan_rand() % (uint64_t)tt__rt.procs];
   a->run_id = tt__rt.run_id;
