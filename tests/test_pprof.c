@@ -1073,7 +1073,8 @@ TEST(pprof_go_tool_reads_goroutineleak) {
   int fd = mkstemp(path);
   ASSERT(fd >= 0);
   close(fd);
-  tt_test_run(leak_profile_main, path, 2);
+  tt_run_opts o = {.procs = 2};
+  ASSERT_OK(tt_test_run_unchecked(leak_profile_main, path, &o, "it profiles its own leaks"));
   char *go = find_go();
   if (go == NULL) {
     unlink(path);
