@@ -740,7 +740,7 @@ static int bench_dump(long n) {
 
 static tt_chan *scan_live;
 static tt_mutex scan_mu = TT_MUTEX_INIT;
-static tt_wg scan_parked = TT_WG_INIT;
+static tt_wg scan_parked = TT_WG_INIT, scan_done = TT_WG_INIT;
 static tt_ctx *scan_ctx;
 
 static void scan_fn(void *arg) {
@@ -764,6 +764,7 @@ static void scan_fn(void *arg) {
     tt_chan_release(scan_live);
   }
   }
+  tt_wg_done(&scan_done);
 }
 
 static void scan_orphan(void *arg) {
@@ -782,6 +783,7 @@ static int bench_leakscan(long n) {
     return fail("tt_ctx_with_cancel", err);
   tt_mutex_lock(&scan_mu);
   tt_wg_add(&scan_parked, n);
+  tt_wg_add(&scan_done, n - (n + 3) / 4);
   long leaked = 0, i = 0;
   for (; i < n && err == 0; i++) {
     if (i % 4 == 0) {
@@ -816,10 +818,12 @@ static int bench_leakscan(long n) {
     return fail("tt_leak_check", got < 0 ? got : TT_EIO);
   report("leakscan-report", (double)(t1 - t0) / 1e6, "ms");
   tt_leak_report_free(r);
-  /* The live ones finish; the leaked ones are cancelled by the shut-down. */
+  /* The live ones finish (before their channels go); the leaked ones are cancelled by the
+   * shut-down. */
   tt_chan_close(scan_live);
   tt_ctx_cancel(scan_ctx);
   tt_mutex_unlock(&scan_mu);
+  tt_wg_wait(&scan_done);
   tt_chan_release(scan_live);
   tt_ctx_release(scan_ctx);
   return 0;

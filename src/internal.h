@@ -227,6 +227,9 @@ typedef struct tt__coro {
    * created in, or one it has begun and not yet ended. Written by the spawner before publication
    * and by the coroutine itself, read by anyone: relaxed atomic accesses (__atomic_*). */
   uint64_t scope;
+  /* The leak proof's scratch (src/leak/proof.c), written only while the world is stopped:
+   * proof_node is this coroutine's node in the proof numbered proof_gen. */
+  uint32_t proof_gen, proof_node;
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -721,6 +724,8 @@ void tt__asym_barrier(void);
 void tt__scan_init(void);
 /* Calls fn on every non-free descriptor (no scan bit taken). */
 void tt__registry_walk(void (*fn)(tt__coro *co, void *arg), void *arg);
+/* The same, prefetching each parked coroutine's waiter ahead of fn (the leak proof's walk). */
+void tt__registry_walk_waiters(void (*fn)(tt__coro *co, void *arg), void *arg);
 void tt__labels_release(tt__labels *l);
 
 /* Stacks (src/coro/stack.c). */

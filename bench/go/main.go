@@ -18,8 +18,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -47,6 +49,7 @@ var workloads = []workload{
 	{"ctxcancel", 100000, benchCtxcancel},
 	{"group", 1000000, benchGroup},
 	{"dump", 1000000, benchDump},
+	{"leakscan", 1000000, benchLeakscan},
 }
 
 // outDir is --out DIR (the dump workload's output directory), or "".
@@ -522,6 +525,65 @@ func benchDump(n int) {
 	report("dump-debug1", float64(dumpWrite(dir, "goroutine-debug1.txt", 1).Nanoseconds())/1e6, "ms")
 	report("dump-debug2", float64(dumpWrite(dir, "goroutine-debug2.txt", 2).Nanoseconds())/1e6, "ms")
 	dumpCheck(dir, n)
+}
+
+// leakscan: n goroutines in the C twin's four shapes: a quarter receive on a channel nobody else
+// can reach (leaked), the rest wait on a channel, a mutex, or a select with a context's Done that
+// main still holds. Go 1.19 has no leak detector; Go 1.26 finds such leaks during a garbage
+// collection (its goroutineleak profile). So "leakscan" times runtime.GC() over these goroutines,
+// the pass that detection rides on, and "leakscan-report" a GC followed by the goroutine profile
+// at debug=1 (the listing of where they wait).
+func benchLeakscan(n int) {
+	var parked sync.WaitGroup
+	live := make(chan int)
+	var mu sync.Mutex
+	mu.Lock()
+	ctx, cancel := context.WithCancel(context.Background())
+	parked.Add(n)
+	for i := 0; i < n; i++ {
+		switch i % 4 {
+		case 0:
+			go func() {
+				own := make(chan int)
+				parked.Done()
+				<-own
+			}()
+		case 1:
+			go func() {
+				parked.Done()
+				<-live
+			}()
+		case 2:
+			go func() {
+				parked.Done()
+				mu.Lock()
+				mu.Unlock()
+			}()
+		case 3:
+			go func() {
+				parked.Done()
+				select {
+				case <-live:
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+	parked.Wait()
+	time.Sleep(10 * time.Millisecond)
+	t0 := time.Now()
+	runtime.GC()
+	report("leakscan", float64(time.Since(t0).Nanoseconds())/1e6, "ms")
+	t0 = time.Now()
+	runtime.GC()
+	if err := pprof.Lookup("goroutine").WriteTo(io.Discard, 1); err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: leakscan: %v\n", err)
+		os.Exit(1)
+	}
+	report("leakscan-report", float64(time.Since(t0).Nanoseconds())/1e6, "ms")
+	close(live)
+	cancel()
+	mu.Unlock()
 }
 
 func usage() {

@@ -136,6 +136,7 @@ struct tt__chan {
   tt__chan *free_next;      /* the freeing cascade's work list (see ref.c) */
   struct tt__atimer *timer; /* a timer channel's timer (src/time/atimer.c); fixed */
   struct tt_ctx *dctx;      /* a context's done channel: the context (cleared when it is freed) */
+  uint32_t proof_gen, proof_node; /* the leak proof's scratch (see tt__coro's) */
   char *name;
   /* What the leak suspects' heuristics ask of a channel (src/leak/suspect.c): values sent and
    * received, receive waits that ended by a deadline or a cancellation, the last sender. Written

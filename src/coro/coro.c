@@ -324,6 +324,25 @@ void tt__registry_walk(void (*fn)(tt__coro *co, void *arg), void *arg) {
   }
 }
 
+void tt__registry_walk_waiters(void (*fn)(tt__coro *co, void *arg), void *arg) {
+  enum { AHEAD = 8 };
+  uint32_t n = atomic_load_explicit(&tt__rt.nchunks, memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++) {
+    tt__coro *chunk = tt__rt.chunks[i];
+    for (uint32_t j = 0; j < CHUNK; j++) {
+      if (j + AHEAD < CHUNK) {
+        /* A parked coroutine's waiter lives on its stack: a miss per coroutine, overlapped. */
+        tt__waiter *wt = chunk[j + AHEAD].waiter;
+        if (wt)
+          __builtin_prefetch(&wt->token);
+      }
+      if ((atomic_load_explicit(&chunk[j].status, memory_order_acquire) & TT__S_STATE_MASK) !=
+          TT__S_FREE)
+        fn(&chunk[j], arg);
+    }
+  }
+}
+
 /* ---- Labels -------------------------------------------------------------------------------- */
 
 /* Builds a label set: base's labels overridden/extended by add[0..nadd) (a NULL value removes the

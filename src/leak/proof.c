@@ -66,7 +66,7 @@ tt__mutcount tt__thread_mut;
 
 /* ---- The graph ------------------------------------------------------------------------------ */
 
-enum { N_CORO, N_CHAN, N_MUTEX, N_RW, N_CTX, N_GROUP, N_COROID };
+enum { N_CORO, N_CHAN, N_MUTEX, N_RW, N_CTX, N_GROUP };
 
 typedef struct node {
   const void *key;
@@ -98,15 +98,24 @@ typedef struct rw_reader {
   uint32_t co;
 } rw_reader;
 
+typedef struct idnode {
+  tt_id id;
+  uint32_t node;
+} idnode;
+
 typedef struct proof {
   tt__coro *self; /* the caller, when it is a coroutine */
+  uint32_t gen;   /* this proof's number: coroutines' and channels' scratch fields name it */
+  idnode *ids;    /* the coroutines of B by id, sorted (built on first need) */
+  bool ids_built;
   node *nodes;
   uint32_t nn;
   size_t capn;
   edge *edges;
   size_t ne, cape;
   uint32_t *adj; /* CSR targets */
-  map objs;      /* (object, kind) -> node; coroutines by descriptor and (N_COROID) by id */
+  map objs;      /* (object, kind) -> node for mutexes, rwmutexes, contexts and groups (coroutines
+                    and channels keep theirs in scratch fields) */
   map ctxrefs;   /* context -> references named by coroutines (bit 31: one of them is live) */
   uint32_t *work;
   size_t nwork, capwork;
@@ -209,11 +218,22 @@ static uint32_t *map_put(map *m, uint64_t key, uint8_t kind, uint32_t init, bool
 /* The node of (obj, kind), created (and queued for expansion unless it is a coroutine) if new;
  * UINT32_MAX when out of memory. */
 static uint32_t node_of(proof *p, const void *obj, uint8_t kind) {
+  uint32_t *slot;
   bool fresh;
-  uint32_t *slot = map_put(&p->objs, (uint64_t)(uintptr_t)obj, kind, p->nn, &fresh);
-  if (slot == NULL) {
-    p->oom = true;
-    return UINT32_MAX;
+  if (kind == N_CORO || kind == N_CHAN) {
+    uint32_t *gen = kind == N_CORO ? &((tt__coro *)obj)->proof_gen : &((tt__chan *)obj)->proof_gen;
+    slot = kind == N_CORO ? &((tt__coro *)obj)->proof_node : &((tt__chan *)obj)->proof_node;
+    fresh = *gen != p->gen;
+    if (fresh) {
+      *gen = p->gen;
+      *slot = p->nn;
+    }
+  } else {
+    slot = map_put(&p->objs, (uint64_t)(uintptr_t)obj, kind, p->nn, &fresh);
+    if (slot == NULL) {
+      p->oom = true;
+      return UINT32_MAX;
+    }
   }
   if (!fresh)
     return *slot;
@@ -248,8 +268,54 @@ static void set_root(proof *p, uint32_t n) {
 }
 
 /* The node of the blocked coroutine co, if it is in B. */
-static bool coro_node(const proof *p, const tt__coro *co, uint32_t *n) {
-  return map_get(&p->objs, (uint64_t)(uintptr_t)co, N_CORO, n);
+static bool coro_node(proof *p, const tt__coro *co, uint32_t *n) {
+  if (co->proof_gen != p->gen)
+    return false;
+  *n = co->proof_node;
+  return true;
+}
+
+/* The node of channel c, if the proof has one. */
+static bool chan_node(proof *p, const tt__chan *c, uint32_t *n) {
+  if (c->proof_gen != p->gen)
+    return false;
+  *n = c->proof_node;
+  return true;
+}
+
+static int idnode_cmp(const void *a, const void *b) {
+  tt_id x = ((const idnode *)a)->id, y = ((const idnode *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* The node of the coroutine of B with this id (a lock holder, a group child). */
+static bool id_node(proof *p, tt_id id, uint32_t *n) {
+  if (!p->ids_built) {
+    p->ids_built = true;
+    p->ids = tt__malloc(((size_t)p->nb + 1) * sizeof *p->ids);
+    if (p->ids == NULL) {
+      p->oom = true;
+      return false;
+    }
+    for (uint32_t i = 0; i < p->nb; i++)
+      p->ids[i] = (idnode){((const tt__coro *)p->nodes[i].key)->id, i};
+    qsort(p->ids, p->nb, sizeof *p->ids, idnode_cmp);
+  }
+  if (p->ids == NULL)
+    return false;
+  size_t lo = 0, hi = p->nb;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (p->ids[mid].id < id)
+      lo = mid + 1;
+    else if (p->ids[mid].id > id)
+      hi = mid;
+    else {
+      *n = p->ids[mid].node;
+      return true;
+    }
+  }
+  return false;
 }
 
 /* ---- Walking the coroutines ----------------------------------------------------------------- */
@@ -286,6 +352,10 @@ static bool blocked(const tt__coro *co) {
 static void ctx_named(proof *p, struct tt_ctx *c, bool live) {
   if (c == NULL)
     return;
+  if (p->ctxrefs.cap == 0 && !map_init(&p->ctxrefs, 64)) {
+    p->oom = true;
+    return;
+  }
   bool fresh;
   uint32_t *v = map_put(&p->ctxrefs, (uint64_t)(uintptr_t)c, 0, 0, &fresh);
   if (v == NULL) {
@@ -299,13 +369,10 @@ static void walk_one(tt__coro *co, void *arg) {
   proof *p = arg;
   bool in_b = co != p->self && blocked(co);
   uint32_t n = UINT32_MAX;
-  if (in_b) {
+  if (in_b)
     n = node_of(p, co, N_CORO);
-    bool fresh;
-    uint32_t *v = map_put(&p->objs, co->id, N_COROID, n, &fresh);
-    if (v == NULL)
-      p->oom = true;
-  }
+  if (co->ctx == NULL && co->ctx_depth == 0)
+    return;
   ctx_named(p, co->ctx, !in_b);
   for (uint32_t i = 0; i < co->ctx_depth; i++) {
     struct tt_ctx *c = co->ctx_saved[i];
@@ -410,7 +477,7 @@ static void holder_dep(proof *p, uint32_t n, const tt__lockinfo *li) {
   uint32_t k;
   switch (li->state) {
   case TT_LOCK_CORO:
-    if (map_get(&p->objs, li->id, N_COROID, &k))
+    if (id_node(p, li->id, &k))
       add_edge(p, k, n);
     else
       set_root(p, n);
@@ -488,7 +555,7 @@ static void group_child(tt_id id, void *arg) {
   struct group_arg *ga = arg;
   uint32_t k;
   ga->named++;
-  if (id != 0 && map_get(&ga->p->objs, id, N_COROID, &k))
+  if (id != 0 && id_node(ga->p, id, &k))
     add_edge(ga->p, k, ga->n);
   else
     set_root(ga->p, ga->n); /* running, or not started yet */
@@ -608,19 +675,49 @@ static void proof_free(proof *p) {
   free(p->work);
   free(p->saved);
   free(p->readers);
+  free(p->ids);
   map_free(&p->objs);
   map_free(&p->ctxrefs);
   memset(p, 0, sizeof *p);
 }
 
 /* Builds the graph and solves it, the world stopped. */
+/* Prefetching ahead of the two passes over a million objects, each a miss or more: the
+ * coroutines' descriptors and what they wait on; the channels and their holder lists. */
+#define AHEAD 8
+
+static void prefetch_deps(proof *p, uint32_t i) {
+  if (i + AHEAD < p->nb)
+    __builtin_prefetch(p->nodes[i + AHEAD].key);
+  if (i + AHEAD / 2 < p->nb) {
+    const tt__coro *co = p->nodes[i + AHEAD / 2].key;
+    if (co->wait_obj)
+      __builtin_prefetch(co->wait_obj);
+  }
+}
+
+static void prefetch_expand(proof *p, size_t w) {
+  if (w + AHEAD < p->nwork)
+    __builtin_prefetch(p->nodes[p->work[w + AHEAD]].key);
+  if (w + AHEAD / 2 < p->nwork && p->nodes[p->work[w + AHEAD / 2]].kind == N_CHAN) {
+    const tt__chan *c = p->nodes[p->work[w + AHEAD / 2]].key;
+    if (c->holders)
+      __builtin_prefetch(c->holders);
+  }
+  /* (Not further: a holder list is read only under its lock, as a plain thread may change it.) */
+}
+
 static void analyse(proof *p) {
-  tt__registry_walk(walk_one, p);
+  tt__registry_walk_waiters(walk_one, p);
   p->nb = p->nn; /* the walk creates coroutine nodes only */
-  for (uint32_t i = 0; i < p->nb && !p->oom; i++)
+  for (uint32_t i = 0; i < p->nb && !p->oom; i++) {
+    prefetch_deps(p, i);
     coro_deps(p, i);
-  for (size_t w = 0; w < p->nwork && !p->oom; w++)
+  }
+  for (size_t w = 0; w < p->nwork && !p->oom; w++) {
+    prefetch_expand(p, w);
     expand(p, p->work[w]);
+  }
   if (!p->oom)
     solve(p);
 }
@@ -787,7 +884,7 @@ static void evidence(vbuild *b, const void *obj, tt_id coro, text *t) {
   b->ev[b->nev++] = (tt_leak_evidence){.obj = obj, .coro = coro, .text = t->s};
 }
 
-static const char *liveness(const proof *p, const tt__coro *co) {
+static const char *liveness(proof *p, const tt__coro *co) {
   uint32_t k;
   if (!coro_node(p, co, &k))
     return "running or runnable";
@@ -810,7 +907,7 @@ static bool waits_on(const tt__coro *co, const tt__chan *c) {
 
 /* The holders of tracked channel c, as text; counts the coroutines among them, other than self
  * and its fellow waiters on c, that hold it (leaked ones: c is dead). */
-static void chan_holders(const proof *p, tt__chan *c, const tt__coro *self, text *t, int *others) {
+static void chan_holders(proof *p, tt__chan *c, const tt__coro *self, text *t, int *others) {
   *others = 0;
   tt__lock_acquire(&c->rlock);
   if (c->holders == NULL)
@@ -836,7 +933,7 @@ static void chan_holders(const proof *p, tt__chan *c, const tt__coro *self, text
     }
     case TT__HOLDER_CARRIER: {
       uint32_t k;
-      bool live = map_get(&p->objs, (uint64_t)(uintptr_t)h->owner, N_CHAN, &k) && p->nodes[k].live;
+      bool live = chan_node(p, h->owner, &k) && p->nodes[k].live;
       tput(t, "a value in flight in channel %p (%s)", h->owner,
            live ? "live" : "nothing live can receive it");
       break;
@@ -850,7 +947,7 @@ static void chan_holders(const proof *p, tt__chan *c, const tt__coro *self, text
 }
 
 /* Describes waiting co's channel c; returns the pattern it suggests. */
-static int chan_evidence(const proof *p, vbuild *b, const tt__coro *co, const tt_chan *handle,
+static int chan_evidence(proof *p, vbuild *b, const tt__coro *co, const tt_chan *handle,
                          bool send) {
   tt__chan *c = tt__chan_of(handle);
   text t = {.off = b->quiet};
@@ -882,14 +979,14 @@ static int chan_evidence(const proof *p, vbuild *b, const tt__coro *co, const tt
 }
 
 /* The coroutine a lock holder names, if it is a blocked one. */
-static const tt__coro *holder_coro(const proof *p, const tt__lockinfo *li) {
+static const tt__coro *holder_coro(proof *p, const tt__lockinfo *li) {
   uint32_t k;
-  if (li->state != TT_LOCK_CORO || !map_get(&p->objs, li->id, N_COROID, &k))
+  if (li->state != TT_LOCK_CORO || !id_node(p, li->id, &k))
     return NULL;
   return p->nodes[k].key;
 }
 
-static int lock_evidence(const proof *p, vbuild *b, const tt__coro *co, bool rw) {
+static int lock_evidence(proof *p, vbuild *b, const tt__coro *co, bool rw) {
   tt__lockinfo li;
   int64_t readers = 0, exited = 0;
   tt_id last_exited = 0;
@@ -930,7 +1027,7 @@ static int lock_evidence(const proof *p, vbuild *b, const tt__coro *co, bool rw)
   return pattern;
 }
 
-static void ctx_evidence(const proof *p, vbuild *b, const tt__coro *co) {
+static void ctx_evidence(proof *p, vbuild *b, const tt__coro *co) {
   text t = {.off = b->quiet};
   struct tt_ctx *a = co->ctx ? tt__ctx_anchor(co->ctx) : NULL;
   if (a == NULL) {
@@ -949,7 +1046,7 @@ static void ctx_evidence(const proof *p, vbuild *b, const tt__coro *co) {
 }
 
 /* Fills b for leaked coroutine node n. */
-static void describe(const proof *p, uint32_t n, vbuild *b) {
+static void describe(proof *p, uint32_t n, vbuild *b) {
   const tt__coro *co = p->nodes[n].key;
   b->v.id = co->id;
   b->v.verdict = TT_VERDICT_LEAKED;
@@ -1001,7 +1098,7 @@ static void describe(const proof *p, uint32_t n, vbuild *b) {
 /* ---- Lock cycles ---------------------------------------------------------------------------- */
 
 /* The leaked coroutines that co (a lock waiter) waits for: the holders of its lock. */
-static size_t lock_succ(const proof *p, const tt__coro *co, uint32_t *out, size_t max) {
+static size_t lock_succ(proof *p, const tt__coro *co, uint32_t *out, size_t max) {
   size_t n = 0;
   tt__lockinfo li;
   if (co->wait_reason == TT_WAIT_MUTEX_LOCK) {
@@ -1017,15 +1114,14 @@ static size_t lock_succ(const proof *p, const tt__coro *co, uint32_t *out, size_
     return 0;
   }
   uint32_t k;
-  if (li.state == TT_LOCK_CORO && n < max && map_get(&p->objs, li.id, N_COROID, &k) &&
-      !p->nodes[k].live)
+  if (li.state == TT_LOCK_CORO && n < max && id_node(p, li.id, &k) && !p->nodes[k].live)
     out[n++] = k;
   return n;
 }
 
 /* Marks the leaked lock waiters that lie on a cycle of lock waits (Tarjan's strongly connected
  * components, iteratively): cyc[n] = the component's number + 1 for members of a cycle. */
-static uint32_t *find_cycles(const proof *p) {
+static uint32_t *find_cycles(proof *p) {
   uint32_t nb = p->nb, waiters = 0;
   for (uint32_t s = 0; s < nb; s++) {
     const tt__coro *cs = p->nodes[s].key;
@@ -1287,8 +1383,11 @@ static int check(bool want, vbuild **out, size_t *nout) {
       tt__stw_end();
       continue;
     }
-    proof p = {.self = w ? w->cur : NULL};
-    if (!map_init(&p.objs, 1024) || !map_init(&p.ctxrefs, 64)) {
+    static uint32_t gen; /* proofs run one at a time (the world is stopped) */
+    if (++gen == 0)
+      gen = 1;
+    proof p = {.self = w ? w->cur : NULL, .gen = gen};
+    if (!map_init(&p.objs, 64)) {
       proof_free(&p);
       tt__stw_end();
       return TT_ENOMEM;
@@ -1303,7 +1402,7 @@ static int check(bool want, vbuild **out, size_t *nout) {
        * by conclude are undone (a mark from an earlier check is re-proven next time). */
       for (size_t i = 0; i < n; i++) {
         uint32_t k;
-        if (map_get(&p.objs, b[i].v.id, N_COROID, &k)) {
+        if (id_node(&p, b[i].v.id, &k)) {
           tt__coro *co = (tt__coro *)p.nodes[k].key;
           co->verdict = 0;
         }
