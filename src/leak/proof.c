@@ -445,7 +445,8 @@ static void build_readers(proof *p) {
       p->readers[p->nreaders++] = (rw_reader){h->v[j].obj, i};
     }
   }
-  qsort(p->readers, p->nreaders, sizeof *p->readers, reader_cmp);
+  if (p->nreaders > 1) /* readers is NULL when there are none (UBSan) */
+    qsort(p->readers, p->nreaders, sizeof *p->readers, reader_cmp);
 }
 
 static void expand_rw(proof *p, uint32_t n, const void *rw) {
@@ -1316,7 +1317,8 @@ static int check(bool want, vbuild **out, size_t *nout) {
     tt__stw_end();
     if (r < 0)
       return r;
-    qsort(b, n, sizeof *b, by_id);
+    if (n > 1) /* b is NULL when nothing leaked, and qsort wants an array (UBSan) */
+      qsort(b, n, sizeof *b, by_id);
     vt_update(b, n);
     *out = b;
     *nout = n;
