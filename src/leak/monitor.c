@@ -58,7 +58,7 @@ typedef struct event {
 
 static struct {
   pthread_t thread;
-  bool started;
+  _Atomic bool started;  /* read by idle workers while tt_run starts and stops the monitor */
   _Atomic uint32_t kick; /* futex word: KICK_* bits */
   pthread_mutex_t lock;  /* the ring */
   event ring[NEVENTS];
@@ -343,7 +343,9 @@ static int deadlock_check(void) {
 
 void tt__monitor_idle(void) {
   /* Only when no timer is pending anywhere: a timer will wake someone. */
-  if (mon.started && heaps_empty())
+  /* relaxed: a worker that misses a fresh start only skips one kick; the monitor checks on its
+   * own first wake-up. */
+  if (atomic_load_explicit(&mon.started, memory_order_relaxed) && heaps_empty())
     kick(KICK_IDLE);
 }
 
@@ -409,13 +411,14 @@ void tt__monitor_start(void) {
   pthread_mutex_lock(&mon.lock);
   mon.nev = 0;
   pthread_mutex_unlock(&mon.lock);
-  mon.started = pthread_create(&mon.thread, NULL, monitor_main, NULL) == 0;
+  atomic_store_explicit(&mon.started, pthread_create(&mon.thread, NULL, monitor_main, NULL) == 0,
+                        memory_order_relaxed); /* relaxed: a flag only (the kick is the futex's) */
 }
 
 void tt__monitor_stop(void) {
-  if (!mon.started)
+  if (!atomic_load_explicit(&mon.started, memory_order_relaxed))
     return;
   kick(KICK_STOP);
   pthread_join(mon.thread, NULL);
-  mon.started = false;
+  atomic_store_explicit(&mon.started, false, memory_order_relaxed);
 }
