@@ -19,7 +19,7 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	@$(BUILD)/examples/demo
+	@$(BUILD)/examples/leakhunt
 
 test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(CTEST_J)

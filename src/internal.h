@@ -657,7 +657,8 @@ void tt__stw_end(void);
  * helper threads alive (each counts itself in and out). */
 void tt__monitor_idle(void);
 void tt__leak_event_slow(const char *op, const void *obj, const tt__coro *exiting);
-void tt__leak_event_park(const tt__coro *co, const void *obj); /* co starts a wait on obj */
+/* co starts a wait on obj for reason (eager mode records the waits the proof reasons about). */
+void tt__leak_event_park(const tt__coro *co, int reason, const void *obj);
 static inline void tt__leak_event(const char *op, const void *obj, const tt__coro *exiting) {
   if (TT_UNLIKELY(tt__rt.leakcheck == TT_LEAKCHECK_EAGER))
     tt__leak_event_slow(op, obj, exiting);

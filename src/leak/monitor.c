@@ -58,7 +58,7 @@ typedef struct event {
 
 static struct {
   pthread_t thread;
-  bool started;
+  _Atomic bool started;  /* read by idle workers while tt_run starts and stops the monitor */
   _Atomic uint32_t kick; /* futex word: KICK_* bits */
   pthread_mutex_t lock;  /* the ring */
   event ring[NEVENTS];
@@ -97,7 +97,25 @@ void tt__leak_event_slow(const char *op, const void *obj, const tt__coro *exitin
   kick(KICK_EVENT);
 }
 
-void tt__leak_event_park(const tt__coro *co, const void *obj) {
+void tt__leak_event_park(const tt__coro *co, int reason, const void *obj) {
+  /* Timed waits and waits on objects without owners keep their coroutine live: no event. */
+  switch (reason) {
+  case TT_WAIT_CHAN_RECV:
+  case TT_WAIT_CHAN_SEND:
+  case TT_WAIT_CHAN_RECV_NIL:
+  case TT_WAIT_CHAN_SEND_NIL:
+  case TT_WAIT_SELECT:
+  case TT_WAIT_SELECT_NO_CASES:
+  case TT_WAIT_MUTEX_LOCK:
+  case TT_WAIT_RWMUTEX_RLOCK:
+  case TT_WAIT_RWMUTEX_LOCK:
+  case TT_WAIT_GROUP_WAIT:
+    if (!co->wait_timed)
+      break;
+    return;
+  default:
+    return;
+  }
   event e = {.t = tt__clock(), .op = "wait", .obj = obj, .by = co->id};
   pthread_mutex_lock(&mon.lock);
   mon.ring[mon.nev % NEVENTS] = e;
@@ -106,21 +124,23 @@ void tt__leak_event_park(const tt__coro *co, const void *obj) {
   kick(KICK_EVENT);
 }
 
-/* The event to blame for verdict v: the latest on an object it relied on, else its own wait (no
- * event: the coroutine's block was the last step), else the latest of all. Ring lock held. */
+/* The event to blame for verdict v: the latest on an object it relied on (a release of it, a
+ * wait on it, the exit of a holder it names), else the latest that let go of something (a release
+ * or an exit), else NULL (its own wait was the last step). Ring lock held. */
 static const event *blame(const tt_leak_verdict *v, uint64_t from) {
-  const event *latest = NULL;
+  const event *release = NULL;
   for (uint64_t i = mon.nev; i > from && i + NEVENTS > mon.nev; i--) {
     const event *e = &mon.ring[(i - 1) % NEVENTS];
-    if (latest == NULL)
-      latest = e;
-    if (e->obj == NULL)
-      continue;
-    for (size_t j = 0; j < v->nevidence; j++)
-      if (v->evidence[j].obj == e->obj)
+    bool wait = strcmp(e->op, "wait") == 0;
+    if (release == NULL && !wait)
+      release = e;
+    for (size_t j = 0; j < v->nevidence; j++) {
+      const tt_leak_evidence *ev = &v->evidence[j];
+      if ((e->obj && ev->obj == e->obj) || (e->create_pc && ev->coro && ev->coro == e->by))
         return e;
+    }
   }
-  return latest;
+  return release;
 }
 
 static void write_all(int fd, const char *p, size_t n) {
@@ -251,6 +271,9 @@ static bool other_threads(void) {
   int n = process_threads();
   /* The workers, the runtime's helper threads (this one included), tt_run's caller. */
   int ours = tt__rt.procs + atomic_load_explicit(&tt__threads_internal, memory_order_acquire) + 1;
+#if defined(TT_SANITIZE_THREAD)
+  ours += 1; /* TSan's own background thread */
+#endif
   return n < 0 || n > ours;
 }
 
@@ -343,7 +366,9 @@ static int deadlock_check(void) {
 
 void tt__monitor_idle(void) {
   /* Only when no timer is pending anywhere: a timer will wake someone. */
-  if (mon.started && heaps_empty())
+  /* relaxed: a worker that misses a fresh start only skips one kick; the monitor checks on its
+   * own first wake-up. */
+  if (atomic_load_explicit(&mon.started, memory_order_relaxed) && heaps_empty())
     kick(KICK_IDLE);
 }
 
@@ -409,13 +434,14 @@ void tt__monitor_start(void) {
   pthread_mutex_lock(&mon.lock);
   mon.nev = 0;
   pthread_mutex_unlock(&mon.lock);
-  mon.started = pthread_create(&mon.thread, NULL, monitor_main, NULL) == 0;
+  atomic_store_explicit(&mon.started, pthread_create(&mon.thread, NULL, monitor_main, NULL) == 0,
+                        memory_order_relaxed); /* relaxed: a flag only (the kick is the futex's) */
 }
 
 void tt__monitor_stop(void) {
-  if (!mon.started)
+  if (!atomic_load_explicit(&mon.started, memory_order_relaxed))
     return;
   kick(KICK_STOP);
   pthread_join(mon.thread, NULL);
-  mon.started = false;
+  atomic_store_explicit(&mon.started, false, memory_order_relaxed);
 }

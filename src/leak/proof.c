@@ -512,7 +512,7 @@ static void build_readers(proof *p) {
       p->readers[p->nreaders++] = (rw_reader){h->v[j].obj, i};
     }
   }
-  if (p->nreaders > 1)
+  if (p->nreaders > 1) /* readers is NULL when there are none (UBSan) */
     qsort(p->readers, p->nreaders, sizeof *p->readers, reader_cmp);
 }
 
@@ -970,13 +970,24 @@ static int chan_evidence(proof *p, vbuild *b, const tt__coro *co, const tt_chan 
   evidence(b, c, 0, &t);
   if (others > 0)
     return TT_PATTERN_CHAIN;
-  if (!send)
-    return TT_PATTERN_ABANDONED_RECEIVER;
-  /* Several senders left on one channel nobody receives from: an N-cast. */
+  /* The channel's history (its counters) tells the research catalogue's patterns apart. */
+  uint64_t sent = atomic_load_explicit(&c->nsent, memory_order_relaxed);
+  uint64_t received = atomic_load_explicit(&c->nrecv, memory_order_relaxed);
+  uint64_t gaveup = atomic_load_explicit(&c->nrecv_gaveup, memory_order_relaxed);
+  if (!send) /* values came, then its senders left without closing it: a range never ended */
+    return sent > 0 && !atomic_load_explicit(&c->closed, memory_order_relaxed)
+               ? TT_PATTERN_UNCLOSED_RANGE
+               : TT_PATTERN_ABANDONED_RECEIVER;
+  if (gaveup > 0) /* a receiver stopped waiting (a deadline, a cancellation): it left us here */
+    return TT_PATTERN_TIMEOUT_LEAK;
   size_t senders = 0;
   for (tt__chan_wait *w = c->sendq.head; w; w = w->next)
     senders++;
-  return senders > 1 ? TT_PATTERN_NCAST : TT_PATTERN_ABANDONED_SENDER;
+  if (senders > 1) /* several senders, the one receive long done: an N-cast */
+    return TT_PATTERN_NCAST;
+  if (received > 0 && atomic_load_explicit(&c->last_sender, memory_order_relaxed) == co->id)
+    return TT_PATTERN_DOUBLE_SEND; /* its first value was taken; nobody takes a second */
+  return TT_PATTERN_ABANDONED_SENDER;
 }
 
 /* The coroutine a lock holder names, if it is a blocked one. */
@@ -1417,7 +1428,7 @@ static int check(bool want, vbuild **out, size_t *nout) {
     tt__stw_end();
     if (r < 0)
       return r;
-    if (n > 1)
+    if (n > 1) /* b is NULL when nothing leaked, and qsort wants an array (UBSan) */
       qsort(b, n, sizeof *b, by_id);
     vt_update(b, n);
     *out = b;

@@ -426,7 +426,10 @@ static void put_duration(tt__sink *k, int64_t ns) {
 }
 
 static void put_verdict(tt__sink *k, const tt_coro_info *ci, int64_t timeout, int64_t now) {
-  tt__sink_printf(k, "coroutine %" PRIu64 ": ", (uint64_t)ci->id);
+  tt__sink_printf(k, "coroutine %" PRIu64, (uint64_t)ci->id);
+  if (ci->name)
+    tt__sink_printf(k, " \"%s\"", ci->name);
+  tt__sink_str(k, ": ");
   if (ci->verdict == TT_VERDICT_LEAKED || ci->verdict == TT_VERDICT_DEADLOCK) {
     tt__sink_str(k, ci->verdict == TT_VERDICT_DEADLOCK
                         ? "leaked (proven: nothing can wake it; a lock cycle)"

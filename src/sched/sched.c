@@ -719,7 +719,7 @@ int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *)
   tt__coro *co = w->cur;
   tt__stack_check(co);
   if (TT_UNLIKELY(tt__rt.leakcheck == TT_LEAKCHECK_EAGER))
-    tt__leak_event_park(co, obj);
+    tt__leak_event_park(co, reason, obj);
   co->wait_reason = (uint8_t)reason;
   co->wait_obj = obj;
   co->waiter = wt;
