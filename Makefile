@@ -7,7 +7,7 @@ CTEST_J   ?= 2
 WERROR    ?= $(if $(CI),ON,OFF)
 CMAKE_GEN := -DTT_WERROR=$(WERROR)
 
-.PHONY: all deps build demo test test-asan test-tsan test-aarch64 test-valgrind bench format check-format clean
+.PHONY: all deps build demo test test-asan test-tsan test-aarch64 test-valgrind bench soak format check-format clean
 
 all: build
 
@@ -49,6 +49,11 @@ test-valgrind: deps
 
 bench: deps
 	@scripts/bench
+
+# The leak proof's behavioural oracle over many random programs (SOAK_SEEDS, from SOAK_FIRST).
+soak: build
+	@TT_ORACLE_SEEDS=$${SOAK_SEEDS:-5000} TT_ORACLE_FIRST=$${SOAK_FIRST:-1000} \
+	  $(BUILD)/tests/tether-tests leak_oracle_seeds_0 | tail -3
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

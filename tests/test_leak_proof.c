@@ -764,6 +764,11 @@ static int lock_cycle(void *unused) {
   ASSERT_UEQ(vx->cycle[1], y);
   ASSERT_UEQ(vy->cycle[0], y);
   ASSERT_UEQ(vy->cycle[1], x);
+  /* Every holder and where it took its lock. */
+  if (tt_test_have_dwarf()) {
+    ASSERT(evidence_has(vx, ", locked at lock_ba (test_leak_proof.c:"));
+    ASSERT(evidence_has(vy, ", locked at lock_ab (test_leak_proof.c:"));
+  }
   tt_leak_report_free(r);
   return 0;
 }
@@ -836,6 +841,8 @@ static int rw_cycle(void *unused) {
   ASSERT_EQ(vr->ncycle, 1); /* it waits on itself */
   ASSERT_EQ(vw->verdict, TT_VERDICT_LEAKED);
   ASSERT(evidence_has(vr, "read-held by coroutine"));
+  if (tt_test_have_dwarf())
+    ASSERT(evidence_has(vr, ", locked at recursive_reader (test_leak_proof.c:"));
   tt_leak_report_free(rep);
   return 0;
 }
@@ -1071,3 +1078,23 @@ TEST(leak_check_not_running) {
   ASSERT(tt_leak_pattern_string(TT_PATTERN_COUNT) == NULL);
   ASSERT(tt_leak_pattern_string(-1) == NULL);
 }
+
+/* A timer channel's timer will send: its receiver is live, even with nobody else holding it. */
+static void timer_receiver(void *arg) {
+  bool ok;
+  int64_t when;
+  tt_chan_recv(arg, &when, &ok);
+  tt_chan_release(arg);
+}
+
+static int timer_holds(void *unused) {
+  (void)unused;
+  tt_chan *t = tt_after(40 * TT_MSEC);
+  ASSERT(t != NULL);
+  tt_id id = spawn_share(timer_receiver, t, &t, 1, TT_SHARE_MOVE);
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 1);
+  ASSERT_EQ(verdict(id), TT_VERDICT_NONE);
+  tt_test_await_alone();
+  return 0;
+}
+TEST(leak_timer_channel_is_live) { tt_test_run(timer_holds, NULL, 2); }

@@ -998,6 +998,26 @@ static const tt__coro *holder_coro(proof *p, const tt__lockinfo *li) {
   return p->nodes[k].key;
 }
 
+/* ", locked at f (file:line)": where holder took obj, when it was recorded. */
+static void put_site(text *t, const tt__coro *holder, const void *obj) {
+  const tt__held *h = holder ? holder->locks : NULL;
+  for (uint32_t i = 0; h && i < h->n && !t->off; i++) {
+    if (h->v[i].obj != obj || h->v[i].pc == NULL)
+      continue;
+    tt__sym sym[4];
+    int n = tt__symbolize((uintptr_t)h->v[i].pc - 1, sym, 4);
+    if (n >= 1 && sym[0].func) {
+      const char *file = sym[0].file ? strrchr(sym[0].file, '/') : NULL;
+      tput(t, ", locked at %s (%s:%d)", sym[0].func,
+           file          ? file + 1
+           : sym[0].file ? sym[0].file
+                         : "?",
+           sym[0].line);
+    }
+    return;
+  }
+}
+
 static int lock_evidence(proof *p, vbuild *b, const tt__coro *co, bool rw) {
   tt__lockinfo li;
   int64_t readers = 0, exited = 0;
@@ -1019,6 +1039,7 @@ static int lock_evidence(proof *p, vbuild *b, const tt__coro *co, bool rw) {
          h == co ? "this one"
          : h     ? liveness(p, h)
                  : "running");
+    put_site(&t, h, co->wait_obj);
   }
   if (readers > 0) {
     tput(&t, "%sread-held %lld times", li.state == TT_LOCK_FREE ? "" : "; ", (long long)readers);
@@ -1032,6 +1053,7 @@ static int lock_evidence(proof *p, vbuild *b, const tt__coro *co, bool rw) {
         const tt__coro *r = p->nodes[p->readers[i].co].key;
         tput(&t, "; read-held by coroutine %llu (%s)", (unsigned long long)r->id,
              r == co ? "this one" : liveness(p, r));
+        put_site(&t, r, co->wait_obj);
       }
   }
   tput(&t, "; no live holder can release it");

@@ -118,12 +118,12 @@ int tt_mutex_destroy(tt_mutex *m) {
 }
 
 /* Records the acquisition: since (for tt_mutex_holder) and co's held list (room reserved). */
-static inline void acquired(mutex_impl *mi, tt__coro *co) {
+static inline void acquired(mutex_impl *mi, tt__coro *co, const void *pc) {
   int64_t now = tt__sync_now(co);
   /* relaxed: read only by diagnostics, which accept a snapshot. */
   atomic_store_explicit(&mi->since, now, memory_order_relaxed);
   if (co)
-    tt__held_push(co, mi, TT__HELD_MUTEX, now);
+    tt__held_push(co, mi, TT__HELD_MUTEX, now, pc);
 }
 
 /* Gives up WOKEN, which this contender set (or was woken under) and now leaves with an error. An
@@ -283,7 +283,7 @@ static TT_NOINLINE int lock_slow(mutex_impl *mi, tt__coro *co, uint64_t tok, int
 }
 
 /* The general lock: plain threads, a held list without room, contention. */
-static TT_NOINLINE int lock_general(mutex_impl *mi, int64_t deadline) {
+static TT_NOINLINE int lock_general(mutex_impl *mi, int64_t deadline, const void *pc) {
   tt__coro *co = tt__self();
   uint64_t tok = tt__sync_token(co);
   int r = tt__held_reserve(co);
@@ -295,13 +295,13 @@ static TT_NOINLINE int lock_general(mutex_impl *mi, int64_t deadline) {
                                                memory_order_acquire, memory_order_relaxed))
     if ((r = lock_slow(mi, co, tok, deadline)) != 0)
       return r;
-  acquired(mi, co);
+  acquired(mi, co, pc);
   return 0;
 }
 
 /* The fast path, inline in both entry points: a coroutine with room in its held list takes a free
  * mutex with one compare-and-swap and records it with a few stores. */
-static inline int lock_fast(tt_mutex *m, int64_t deadline) {
+static inline int lock_fast(tt_mutex *m, int64_t deadline, const void *pc) {
   if (TT_UNLIKELY(m == NULL))
     return TT_EINVAL;
   mutex_impl *mi = IMPL(m);
@@ -317,16 +317,19 @@ static inline int lock_fast(tt_mutex *m, int64_t deadline) {
       int64_t now = w->now;
       /* relaxed: read only by diagnostics, which accept a snapshot. */
       atomic_store_explicit(&mi->since, now, memory_order_relaxed);
-      h->v[h->n++] = (tt__heldlock){.obj = mi, .since = now, .kind = TT__HELD_MUTEX};
+      h->v[h->n++] = (tt__heldlock){.obj = mi, .since = now, .pc = pc, .kind = TT__HELD_MUTEX};
       return 0;
     }
   }
-  return lock_general(mi, deadline);
+  return lock_general(mi, deadline, pc);
 }
 
-int tt_mutex_lock_dl(tt_mutex *m, int64_t deadline) { return lock_fast(m, deadline); }
+/* Each entry point records its caller as the lock site (the leak proof's deadlock reports). */
+int tt_mutex_lock_dl(tt_mutex *m, int64_t deadline) {
+  return lock_fast(m, deadline, __builtin_return_address(0));
+}
 
-int tt_mutex_lock(tt_mutex *m) { return lock_fast(m, TT_FOREVER); }
+int tt_mutex_lock(tt_mutex *m) { return lock_fast(m, TT_FOREVER, __builtin_return_address(0)); }
 
 int tt_mutex_trylock(tt_mutex *m) {
   if (m == NULL)
@@ -348,7 +351,7 @@ int tt_mutex_trylock(tt_mutex *m) {
                                               memory_order_relaxed))
       break;
   }
-  acquired(mi, co);
+  acquired(mi, co, __builtin_return_address(0));
   return 0;
 }
 
@@ -561,6 +564,6 @@ int tt__mutex_relock_after_wait(tt_mutex *m, tt__coro *co, uint64_t tok) {
   }
   if (co)
     tt_shield_end();
-  acquired(mi, co);
+  acquired(mi, co, NULL); /* taken back after a condition wait: the first lock's site is gone */
   return 0;
 }

@@ -165,9 +165,9 @@ int tt_rwmutex_destroy(tt_rwmutex *rw) {
 
 /* ---- Readers ------------------------------------------------------------------------------- */
 
-static void read_acquired(rw_impl *r, tt__coro *co) {
+static void read_acquired(rw_impl *r, tt__coro *co, const void *pc) {
   if (co)
-    tt__held_push(co, r, TT__HELD_READ, tt__sync_now(co));
+    tt__held_push(co, r, TT__HELD_READ, tt__sync_now(co), pc);
   else
     /* relaxed: a count for misuse checks, changed only by its owners' own calls. */
     atomic_fetch_add_explicit(&r->thread_readers, 1, memory_order_relaxed);
@@ -215,7 +215,7 @@ static TT_NOINLINE int rlock_slow(rw_impl *r, tt__coro *co, int64_t deadline, bo
   return res;
 }
 
-static int rlock(tt_rwmutex *rw, int64_t deadline, bool wait) {
+static int rlock(tt_rwmutex *rw, int64_t deadline, bool wait, const void *pc) {
   if (rw == NULL)
     return TT_EINVAL;
   rw_impl *r = IMPL(rw);
@@ -234,13 +234,20 @@ static int rlock(tt_rwmutex *rw, int64_t deadline, bool wait) {
                       &r->state, &s, s + 1, memory_order_acquire, memory_order_relaxed)))
     if ((e = rlock_slow(r, co, deadline, wait)) != 0)
       return e;
-  read_acquired(r, co);
+  read_acquired(r, co, pc);
   return 0;
 }
 
-int tt_rwmutex_rlock_dl(tt_rwmutex *rw, int64_t deadline) { return rlock(rw, deadline, true); }
-int tt_rwmutex_rlock(tt_rwmutex *rw) { return rlock(rw, TT_FOREVER, true); }
-int tt_rwmutex_tryrlock(tt_rwmutex *rw) { return rlock(rw, TT_FOREVER, false); }
+/* Each entry point records its caller as the lock site (the leak proof's deadlock reports). */
+int tt_rwmutex_rlock_dl(tt_rwmutex *rw, int64_t deadline) {
+  return rlock(rw, deadline, true, __builtin_return_address(0));
+}
+int tt_rwmutex_rlock(tt_rwmutex *rw) {
+  return rlock(rw, TT_FOREVER, true, __builtin_return_address(0));
+}
+int tt_rwmutex_tryrlock(tt_rwmutex *rw) {
+  return rlock(rw, TT_FOREVER, false, __builtin_return_address(0));
+}
 
 int tt_rwmutex_runlock(tt_rwmutex *rw) {
   if (rw == NULL)
@@ -324,7 +331,7 @@ static TT_NOINLINE int lock_slow(rw_impl *r, tt__coro *co, uint64_t tok, int64_t
   return res;
 }
 
-static int wlock(tt_rwmutex *rw, int64_t deadline, bool wait) {
+static int wlock(tt_rwmutex *rw, int64_t deadline, bool wait, const void *pc) {
   if (rw == NULL)
     return TT_EINVAL;
   rw_impl *r = IMPL(rw);
@@ -349,13 +356,19 @@ static int wlock(tt_rwmutex *rw, int64_t deadline, bool wait) {
   int64_t now = tt__sync_now(co);
   atomic_store_explicit(&r->wsince, now, memory_order_relaxed);
   if (co)
-    tt__held_push(co, r, TT__HELD_WRITE, now);
+    tt__held_push(co, r, TT__HELD_WRITE, now, pc);
   return 0;
 }
 
-int tt_rwmutex_lock_dl(tt_rwmutex *rw, int64_t deadline) { return wlock(rw, deadline, true); }
-int tt_rwmutex_lock(tt_rwmutex *rw) { return wlock(rw, TT_FOREVER, true); }
-int tt_rwmutex_trylock(tt_rwmutex *rw) { return wlock(rw, TT_FOREVER, false); }
+int tt_rwmutex_lock_dl(tt_rwmutex *rw, int64_t deadline) {
+  return wlock(rw, deadline, true, __builtin_return_address(0));
+}
+int tt_rwmutex_lock(tt_rwmutex *rw) {
+  return wlock(rw, TT_FOREVER, true, __builtin_return_address(0));
+}
+int tt_rwmutex_trylock(tt_rwmutex *rw) {
+  return wlock(rw, TT_FOREVER, false, __builtin_return_address(0));
+}
 
 int tt_rwmutex_unlock(tt_rwmutex *rw) {
   if (rw == NULL)

@@ -109,6 +109,7 @@ enum {
 typedef struct tt__heldlock {
   const void *obj; /* the tt_mutex * or tt_rwmutex * */
   int64_t since;   /* coarse tt_now() time it was taken */
+  const void *pc;  /* where: the lock call's return address (NULL: not known) */
   uint32_t kind;   /* TT__HELD_* */
 } tt__heldlock;
 
@@ -130,9 +131,10 @@ static inline int tt__held_reserve(tt__coro *co) {
 }
 
 /* Records a lock co took; room was reserved. */
-static inline void tt__held_push(tt__coro *co, const void *obj, uint32_t kind, int64_t since) {
+static inline void tt__held_push(tt__coro *co, const void *obj, uint32_t kind, int64_t since,
+                                 const void *pc) {
   tt__held *h = co->locks;
-  h->v[h->n++] = (tt__heldlock){.obj = obj, .since = since, .kind = kind};
+  h->v[h->n++] = (tt__heldlock){.obj = obj, .since = since, .pc = pc, .kind = kind};
 }
 
 /* The newest entry for obj in that mode, or -1. */
