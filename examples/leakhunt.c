@@ -55,14 +55,25 @@ static void show_eager_report(tt_id id) {
 
 static int keep_id(const tt_coro_info *ci, void *arg) { return ci->id == *(tt_id *)arg; }
 
-/* A dump of coroutine id alone, as any tt_dump or SIGQUIT would show it (first `lines` lines). */
+/* A dump of coroutine id alone, as any tt_dump or SIGQUIT would show it (first `lines` lines),
+ * taken while it waits (a coroutine that keeps waking is caught between two wake-ups). */
 static void show_dump(tt_id id, int lines) {
-  tt_snapshot *s;
+  tt_snapshot *s = NULL;
   char *text;
   size_t len;
-  if (tt_snapshot_take(&s) != 0)
+  for (int tries = 0; tries < 1000; tries++) {
+    if (tt_snapshot_take(&s) != 0)
+      return;
+    tt_snapshot_filter(s, keep_id, &id);
+    tt_coro_info ci;
+    if (tt_snapshot_len(s) == 0 || tt_snapshot_get(s, 0, &ci) != 0 || ci.state == TT_STATE_WAITING)
+      break;
+    tt_snapshot_free(s);
+    s = NULL;
+    tt_sleep(100 * TT_USEC);
+  }
+  if (s == NULL)
     return;
-  tt_snapshot_filter(s, keep_id, &id);
   if (tt_snapshot_write_mem(s, TT_DUMP_TRACES, &text, &len) == 0) {
     size_t end = 0;
     for (int l = 0; l < lines && end < len; l++)

@@ -350,8 +350,10 @@ static int burst(int n, int64_t napns, int max) {
   }
   ASSERT_OK(tt_wg_wait(&b.wg));
   ASSERT_EQ(atomic_load(&b.done), n);
-  if (n >= 4 * max)
-    ASSERT(saw_queue); /* jobs waited for a thread */
+  /* Jobs waited for a thread: seen by the sampler above, unless a sanitizer's slowness starved it
+   * past the whole burst (the bound itself, max_seen <= max, is checked by the callers anyway). */
+  if (n >= 4 * max && tt_test_slow() <= 1)
+    ASSERT(saw_queue);
   return atomic_load(&b.max_seen);
 }
 

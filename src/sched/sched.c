@@ -507,7 +507,8 @@ static void prepare_run(tt__worker *w, tt__coro *co) {
   if (co->sp == NULL) {
     if (tt__stack_bind(w, co) != 0)
       tt__fatal("out of memory: cannot allocate a coroutine stack");
-    co->w = w;
+    /* relaxed atomic: a snapshot's capture reads w of a running coroutine (capture.c). */
+    __atomic_store_n(&co->w, w, __ATOMIC_RELAXED);
     co->sp = tt__ctx_make(co->stack_lo + co->stack_size, tt__coro_entry);
   }
 }
@@ -702,8 +703,8 @@ void tt__coro_exit(void) {
     co->stack_lo = NULL;
     tt__stats_bump(TT__ST_EXITED);
     tt__coro_free(w, co);
-    next->w = w;
-    next->sp = next->stack_lo + next->stack_size; /* started: never stolen, never rebound */
+    __atomic_store_n(&next->w, w, __ATOMIC_RELAXED); /* read by captures, as in prepare_run */
+    next->sp = next->stack_lo + next->stack_size;    /* started: never stolen, never rebound */
     w->cur = next;
     tt__ctx_restart(next->stack_lo + next->stack_size, tt__coro_entry);
   }
