@@ -327,15 +327,15 @@ static inline void tt__waiter_init(tt__waiter *wt, tt__coro *co) {
 }
 
 /* Claims wt with result; false if another waker already had. Any thread. */
+bool tt__wake_claim_thread(tt__waiter *wt, int result);
 static inline bool tt__wake_claim(tt__waiter *wt, int result) {
+  if (TT_UNLIKELY(tt__tls_worker == NULL))
+    return tt__wake_claim_thread(wt, result); /* counted for the leak proof (see above) */
   uint32_t exp = TT__WAITING;
-  tt__thread_mut_begin();
   /* acq_rel: the claimer's writes before the wake are visible to the woken party once it runs,
    * and the claimer sees what the party did before parking. */
-  bool won = atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
-                                                     memory_order_acq_rel, memory_order_acquire);
-  tt__thread_mut_end();
-  return won;
+  return atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
+                                                 memory_order_acq_rel, memory_order_acquire);
 }
 
 /* Lets a claimed party run. The caller's last touch of wt. */
@@ -593,8 +593,10 @@ typedef struct tt__runtime {
   tt__worker *workers;
   _Atomic int nspinning;
   _Atomic int nsleeping;
-  /* Stop-the-world (tt__stw_begin): stw is 1 while one is requested or held; stw_parked counts
-   * the workers parked at the safe point; stw_owner serialises the parties that stop it. */
+  /* Stop-the-world (tt__stw_begin): stw has TT__STW_REQ while one is requested or held, and
+   * TT__STW_STOPPING once the runtime stops (so that pick_local asks one word for both);
+   * stw_parked counts the workers parked at the safe point; stw_owner serialises the parties
+   * that stop it. */
   _Atomic uint32_t stw;
   _Atomic uint32_t stw_parked;
   _Atomic uint32_t stw_owner;
@@ -639,6 +641,8 @@ extern bool tt__rt_debug_canary; /* a copy of tt__rt.debug_canary, for the inlin
 /* Counts one transition (see tt__stats). */
 static inline void tt__stats_bump(int idx);
 
+#define TT__STW_REQ 1u
+#define TT__STW_STOPPING 2u
 /* Stop-the-world (src/sched/sched.c): parks every worker at its safe point — its own context,
  * between two coroutines — so that no coroutine runs except the caller (when it is one). Waits
  * for the workers up to timeout ns; TT_EBUSY when one did not arrive (a coroutine that never

@@ -204,7 +204,8 @@ void tt__chan_unlink(tt__chan_waitq *q, tt__chan_wait *n) {
 
 /* Takes the first waiter of q that can still be claimed, claiming it with the result of its case
  * firing (closed or not); stale waiters met on the way are unlinked. NULL if none. */
-static tt__chan_wait *take_waiter(tt__chan_waitq *q, bool closed) {
+static inline __attribute__((always_inline)) tt__chan_wait *take_waiter(tt__chan_waitq *q,
+                                                                        bool closed) {
   tt__chan_wait *n;
   while ((n = q->head) != NULL) {
     tt__chan_unlink(q, n);
@@ -217,14 +218,17 @@ static tt__chan_wait *take_waiter(tt__chan_waitq *q, bool closed) {
 /* ---- The data path ------------------------------------------------------------------------ */
 
 /* The suspects' counters (see tt__chan): c->lock is held, so a load and a store suffice. */
-static inline void count(_Atomic uint64_t *n) {
-  atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1, memory_order_relaxed);
+static inline void count(_Atomic uint32_t *n) {
+  uint32_t v = atomic_load_explicit(n, memory_order_relaxed);
+  if (TT_UNLIKELY(v < TT__CHAN_MANY)) /* past it, a load and no store: the line is not dirtied */
+    atomic_store_explicit(n, v + 1, memory_order_relaxed);
 }
 
 /* A value of id's went through c (c->lock held). */
 static inline void count_sent(tt__chan *c, tt_id id) {
   count(&c->nsent);
-  atomic_store_explicit(&c->last_sender, id, memory_order_relaxed);
+  if (atomic_load_explicit(&c->last_sender, memory_order_relaxed) != id)
+    atomic_store_explicit(&c->last_sender, id, memory_order_relaxed);
 }
 
 /* The running coroutine's id, 0 on a plain thread or a worker's own context. */
@@ -262,8 +266,9 @@ static void carry_move(tt__holder *from, tt__holder *to, tt__chan *x) {
 /* The data path proper, inline in send and recv (and called through tt__chan_*_locked by select
  * and the timers). The common cases come first: a hand-off to a waiting receiver, room in the
  * ring. */
-static inline int send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self,
-                              tt__chan_wait **woken) {
+/* Forced inline: the compiler's size heuristics would otherwise call them on the hot path. */
+static inline __attribute__((always_inline)) int
+send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__holder *self, tt__chan_wait **woken) {
   *woken = NULL;
   if (atomic_load_explicit(&c->closed, memory_order_relaxed))
     return TT_ECLOSED;
@@ -287,13 +292,14 @@ static inline int send_locked(tt__chan *c, const void *v, tt__chan *carry, tt__h
       carry_move(self, &c->carrier, carry);
     c->sendx = i + 1 == c->cap ? 0 : i + 1;
     c->count++;
-    count_sent(c, self_id());
+    count(&c->nsent); /* (the last sender only on hand-offs: the ring's path stays lean) */
     return 1;
   }
   return 0;
 }
 
-static inline int recv_locked(tt__chan *c, void *v, tt__holder *self, tt__chan_wait **woken) {
+static inline __attribute__((always_inline)) int recv_locked(tt__chan *c, void *v, tt__holder *self,
+                                                             tt__chan_wait **woken) {
   *woken = NULL;
 again:
   if (c->count > 0 && c->sendq.head == NULL) {
@@ -408,13 +414,16 @@ static int wait_on(tt__chan *c, int how, tt__chan_waitq *q, tt__chan_wait *node,
   if (node->linked)
     tt__chan_unlink(q, node);
   if (q == &c->recvq && (r == TT_ETIMEDOUT || r == TT_ECANCELED))
-    count(&c->nrecv_gaveup); /* a receiver gave up: senders may now wait for nobody */
+    /* a receiver gave up: senders may now wait for nobody */
+    atomic_store_explicit(&c->nrecv_gaveup,
+                          atomic_load_explicit(&c->nrecv_gaveup, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
   tt__chan_unlock(c, how);
   return r;
 }
 
-static int send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt_chan *ref,
-                const char *op) {
+static inline __attribute__((always_inline)) int
+send(tt_chan *handle, const void *v, int64_t deadline, bool block, tt_chan *ref, const char *op) {
   if (handle == NULL)
     return block ? tt__chan_nil_wait(TT_WAIT_CHAN_SEND_NIL, deadline) : TT_EAGAIN;
   tt__holder *self;

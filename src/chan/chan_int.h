@@ -7,6 +7,8 @@
 #include "internal.h"
 
 typedef struct tt__chan tt__chan;
+
+#define TT__CHAN_MANY 2u /* the channel counters' "more than one" */
 typedef struct tt__ref tt__ref;
 typedef struct tt__holder tt__holder;
 
@@ -129,6 +131,17 @@ struct tt__chan {
   char *buf;              /* cap * esize bytes (NULL when either is 0) */
   uint8_t *carried;       /* per slot: the value carries a reference (allocated on first use) */
   tt__chan_waitq recvq, sendq;
+  /* What the leak proof and the suspects ask of a channel's history (src/leak): values sent and
+   * received, as 0, 1 or TT__CHAN_MANY (more: the questions are "none", "exactly one" and
+   * "several", and a count that stops changing costs a load and no store), and (below) the last
+   * sender and the receive waits that gave up. Written under lock on paths that hold it anyway
+   * (the lock makes the writer unique: a relaxed load and store); read without the lock, each
+   * word whole. The two counts sit in the line of the wait queues, which every operation touches
+   * anyway; the last sender in the next, stored only when it changes. */
+  _Atomic uint32_t nsent, nrecv;
+  /* The coroutine whose value was last handed over to a receiver (values buffered in a ring do not
+   * count); 0: a plain thread. */
+  _Atomic tt_id last_sender;
   tt__holder carrier; /* references carried by buffered values */
   tt__lock rlock;     /* leaf: protects holders and (tracked) nrefs */
   _Atomic int64_t nrefs;
@@ -138,14 +151,8 @@ struct tt__chan {
   struct tt_ctx *dctx;      /* a context's done channel: the context (cleared when it is freed) */
   uint32_t proof_gen, proof_node; /* the leak proof's scratch (see tt__coro's) */
   char *name;
-  /* What the leak suspects' heuristics ask of a channel (src/leak/suspect.c): values sent and
-   * received, receive waits that ended by a deadline or a cancellation, the last sender. Written
-   * under lock on paths that hold it anyway, each with a relaxed load and store (the lock makes
-   * the writer unique: no read-modify-write needed); read without the lock by
-   * tt__chan_stats_get, which needs only each word untorn. */
-  _Atomic uint64_t nsent, nrecv, nrecv_gaveup;
-  _Atomic tt_id last_sender; /* the coroutine whose value was sent last; 0: a plain thread */
-  int64_t made;              /* tt_now() (coarse) when made; fixed */
+  _Atomic uint64_t nrecv_gaveup; /* receive waits ended by a deadline or a cancellation */
+  int64_t made;                  /* tt_now() (coarse) when made; fixed */
 };
 
 /* A channel's counters, as tt__chan_stats_get reads them. */

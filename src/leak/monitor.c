@@ -44,6 +44,7 @@
 #define KICK_IDLE 2u
 #define KICK_STOP 4u
 #define NEVENTS 64
+#define SETTLE_NS (2 * TT_MSEC) /* how long everything must stay asleep before a deadlock check */
 #define EVENT_PCS 32
 
 typedef struct event {
@@ -343,6 +344,17 @@ static void deadlock(void) {
 static int deadlock_check(void) {
   uint64_t progress = tt__sched_progress();
   if (progress == mon.idle_mark || !looks_dead())
+    return 0;
+  /* Let it settle: a program that hands work back and forth can have every worker asleep for a
+   * moment. Only a stillness that lasts is worth the process's thread list and a stop. */
+  int64_t until = tt__clock() + SETTLE_NS;
+  for (;;) {
+    uint32_t cur = atomic_load_explicit(&mon.kick, memory_order_acquire);
+    if ((cur & KICK_STOP) || tt__clock() >= until)
+      break;
+    tt__futex_wait(&mon.kick, cur, until);
+  }
+  if (tt__sched_progress() != progress || !looks_dead())
     return 0;
   if (other_threads()) {
     mon.idle_mark = progress;

@@ -61,6 +61,16 @@
 
 tt__mutcount tt__thread_mut;
 
+bool tt__wake_claim_thread(tt__waiter *wt, int result) {
+  uint32_t exp = TT__WAITING;
+  atomic_fetch_add_explicit(&tt__thread_mut.begins, 1, memory_order_seq_cst);
+  /* acq_rel: as tt__wake_claim's. */
+  bool won = atomic_compare_exchange_strong_explicit(&wt->token, &exp, (uint32_t)result,
+                                                     memory_order_acq_rel, memory_order_acquire);
+  atomic_fetch_add_explicit(&tt__thread_mut.ends, 1, memory_order_seq_cst);
+  return won;
+}
+
 #define STW_TIMEOUT (100 * TT_MSEC)
 #define ATTEMPTS 16
 

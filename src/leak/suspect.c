@@ -433,9 +433,9 @@ static char *why_text(const site *st, int pattern, const tt_snapshot *s, const s
   case TT_PATTERN_UNCLOSED_RANGE:
     if (c)
       tt__sink_printf(&k,
-                      "the channel delivered %llu values and was never closed: the receivers "
+                      "the channel delivered %s and was never closed: the receivers "
                       "wait for a close that does not come",
-                      (unsigned long long)c->st.received);
+                      c->st.received == 1 ? "a value" : "values");
     break;
   case TT_PATTERN_TIMEOUT_LEAK:
     if (c)

@@ -605,9 +605,8 @@ static tt__coro *pick_rest(tt__worker *w) {
 
 /* Picks the next coroutine from w's own queues without blocking, or NULL. Owner only. */
 static tt__coro *pick_local(tt__worker *w) {
-  if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.state, memory_order_relaxed) >= RT_STOPPING))
-    return NULL;
-  /* A stop-the-world is requested: every switch goes through our own context, which parks. */
+  /* The runtime stops, or the world is to stop: every switch goes through our own context, which
+   * leaves or parks (one load for both: see TT__STW_*). */
   if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.stw, memory_order_relaxed)))
     return NULL;
   uint32_t tick = ++w->tick;
@@ -735,9 +734,6 @@ int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *)
   co->wait_reason = TT_WAIT_NONE;
   co->wait_timed = 0;
   co->blocked_since = 0;
-  /* Proven leaked, yet woken: only the runtime's shut-down does that (or a broken proof). */
-  if (TT_UNLIKELY(co->verdict))
-    co->verdict = 0;
   /* acquire: pairs with the winner's acq_rel swap of the token. */
   return (int)(int32_t)atomic_load_explicit(&wt->token, memory_order_acquire);
 }
@@ -752,7 +748,7 @@ int tt_yield(void) {
   tt__stack_check(co);
   tt__coro *next = pick_local(w);
   /* Nothing else to run: go on, unless the world is to stop (a yield is a safe point too). */
-  if (next == NULL && !atomic_load_explicit(&tt__rt.stw, memory_order_relaxed))
+  if (next == NULL && !(atomic_load_explicit(&tt__rt.stw, memory_order_relaxed) & TT__STW_REQ))
     return 0;
   w->pend_kind = TT__PEND_YIELD;
   w->pend_co = co;
@@ -855,8 +851,9 @@ static void stw_park(void) {
   /* seq_cst: the party's count read and our loads of the world below are ordered after it. */
   atomic_fetch_add_explicit(&tt__rt.stw_parked, 1, memory_order_seq_cst);
   tt__futex_wake(&tt__rt.stw_parked, 1);
-  while (atomic_load_explicit(&tt__rt.stw, memory_order_acquire))
-    tt__futex_wait(&tt__rt.stw, 1, TT_FOREVER);
+  uint32_t v;
+  while ((v = atomic_load_explicit(&tt__rt.stw, memory_order_acquire)) & TT__STW_REQ)
+    tt__futex_wait(&tt__rt.stw, v, TT_FOREVER);
   atomic_fetch_sub_explicit(&tt__rt.stw_parked, 1, memory_order_seq_cst);
 }
 
@@ -880,7 +877,7 @@ int tt__stw_begin(int64_t timeout) {
       nanosleep(&(struct timespec){0, pause}, NULL);
   }
   uint32_t want = (uint32_t)tt__rt.procs - (self && self->cur ? 1u : 0u);
-  atomic_store_explicit(&tt__rt.stw, 1, memory_order_seq_cst);
+  atomic_fetch_or_explicit(&tt__rt.stw, TT__STW_REQ, memory_order_seq_cst);
   for (int i = 0; i < tt__rt.procs; i++)
     if (&tt__rt.workers[i] != self)
       wake_worker(&tt__rt.workers[i]);
@@ -898,8 +895,8 @@ int tt__stw_begin(int64_t timeout) {
 }
 
 void tt__stw_end(void) {
-  /* release: what the party changed while the world stood still is seen by the workers. */
-  atomic_store_explicit(&tt__rt.stw, 0, memory_order_seq_cst);
+  /* seq_cst: what the party changed while the world stood still is seen by the workers. */
+  atomic_fetch_and_explicit(&tt__rt.stw, ~TT__STW_REQ, memory_order_seq_cst);
   tt__futex_wake(&tt__rt.stw, INT32_MAX);
   atomic_store_explicit(&tt__rt.stw_owner, 0, memory_order_release);
 }
@@ -910,7 +907,7 @@ void tt__stw_end(void) {
 static bool has_work(tt__worker *w) {
   return atomic_load_explicit(&w->inbox, memory_order_seq_cst) ||
          atomic_load_explicit(&tt__rt.gq_len, memory_order_seq_cst) ||
-         atomic_load_explicit(&tt__rt.stw, memory_order_seq_cst) ||
+         (atomic_load_explicit(&tt__rt.stw, memory_order_seq_cst) & TT__STW_REQ) ||
          atomic_load_explicit(&tt__rt.state, memory_order_seq_cst) >= RT_STOPPING;
 }
 
@@ -970,7 +967,7 @@ static tt__coro *find_runnable(tt__worker *w) {
   for (;;) {
     if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) >= RT_STOPPING)
       return NULL;
-    if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.stw, memory_order_acquire)))
+    if (TT_UNLIKELY(atomic_load_explicit(&tt__rt.stw, memory_order_acquire) & TT__STW_REQ))
       stw_park();
     w->now = tt__clock();
     tt__coro *co;
@@ -1118,8 +1115,13 @@ static void cancel_flag(tt__coro *co, void *self) {
  * and cannot run before one of us wins the token anyway). */
 static void cancel_wake(tt__coro *co, uint32_t st, bool held, void *self) {
   if (co != self && held && st == TT__S_WAITING && co->waiter &&
-      tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed)))
+      tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))) {
+    /* A coroutine proven leaked is woken only here, by the end of the run (or the deadlock's
+     * cancellation): its mark goes, or dumps of the grace period would still show it. It is
+     * held still, so the field is ours to write. */
+    co->verdict = 0;
     tt__wake(co->waiter, TT_ECANCELED);
+  }
 }
 
 static void cancel_all(tt__coro *self) {
@@ -1179,6 +1181,7 @@ static void tt__main_entry(void *p) {
    * on a live worker (tt_run repeats it for a registration that raced with this). */
   tt__signal_shutdown();
   atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);
+  atomic_fetch_or_explicit(&tt__rt.stw, TT__STW_STOPPING, memory_order_seq_cst);
   wake_threads(TT_ESHUTDOWN);
   for (int i = 0; i < tt__rt.procs; i++)
     wake_worker(&tt__rt.workers[i]);
@@ -1237,6 +1240,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   atomic_store_explicit(&tt__rt.gq_len, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.nspinning, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.nsleeping, 0, memory_order_relaxed);
+  atomic_store_explicit(&tt__rt.stw, 0, memory_order_relaxed);
   atomic_store_explicit(&tt__rt.next_id, 1, memory_order_relaxed);
   tt__rt.grace_end = 0;
   tt__rt.deadlocked = false;
@@ -1295,6 +1299,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   if (started < tt__rt.procs) {
     /* Could not start every worker: stop those that did, and fail. */
     atomic_store_explicit(&tt__rt.state, RT_STOPPING, memory_order_seq_cst);
+    atomic_fetch_or_explicit(&tt__rt.stw, TT__STW_STOPPING, memory_order_seq_cst);
     for (int i = 0; i < started; i++)
       wake_worker(&tt__rt.workers[i]);
     tt__rt.result = TT_ENOMEM;
