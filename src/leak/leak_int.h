@@ -12,6 +12,10 @@
  * the proof engine is built in). */
 int tt__leak_refresh(void);
 
+/* Whether a wait of this reason can end by itself or through an object with no owner to reason
+ * about (R3: a root; the proof reasons about channel, select, nil, lock and group waits only). */
+bool tt__leak_reason_is_root(int reason);
+
 /* The pattern the last check named for coroutine id (TT_PATTERN_NONE when not proven). */
 int tt__leak_pattern_of(tt_id id);
 

@@ -78,6 +78,15 @@ static void kick(uint32_t bits) {
 
 /* ---- Events (eager mode) -------------------------------------------------------------------- */
 
+/* Puts e in the ring and kicks the monitor. */
+static void record(const event *e) {
+  pthread_mutex_lock(&mon.lock);
+  mon.ring[mon.nev % NEVENTS] = *e;
+  mon.nev++;
+  pthread_mutex_unlock(&mon.lock);
+  kick(KICK_EVENT);
+}
+
 void tt__leak_event_slow(const char *op, const void *obj, const tt__coro *exiting) {
   event e = {.t = tt__clock(), .op = op, .obj = obj};
   if (exiting) {
@@ -91,38 +100,14 @@ void tt__leak_event_slow(const char *op, const void *obj, const tt__coro *exitin
     int n = hi > lo ? tt__unwind_here(lo, hi, e.pcs, EVENT_PCS, 0) : 0;
     e.npcs = n > 0 ? (uint32_t)n : 0;
   }
-  pthread_mutex_lock(&mon.lock);
-  mon.ring[mon.nev % NEVENTS] = e;
-  mon.nev++;
-  pthread_mutex_unlock(&mon.lock);
-  kick(KICK_EVENT);
+  record(&e);
 }
 
 void tt__leak_event_park(const tt__coro *co, int reason, const void *obj) {
   /* Timed waits and waits on objects without owners keep their coroutine live: no event. */
-  switch (reason) {
-  case TT_WAIT_CHAN_RECV:
-  case TT_WAIT_CHAN_SEND:
-  case TT_WAIT_CHAN_RECV_NIL:
-  case TT_WAIT_CHAN_SEND_NIL:
-  case TT_WAIT_SELECT:
-  case TT_WAIT_SELECT_NO_CASES:
-  case TT_WAIT_MUTEX_LOCK:
-  case TT_WAIT_RWMUTEX_RLOCK:
-  case TT_WAIT_RWMUTEX_LOCK:
-  case TT_WAIT_GROUP_WAIT:
-    if (!co->wait_timed)
-      break;
+  if (co->wait_timed || tt__leak_reason_is_root(reason))
     return;
-  default:
-    return;
-  }
-  event e = {.t = tt__clock(), .op = "wait", .obj = obj, .by = co->id};
-  pthread_mutex_lock(&mon.lock);
-  mon.ring[mon.nev % NEVENTS] = e;
-  mon.nev++;
-  pthread_mutex_unlock(&mon.lock);
-  kick(KICK_EVENT);
+  record(&(event){.t = tt__clock(), .op = "wait", .obj = obj, .by = co->id});
 }
 
 /* The event to blame for verdict v: the latest on an object it relied on (a release of it, a

@@ -330,9 +330,7 @@ static bool id_node(proof *p, tt_id id, uint32_t *n) {
 
 /* ---- Walking the coroutines ----------------------------------------------------------------- */
 
-/* Whether a wait of this reason can end by itself or through an object with no owner to reason
- * about (R3). */
-static bool reason_is_root(int reason) {
+bool tt__leak_reason_is_root(int reason) {
   switch (reason) {
   case TT_WAIT_CHAN_RECV:
   case TT_WAIT_CHAN_SEND:
@@ -415,7 +413,7 @@ static void chan_dep(proof *p, uint32_t n, const tt_chan *handle) {
 static void coro_deps(proof *p, uint32_t n) {
   tt__coro *co = (tt__coro *)p->nodes[n].key;
   int reason = co->wait_reason;
-  if (co->wait_timed || reason_is_root(reason) ||
+  if (co->wait_timed || tt__leak_reason_is_root(reason) ||
       tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))) {
     set_root(p, n);
     return;
@@ -775,20 +773,25 @@ static void vt_clear(void) {
   nvt = 0;
 }
 
-int tt_leak_verdict_of(tt_id id) {
+/* The verdict and pattern the last check gave coroutine id (NONE, NONE when none). */
+static void vt_get(tt_id id, int *verdict, int *pattern) {
   pthread_mutex_lock(&vt_lock);
   vrec *r = vt_run == tt__rt.run_id ? vt_find(id) : NULL;
-  int v = r ? r->verdict : TT_VERDICT_NONE;
+  *verdict = r ? r->verdict : TT_VERDICT_NONE;
+  *pattern = r ? r->pattern : TT_PATTERN_NONE;
   pthread_mutex_unlock(&vt_lock);
+}
+
+int tt_leak_verdict_of(tt_id id) {
+  int v, p;
+  vt_get(id, &v, &p);
   return v;
 }
 
 int tt__leak_pattern_of(tt_id id) {
-  pthread_mutex_lock(&vt_lock);
-  vrec *r = vt_run == tt__rt.run_id ? vt_find(id) : NULL;
-  int v = r ? r->pattern : TT_PATTERN_NONE;
-  pthread_mutex_unlock(&vt_lock);
-  return v;
+  int v, p;
+  vt_get(id, &v, &p);
+  return p;
 }
 
 bool tt__leak_mark_reported(tt_id id) {
