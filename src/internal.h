@@ -584,6 +584,7 @@ typedef struct tt__runtime {
   int leakcheck;         /* TT_LEAKCHECK: TT_LEAKCHECK_OFF, _EXIT or _EAGER */
   bool deadlocked;       /* the monitor found the global deadlock: the run ends */
   bool is_main;          /* the run is tt_main's: the process ends with it */
+  bool discarding;       /* the end of a run frees the coroutines that never finished */
   int traceback;         /* TT_TRACEBACK: TT__TB_* */
   bool sigquit_continue; /* TT_SIGQUIT=dump: SIGQUIT dumps and the process goes on */
   int guard_mode;        /* 1 auto (budget), 0 never, 2 always */

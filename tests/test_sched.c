@@ -479,3 +479,27 @@ static int stress_main(void *p) {
 }
 
 TEST(cross_worker_wakeups_stress) { tt_test_run(stress_main, NULL, 2); }
+
+/* A run with no grace period discards, unresumed, a coroutine blocked on a channel only it holds:
+ * its reference goes with it, and the channel is freed with the discarded wait still queued. */
+static void send_own(void *arg) {
+  int v = 1;
+  tt_chan_send(arg, &v);
+  tt_chan_release(arg);
+}
+
+static int no_grace_main(void *unused) {
+  (void)unused;
+  tt_chan *ch = tt_chan_make(sizeof(int), 0);
+  ASSERT_OK(tt_go_opt(send_own, ch,
+                      &(tt_go_opts){.share = &ch, .nshare = 1, .share_mode = TT_SHARE_MOVE}, NULL));
+  tt_test_await_reason(TT_WAIT_CHAN_SEND, 1);
+  return 0;
+}
+
+TEST(shutdown_without_grace_discards_a_channels_last_holder) {
+  int64_t before = tt__chan_count_live();
+  tt_run_opts o = {.procs = 2, .grace_ns = -1, .report_fd = -1};
+  ASSERT_OK(tt_test_run_unchecked(no_grace_main, NULL, &o, "it leaves a sender to be discarded"));
+  ASSERT_EQ(tt__chan_count_live(), before);
+}

@@ -1199,7 +1199,9 @@ static void free_leftover(tt__coro *co, void *unused) {
 }
 
 static void runtime_free(void) {
+  tt__rt.discarding = true; /* no worker runs: only this thread reads it until it is cleared */
   tt__registry_walk(free_leftover, NULL);
+  tt__rt.discarding = false;
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__timers_free(&tt__rt.workers[i].timers);
     tt__timers_free(&tt__rt.workers[i].ptimers);
