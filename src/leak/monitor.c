@@ -252,14 +252,26 @@ static int process_threads(void) {
   return n;
 }
 
+/* Threads that exist before any program code runs: an emulator's (qemu-user's RCU thread), a
+ * sanitizer's. Counted when the library is loaded, minus the main thread. */
+static int infrastructure_threads;
+
+__attribute__((constructor)) static void count_infrastructure(void) {
+  int n = process_threads();
+  infrastructure_threads = n > 1 ? n - 1 : 0;
+#if defined(TT_SANITIZE_THREAD)
+  if (infrastructure_threads < 1)
+    infrastructure_threads = 1; /* TSan's background thread, which may start later */
+#endif
+}
+
 /* Whether some thread other than the runtime's own and tt_run's caller exists. */
 static bool other_threads(void) {
   int n = process_threads();
-  /* The workers, the runtime's helper threads (this one included), tt_run's caller. */
-  int ours = tt__rt.procs + atomic_load_explicit(&tt__threads_internal, memory_order_acquire) + 1;
-#if defined(TT_SANITIZE_THREAD)
-  ours += 1; /* TSan's own background thread */
-#endif
+  /* The workers, the runtime's helper threads (this one included), tt_run's caller, and the
+   * threads that were there before the program's code. */
+  int ours = tt__rt.procs + atomic_load_explicit(&tt__threads_internal, memory_order_acquire) + 1 +
+             infrastructure_threads;
   return n < 0 || n > ours;
 }
 
