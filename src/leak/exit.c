@@ -20,10 +20,9 @@
  *
  * Then it runs the proof (tt__leak_refresh), so that each reported coroutine carries its verdict:
  * leaked or deadlocked when proven, "not proven" when the proof ran and found something live
- * that may still wake it, "unknown" when the proof could not run (TT_EBUSY, TT_EAGAIN, or
- * TT_ENOSYS in a build without it). A snapshot then gives every coroutine's stack, creation site,
- * wait reason and time, printed in Go's debug=2 form (the dump's own writer) after a line with the
- * verdict and the exact wait time.
+ * that may still wake it, "unknown" when the proof could not run (TT_EBUSY, TT_EAGAIN). A snapshot
+ * then gives every coroutine's stack, creation site, wait reason and time, printed in Go's debug=2
+ * form (the dump's own writer) after a line with the verdict and the exact wait time.
  *
  * The caller decides what a report means: tt_main exits with TT_LEAKCHECK_STATUS, tt_run returns
  * TT_ELEAKED after its usual shut-down (src/sched/sched.c). */

@@ -8,8 +8,7 @@
 #include "tether/leak.h"
 
 /* Runs the proof now (tt_leak_check without a report): every coroutine's co->verdict is then
- * current. Returns the number of leaked coroutines, or tt_leak_check's errors (TT_ENOSYS until
- * the proof engine is built in). */
+ * current. Returns the number of leaked coroutines, or tt_leak_check's errors. */
 int tt__leak_refresh(void);
 
 /* Whether a wait of this reason can end by itself or through an object with no owner to reason
