@@ -23,6 +23,9 @@ int tt__leak_pattern_of(tt_id id);
 bool tt__leak_mark_reported(tt_id id);
 void tt__leak_set_cause(tt_id id, const char *op, tt_id by, const uintptr_t *pcs, size_t n);
 
+/* Writes all n bytes at p to fd, retrying short writes and EINTR; false on an error. */
+bool tt__leak_write_all(int fd, const char *p, size_t n);
+
 /* The monitor (monitor.c), started and stopped by tt_run. */
 void tt__monitor_start(void);
 void tt__monitor_stop(void);

@@ -129,16 +129,17 @@ static const event *blame(const tt_leak_verdict *v, uint64_t from) {
   return release;
 }
 
-static void write_all(int fd, const char *p, size_t n) {
+bool tt__leak_write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0)
-      return;
+      return false;
     p += w;
     n -= (size_t)w;
   }
+  return true;
 }
 
 static int keep_ids(const tt_coro_info *ci, void *arg) {
@@ -228,7 +229,7 @@ static void eager_round(uint64_t from) {
   size_t len;
   if (tt__sink_take(&k, &text, &len) == 0) {
     if (fresh && fd >= 0)
-      write_all(fd, text, len);
+      tt__leak_write_all(fd, text, len);
     free(text);
   }
   tt_leak_report_free(r);
@@ -330,7 +331,7 @@ static void deadlock(void) {
   size_t len;
   if (tt__sink_take(&k, &text, &len) == 0) {
     if (fd >= 0)
-      write_all(fd, text, len);
+      tt__leak_write_all(fd, text, len);
     free(text);
   }
   tt__sched_deadlocked();

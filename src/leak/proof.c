@@ -1578,17 +1578,7 @@ int tt_leak_report_write(const tt_leak_report *r, int fd) {
     free(t.s);
     return TT_ENOMEM;
   }
-  int err = 0;
-  for (size_t off = 0; off < t.n;) {
-    ssize_t w = write(fd, t.s + off, t.n - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0) {
-      err = TT_EIO;
-      break;
-    }
-    off += (size_t)w;
-  }
+  bool ok = tt__leak_write_all(fd, t.s, t.n);
   free(t.s);
-  return err;
+  return ok ? 0 : TT_EIO;
 }

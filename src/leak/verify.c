@@ -414,17 +414,6 @@ static int round_once(check *k, tt_snapshot **snap) {
 /* ---- The report ---------------------------------------------------------------------------- */
 
 /* "500ms", "1.5s", "250us": Go's time.Duration spelling, rounded. */
-static void put_duration(tt__sink *k, int64_t ns) {
-  if (ns < 0)
-    ns = 0;
-  if (ns < TT_MSEC)
-    tt__sink_printf(k, "%" PRId64 "us", ns / TT_USEC);
-  else if (ns < TT_SEC)
-    tt__sink_printf(k, "%" PRId64 "ms", ns / TT_MSEC);
-  else
-    tt__sink_printf(k, "%.3gs", (double)ns / (double)TT_SEC);
-}
-
 static void put_verdict(tt__sink *k, const tt_coro_info *ci, int64_t timeout, int64_t now) {
   tt__sink_printf(k, "coroutine %" PRIu64, (uint64_t)ci->id);
   if (ci->name)
@@ -445,13 +434,13 @@ static void put_verdict(tt__sink *k, const tt_coro_info *ci, int64_t timeout, in
       tt__sink_printf(k, " [%s]", patterns[p]);
   } else if (ci->state == TT_STATE_WAITING) {
     tt__sink_str(k, "still blocked after ");
-    put_duration(k, timeout);
+    tt__leak_put_duration(k, timeout);
     tt__sink_printf(k, " (%s for ", tt_wait_reason_string(ci->wait_reason));
-    put_duration(k, now - ci->blocked_since);
+    tt__leak_put_duration(k, now - ci->blocked_since);
     tt__sink_str(k, ")");
   } else {
     tt__sink_str(k, "still running after ");
-    put_duration(k, timeout);
+    tt__leak_put_duration(k, timeout);
     if (ci->state == TT_STATE_RUNNABLE)
       tt__sink_str(k, " (runnable)");
   }
@@ -465,7 +454,7 @@ static int write_report(tt__sink *k, tt_snapshot *s, const char *title, int64_t 
   size_t n = tt_snapshot_len(s);
   tt__sink_printf(k, "tt_leak_verify_none: %s: %zu coroutine%s left behind after ", title, n,
                   n == 1 ? "" : "s");
-  put_duration(k, timeout);
+  tt__leak_put_duration(k, timeout);
   tt__sink_str(k, "\n");
   if (proof < 0)
     tt__sink_printf(k, "(no proof this time: %s; verdicts unknown)\n", tt_strerror(proof));
@@ -497,19 +486,6 @@ static int write_report(tt__sink *k, tt_snapshot *s, const char *title, int64_t 
   }
   free(text);
   return k->err;
-}
-
-static void write_fd(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
 }
 
 /* ---- tt_leak_verify_none ------------------------------------------------------------------- */
@@ -599,7 +575,7 @@ int tt_leak_verify_none(const tt_leak_opts *opts, char **report) {
   if ((err = tt__sink_take(&sk, &text, &len)) != 0)
     goto out;
   if (o->report_fd != -1)
-    write_fd(o->report_fd == 0 ? 2 : o->report_fd, text, len);
+    tt__leak_write_all(o->report_fd == 0 ? 2 : o->report_fd, text, len);
   if (report)
     *report = text;
   else
