@@ -111,3 +111,23 @@ TEST(leak_deadlock_in_tt_run) {
   ASSERT(strncmp(buf, "fatal error: all goroutines are asleep - deadlock!\n\n", 52) == 0);
   ASSERT_CONTAINS(buf, "goroutine 1 [chan receive (leaked)]:\n");
 }
+
+static int nothing(void *unused) {
+  (void)unused;
+  return 0;
+}
+
+/* TT_LEAKCHECK and tt_run_opts.leakcheck: a bad value fails the run with TT_EINVAL, naming it. */
+TEST(leak_check_knob_bad_values) {
+  setenv("TT_LEAKCHECK", "sometimes", 1);
+  ASSERT_ERR(tt_run(nothing, NULL, NULL), TT_EINVAL);
+  setenv("TT_LEAKCHECK", "eager", 1);
+  tt_test_run(nothing, NULL, 1);
+  unsetenv("TT_LEAKCHECK");
+  ASSERT_ERR(tt_run(nothing, NULL, &(tt_run_opts){.leakcheck = 3}), TT_EINVAL);
+  ASSERT_ERR(tt_run(nothing, NULL, &(tt_run_opts){.leakcheck = -2}), TT_EINVAL);
+  /* -1 turns the environment's setting off. */
+  setenv("TT_LEAKCHECK", "1", 1);
+  tt_test_run_opt(nothing, NULL, &(tt_run_opts){.leakcheck = -1});
+  unsetenv("TT_LEAKCHECK");
+}
