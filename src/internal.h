@@ -193,9 +193,9 @@ typedef struct tt__coro {
   uint8_t wait_reason;
   uint8_t daemon;
   uint8_t stack_guarded;
-  uint8_t stack_pooled;       /* stack came from a worker pool (default size) */
-  uint8_t wait_timed;         /* the wait has a deadline (a timer will end it) */
-  uint8_t verdict;            /* TT_VERDICT_* of the last leak check (src/leak) */
+  uint8_t stack_pooled; /* stack came from a worker pool (default size) */
+  uint8_t wait_timed;   /* the wait has a deadline (a timer will end it) */
+  uint8_t verdict; /* TT_VERDICT_* of the last leak check (src/leak): relaxed atomic accesses */
   _Atomic uint32_t cancelled; /* TT__CANCEL_* bits: see tt__cancel_pending */
   _Atomic uint32_t qseq;      /* queueing order on its worker, for FIFO fairness across queues */
   void (*fn)(void *);

@@ -697,7 +697,7 @@ static void fill_info(tt__coro *co, uint32_t st, tt_coro_info *ci) {
   ci->blocked_since = st == TT__S_WAITING ? co->blocked_since : 0;
   ci->create_pc = co->create_pc;
   ci->daemon = co->daemon;
-  ci->verdict = co->verdict;
+  ci->verdict = __atomic_load_n(&co->verdict, __ATOMIC_RELAXED);
   ci->scope = __atomic_load_n(&co->scope, __ATOMIC_RELAXED);
   ci->worker = co->w ? co->w->index : -1;
   ci->stack_size = co->sp ? co->stack_size : co->stack_req;

@@ -254,7 +254,7 @@ static void fill(struct walk *wk, tt__snap_entry *e, tt__coro *co, uint32_t st) 
     e->labels = co->labels;
   e->state = (uint8_t)tt__state_public(st);
   e->daemon = co->daemon;
-  e->verdict = co->verdict;
+  e->verdict = __atomic_load_n(&co->verdict, __ATOMIC_RELAXED);
   e->create_pc = co->create_pc;
   e->worker = (int16_t)(co->w ? co->w->index : -1);
   e->stack_size = (uint32_t)(co->sp || co == wk->self ? co->stack_size : co->stack_req);

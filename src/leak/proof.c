@@ -1344,7 +1344,8 @@ static int conclude(proof *p, bool want, vbuild **out, size_t *nout) {
     } else if (vb->v.verdict == 0) {
       vb->v.verdict = TT_VERDICT_LEAKED;
     }
-    co->verdict = (uint8_t)vb->v.verdict;
+    /* relaxed atomic: snapshots read it concurrently (a walker is not stopped by the world). */
+    __atomic_store_n(&co->verdict, (uint8_t)vb->v.verdict, __ATOMIC_RELAXED);
     vb->v.evidence = vb->ev;
     vb->v.nevidence = vb->nev;
   }
@@ -1451,7 +1452,7 @@ static int check(bool want, vbuild **out, size_t *nout) {
         uint32_t k;
         if (id_node(&p, b[i].v.id, &k)) {
           tt__coro *co = (tt__coro *)p.nodes[k].key;
-          co->verdict = 0;
+          __atomic_store_n(&co->verdict, 0, __ATOMIC_RELAXED);
         }
       }
       builds_free(b, n);

@@ -1119,7 +1119,7 @@ static void cancel_wake(tt__coro *co, uint32_t st, bool held, void *self) {
     /* A coroutine proven leaked is woken only here, by the end of the run (or the deadlock's
      * cancellation): its mark goes, or dumps of the grace period would still show it. It is
      * held still, so the field is ours to write. */
-    co->verdict = 0;
+    __atomic_store_n(&co->verdict, 0, __ATOMIC_RELAXED);
     tt__wake(co->waiter, TT_ECANCELED);
   }
 }
