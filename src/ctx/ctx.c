@@ -218,8 +218,22 @@ static void flush(cancel_run *r) {
 static void timer_stop(tt_ctx *c);
 
 /* Cancels c's subtree. */
+/* Cancellation walks under way, process-wide. A walk that finds a context already cancelled
+ * leaves its subtree to the walk that cancelled it, which may still be going (a deadline timer
+ * firing on another worker): before it returns, it waits for the walks under way to finish, so
+ * that when tt_ctx_cancel returns every descendant is cancelled, as Go's cancel guarantees. No
+ * walk waits for anything while it runs (it takes one lock at a time and never blocks), and
+ * none runs interleaved with another on one thread (a timer's walk finishes before its worker
+ * switches), so the wait always ends; it is bounded all the same (WALK_WAIT), against a stream
+ * of new walks that would keep the count up. */
+static _Atomic int walks;
+#define WALK_WAIT (100 * TT_MSEC)
+
 static void cancel(tt_ctx *c, int err, int cause) {
-  tt__coro *few[16]; /* without memory, small batches: more barriers, still correct */
+  tt__coro *few[16];    /* without memory, small batches: more barriers, still correct */
+  bool skipped = false; /* a context already cancelled by another walk */
+  /* seq_cst: a walk that skips ours sees it counted before it reads the count. */
+  atomic_fetch_add_explicit(&walks, 1, memory_order_seq_cst);
   cancel_run run = {malloc(BATCH * sizeof(tt__coro *)), 0, BATCH}, *r = &run;
   if (run.v == NULL) {
     run.v = few;
@@ -233,6 +247,7 @@ static void cancel(tt_ctx *c, int err, int cause) {
   for (tt_ctx *x = c; x; x = work, work = work ? work->wnext : NULL) {
     tt__lock_acquire(&x->lock);
     bool first = atomic_load_explicit(&x->err, memory_order_relaxed) == 0;
+    skipped |= !first;
     if (first) {
       /* release: tt_ctx_err readers that see it see the cause and the time too. */
       x->cause = cause;
@@ -272,6 +287,13 @@ static void cancel(tt_ctx *c, int err, int cause) {
   flush(r);
   if (run.v != few)
     free(run.v);
+  atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
+  if (skipped) {
+    int64_t give_up = tt__clock() + WALK_WAIT;
+    uint32_t spins = 0;
+    while (atomic_load_explicit(&walks, memory_order_seq_cst) > 0 && tt__clock() < give_up)
+      tt__spin_step(&spins);
+  }
 }
 
 int tt_ctx_cancel_cause(tt_ctx *c, int cause) {
