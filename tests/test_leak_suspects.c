@@ -162,11 +162,14 @@ static int ranking_body(void *unused) {
   ASSERT_EQ(tt_suspect_report_len(r), 1);
   ASSERT_EQ(tt_suspect_report_get(r, 0)->count, 6);
   tt_suspect_report_free(r);
-  /* T = old: only site_b's have been blocked that long. */
-  r = suspects(2, old_age);
-  ASSERT_EQ(tt_suspect_report_len(r), 1);
-  ASSERT_EQ(tt_suspect_report_get(r, 0)->count, 3);
-  tt_suspect_report_free(r);
+  /* T = old: only site_b's have been blocked that long (unless a slow run (Valgrind, sanitizers)
+   * spent that long above, and site_a's have aged past it too). */
+  if (tt_test_slow() <= 1) {
+    r = suspects(2, old_age);
+    ASSERT_EQ(tt_suspect_report_len(r), 1);
+    ASSERT_EQ(tt_suspect_report_get(r, 0)->count, 3);
+    tt_suspect_report_free(r);
+  }
   /* max = 1: the best one only. */
   ASSERT_EQ(
       tt_leak_suspects(&(tt_suspect_opts){.min_count = 2, .min_age = young_age, .max = 1}, &r), 1);
@@ -190,10 +193,10 @@ static int knobs_body(void *unused) {
   ASSERT_EQ(tt_leak_suspects(NULL, &r), 1);
   ASSERT_EQ(tt_suspect_report_get(r, 0)->count, 6);
   tt_suspect_report_free(r);
-  /* Options win over the environment. */
-  r = suspects(2, old_age);
-  ASSERT_EQ(tt_suspect_report_len(r), 1);
-  ASSERT_EQ(tt_suspect_report_get(r, 0)->count, 3);
+  /* Options win over the environment: K = 7 finds none, where the environment's K = 4 found one.
+   * (Not an age threshold: a slow run can age every site past any of them.) */
+  r = suspects(7, young_age);
+  ASSERT_EQ(tt_suspect_report_len(r), 0);
   tt_suspect_report_free(r);
   release_sites();
   return 0;
