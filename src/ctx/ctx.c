@@ -225,11 +225,12 @@ static void timer_stop(tt_ctx *c);
  * walk waits for anything while it runs (it takes one lock at a time and never blocks), and
  * none runs interleaved with another on one thread (a timer's walk finishes before its worker
  * switches), so the wait always ends; it is bounded all the same (WALK_WAIT), against a stream
- * of new walks that would keep the count up. */
+ * of new walks that would keep the count up. cancel returns whether it skipped; only
+ * tt_ctx_cancel waits. */
 static _Atomic int walks;
 #define WALK_WAIT (100 * TT_MSEC)
 
-static void cancel(tt_ctx *c, int err, int cause) {
+static bool cancel(tt_ctx *c, int err, int cause) {
   tt__coro *few[16];    /* without memory, small batches: more barriers, still correct */
   bool skipped = false; /* a context already cancelled by another walk */
   /* seq_cst: a walk that skips ours sees it counted before it reads the count. */
@@ -288,18 +289,23 @@ static void cancel(tt_ctx *c, int err, int cause) {
   if (run.v != few)
     free(run.v);
   atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
-  if (skipped) {
-    int64_t give_up = tt__clock() + WALK_WAIT;
-    uint32_t spins = 0;
-    while (atomic_load_explicit(&walks, memory_order_seq_cst) > 0 && tt__clock() < give_up)
-      tt__spin_step(&spins);
-  }
+  return skipped;
+}
+
+/* For tt_ctx_cancel's callers, who are promised every descendant cancelled on return (a timer's
+ * or a signal hook's walk has nobody waiting on it, and does not wait). */
+static void walks_wait(void) {
+  int64_t give_up = tt__clock() + WALK_WAIT;
+  uint32_t spins = 0;
+  while (atomic_load_explicit(&walks, memory_order_seq_cst) > 0 && tt__clock() < give_up)
+    tt__spin_step(&spins);
 }
 
 int tt_ctx_cancel_cause(tt_ctx *c, int cause) {
   if (c == NULL || c->kind != K_CANCEL)
     return TT_EINVAL;
-  cancel(c, TT_ECANCELED, cause ? cause : TT_ECANCELED);
+  if (cancel(c, TT_ECANCELED, cause ? cause : TT_ECANCELED))
+    walks_wait();
   return 0;
 }
 
