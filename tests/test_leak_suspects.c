@@ -394,10 +394,12 @@ static int heuristic_body(void *arg) {
   const tt_suspect *x = NULL;
   tt_suspect_report *r = NULL;
   for (int i = 0; i < 20 && x == NULL; i++) {
+    if (i > 0) /* and, in a slow run (Valgrind), time for the leak to reach its wait and age */
+      tt_sleep(T);
     tt_suspect_report_free(r);
     r = suspects(1, T);
     x = with_pattern(r, c->pattern);
-    if (fixed || c->kind != H_CANCEL)
+    if (fixed || (c->kind != H_CANCEL && tt_test_slow() <= 1))
       break;
   }
   if (fixed) {
