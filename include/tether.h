@@ -17,5 +17,7 @@
 #include "tether/diag.h"
 #include "tether/signal.h"
 #include "tether/leak.h"
+#include "tether/net.h"
+#include "tether/debug.h"
 
 #endif

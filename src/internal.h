@@ -551,6 +551,9 @@ struct tt__worker {
   size_t g0_stack_size;
 #endif
   tt__stats stats;
+  /* Scheduler figures for /metrics (tt__worker_figures_get): the owner writes them (relaxed load
+   * and store: it is their only writer), anyone reads. */
+  _Atomic uint64_t fig_steals, fig_sleeps, fig_polls, fig_poll_events;
 
   /* Shared with other threads. */
   _Alignas(TT_CACHELINE) _Atomic(tt__coro *) inbox; /* started coroutines readied by others */
@@ -839,6 +842,24 @@ static inline void tt__stats_bump(int idx) {
     return;
   }
   tt__stats_bump_thread(idx);
+}
+
+/* One worker's scheduler figures, for /metrics. Racy reads: each figure is true on its own. */
+typedef struct tt__worker_figures {
+  uint32_t runq;        /* fresh coroutines in its ring (started ones readied to it are not counted) */
+  uint64_t steals;      /* coroutines it stole from other workers' rings */
+  uint64_t sleeps;      /* times it went to sleep with nothing to run */
+  uint64_t polls;       /* times it polled its I/O poller */
+  uint64_t poll_events; /* descriptor events those polls returned */
+  uint32_t timers;      /* timers armed in its heaps (waits' deadlines and program timers) */
+  uint32_t io_waiters;  /* coroutines and plain threads waiting on descriptors it polls */
+} tt__worker_figures;
+/* Descriptors waited on through w's poller right now (src/net/poll.h). */
+uint32_t tt__poller_waiters(tt__worker *w);
+/* Fills *out for worker i: 0, or TT_EINVAL (i out of range) or TT_ENOTRUNNING. Any thread. */
+int tt__worker_figures_get(int i, tt__worker_figures *out);
+static inline void tt__fig_bump(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
 /* Clock. */

@@ -14,19 +14,34 @@ TT_BEGIN_DECLS
 #define TT_ERRNO_MAP(XX)                                                                           \
   XX(EPERM, -1, "operation not permitted")                                                         \
   XX(EIO, -5, "input/output error")                                                                \
+  XX(EBADF, -9, "bad file descriptor")                                                             \
   XX(EAGAIN, -11, "resource temporarily unavailable")                                              \
   XX(ENOMEM, -12, "out of memory")                                                                 \
+  XX(EACCES, -13, "permission denied")                                                             \
   XX(EBUSY, -16, "resource busy")                                                                  \
   XX(EINVAL, -22, "invalid argument")                                                              \
+  XX(EMFILE, -24, "too many open files")                                                           \
+  XX(EPIPE, -32, "broken pipe")                                                                    \
   XX(EDEADLK, -35, "all coroutines are asleep - deadlock")                                         \
   XX(ENOSYS, -38, "function not implemented")                                                      \
+  XX(EAFNOSUPPORT, -97, "address family not supported")                                            \
+  XX(EADDRINUSE, -98, "address already in use")                                                    \
+  XX(EADDRNOTAVAIL, -99, "cannot assign requested address")                                        \
+  XX(ENETUNREACH, -101, "network is unreachable")                                                  \
+  XX(ECONNABORTED, -103, "connection aborted")                                                     \
+  XX(ECONNRESET, -104, "connection reset by peer")                                                 \
+  XX(ENOTCONN, -107, "socket is not connected")                                                    \
   XX(ESHUTDOWN, -108, "runtime shut down")                                                         \
   XX(ETIMEDOUT, -110, "deadline exceeded")                                                         \
+  XX(ECONNREFUSED, -111, "connection refused")                                                     \
+  XX(EHOSTUNREACH, -113, "no route to host")                                                       \
   XX(ECANCELED, -125, "operation canceled")                                                        \
   XX(ENOTRUNNING, -4001, "runtime not running")                                                    \
-  XX(ECLOSED, -4002, "channel closed")                                                             \
+  XX(ECLOSED, -4002, "use of a closed channel or connection")                                     \
   XX(ENOTCORO, -4003, "not called from a coroutine")                                               \
-  XX(ELEAKED, -4004, "coroutines leaked")
+  XX(ELEAKED, -4004, "coroutines leaked")                                                          \
+  XX(EEOF, -4005, "end of stream")                                                                 \
+  XX(ENOHOST, -4006, "no such host")
 
 typedef enum tt_errno {
 #define TT_ERRNO_ENUM_(name, value, msg) TT_##name = (value),

@@ -954,8 +954,10 @@ static tt__coro *try_steal(tt__worker *w, int64_t now, bool *pending) {
     }
     tt__coro *co = rq_steal(w, v);
     w->steal_obs[vi].since = -1;
-    if (co)
+    if (co) {
+      tt__fig_bump(&w->fig_steals, 1);
       return co;
+    }
   }
   return NULL;
 }
@@ -1041,6 +1043,7 @@ static tt__coro *find_runnable(tt__worker *w) {
     atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
     sleep_fence();
     if (!has_work(w)) {
+      tt__fig_bump(&w->fig_sleeps, 1);
       w->now = tt__clock();
       int64_t until = tt__worker_timers_next(w);
       /* Coroutines waiting in a busy worker's ring: look again when they become stealable. */
@@ -1086,6 +1089,26 @@ static void *worker_main(void *arg) {
   tt__altstack_teardown(w);
   tt__tls_worker = NULL;
   return NULL;
+}
+
+int tt__worker_figures_get(int i, tt__worker_figures *out) {
+  if (atomic_load_explicit(&tt__rt.state, memory_order_acquire) == 0)
+    return TT_ENOTRUNNING;
+  if (i < 0 || i >= tt__rt.procs || out == NULL)
+    return TT_EINVAL;
+  tt__worker *w = &tt__rt.workers[i];
+  /* relaxed: each figure is a hint, true on its own at some moment of the call. */
+  uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_relaxed);
+  uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
+  out->runq = t - h <= TT__RQ_SIZE ? t - h : 0;
+  out->steals = atomic_load_explicit(&w->fig_steals, memory_order_relaxed);
+  out->sleeps = atomic_load_explicit(&w->fig_sleeps, memory_order_relaxed);
+  out->polls = atomic_load_explicit(&w->fig_polls, memory_order_relaxed);
+  out->poll_events = atomic_load_explicit(&w->fig_poll_events, memory_order_relaxed);
+  out->timers = atomic_load_explicit(&w->timers.hint, memory_order_relaxed) +
+                atomic_load_explicit(&w->ptimers.hint, memory_order_relaxed);
+  out->io_waiters = tt__poller_waiters(w);
+  return 0;
 }
 
 uint64_t tt__sched_progress(void) {
