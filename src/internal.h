@@ -557,8 +557,13 @@ struct tt__worker {
 
   /* Shared with other threads. */
   _Alignas(TT_CACHELINE) _Atomic(tt__coro *) inbox; /* started coroutines readied by others */
-  _Atomic uint32_t sleeping;                        /* futex word: 1 while asleep */
-  _Alignas(TT_CACHELINE) _Atomic uint32_t rq_head;  /* fresh coroutines: stealers advance head */
+  /* 1 while asleep on it (a futex word), 2 while asleep in its poller (src/net/poll.h). */
+  _Atomic uint32_t sleeping;
+  /* The poller (src/net/poll.h): created on first use (published with release), and how many
+   * wait on its descriptors. */
+  struct tt__poller *_Atomic poller;
+  _Atomic uint32_t io_waiters;
+  _Alignas(TT_CACHELINE) _Atomic uint32_t rq_head; /* fresh coroutines: stealers advance head */
   _Atomic uint32_t progress; /* bumped every 8 switches and at every spawn (try_steal) */
   _Atomic uint32_t rq_tail;  /* only the owner advances tail */
   _Atomic(tt__coro *) rq[TT__RQ_SIZE];
@@ -846,10 +851,10 @@ static inline void tt__stats_bump(int idx) {
 
 /* One worker's scheduler figures, for /metrics. Racy reads: each figure is true on its own. */
 typedef struct tt__worker_figures {
-  uint32_t runq;        /* fresh coroutines in its ring (started ones readied to it are not counted) */
-  uint64_t steals;      /* coroutines it stole from other workers' rings */
-  uint64_t sleeps;      /* times it went to sleep with nothing to run */
-  uint64_t polls;       /* times it polled its I/O poller */
+  uint32_t runq;   /* fresh coroutines in its ring (started ones readied to it are not counted) */
+  uint64_t steals; /* coroutines it stole from other workers' rings */
+  uint64_t sleeps; /* times it went to sleep with nothing to run */
+  uint64_t polls;  /* times it polled its I/O poller */
   uint64_t poll_events; /* descriptor events those polls returned */
   uint32_t timers;      /* timers armed in its heaps (waits' deadlines and program timers) */
   uint32_t io_waiters;  /* coroutines and plain threads waiting on descriptors it polls */

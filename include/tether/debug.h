@@ -22,9 +22,9 @@ TT_BEGIN_DECLS
 
 /* Options for tt_debug_serve_opts; zero means the default for every field. */
 typedef struct tt_debug_opts {
-  const char *addr;  /* "host:port" (port 0: the kernel picks); NULL: TT_DEBUG_DEFAULT_ADDR */
-  int max_conns;     /* connections open at once; beyond it new ones get 503 (default 64) */
-  int max_responses; /* responses being written at once (default 4); beyond it 503 */
+  const char *addr;       /* "host:port" (port 0: the kernel picks); NULL: TT_DEBUG_DEFAULT_ADDR */
+  int max_conns;          /* connections open at once; beyond it new ones get 503 (default 64) */
+  int max_responses;      /* responses being written at once (default 4); beyond it 503 */
   int64_t header_timeout; /* ns for a request's line and headers to arrive (default 10 s): 408 */
   int64_t write_timeout;  /* ns a response may go without progress (default 30 s): then closed */
 } tt_debug_opts;

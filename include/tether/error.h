@@ -37,7 +37,7 @@ TT_BEGIN_DECLS
   XX(EHOSTUNREACH, -113, "no route to host")                                                       \
   XX(ECANCELED, -125, "operation canceled")                                                        \
   XX(ENOTRUNNING, -4001, "runtime not running")                                                    \
-  XX(ECLOSED, -4002, "use of a closed channel or connection")                                     \
+  XX(ECLOSED, -4002, "use of a closed channel or connection")                                      \
   XX(ENOTCORO, -4003, "not called from a coroutine")                                               \
   XX(ELEAKED, -4004, "coroutines leaked")                                                          \
   XX(EEOF, -4005, "end of stream")                                                                 \

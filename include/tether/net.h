@@ -22,13 +22,12 @@ TT_BEGIN_DECLS
  * the caller usually makes it non-blocking itself) and not remembered after the call, so the
  * caller may close it at any time after. This is how other libraries' sockets are driven from a
  * coroutine: do the non-blocking call, and on EAGAIN wait here and try again. Returns the events
- * that are ready (> 0; an error or hang-up reports both), or:
+ * that are ready (> 0; an error or a hang-up reports every event asked for), or:
  *   TT_ETIMEDOUT   the deadline passed;      TT_ECANCELED   the caller was cancelled;
  *   TT_EBADF       fd is not an open descriptor (or one epoll cannot wait on, a regular file:
  *                  those are always ready, so the call returns events at once for them);
  *   TT_EINVAL      events has no known bit;  TT_ENOTRUNNING the runtime is not running.
  * Another coroutine waiting on the same fd at the same time is fine.
- * From a plain thread it waits with poll(2).
  * Calls: blocks; cancel point; plain threads; not from signal handlers. */
 TT_EXTERN int tt_fd_wait(int fd, int events, int64_t deadline);
 
@@ -37,8 +36,10 @@ TT_EXTERN int tt_fd_wait(int fd, int events, int64_t deadline);
 /* A listening socket and a connection. Each is used through its handle from any coroutine or
  * plain thread; one reader and one writer may work on a connection at the same time (several
  * readers are allowed too, but their bytes interleave as the kernel hands them out). Closing
- * wakes every call blocked on the socket with TT_ECLOSED; the handle stays valid until the last
- * call using it has returned, and must not be used after tt_conn_close / tt_listener_close. */
+ * wakes every call blocked on the socket with TT_ECLOSED, and the handle is freed once the last
+ * call using it has returned: as with fclose, a call that starts after the close (a second close
+ * included) uses freed memory. Sockets belong to the run that made them: close them before tt_run
+ * returns (a close after it only releases the descriptor). */
 typedef struct tt_listener tt_listener;
 typedef struct tt_conn tt_conn;
 
@@ -70,9 +71,9 @@ TT_EXTERN int tt_listener_port(tt_listener *l);
 /* The descriptor (for setsockopt and the like; do not close it). */
 TT_EXTERN int tt_listener_fd(tt_listener *l);
 
-/* Closes the listener: blocked tt_accept calls return TT_ECLOSED; the socket is closed when the
- * last of them has returned (a unix socket's path is unlinked). 0, TT_EINVAL (NULL), TT_ECLOSED
- * (already closed: like Go, a second close is an error, and the handle must not be used again).
+/* Closes the listener: blocked tt_accept calls return TT_ECLOSED; the socket is closed and the
+ * handle freed when the last of them has returned (a unix socket's path is unlinked). 0 or
+ * TT_EINVAL (NULL). The handle must not be used after (see above).
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_listener_close(tt_listener *l);
 
@@ -81,8 +82,7 @@ TT_EXTERN int tt_listener_close(tt_listener *l);
  * every attempt), TT_ENETUNREACH, TT_EHOSTUNREACH, TT_ENOHOST, TT_ECANCELED, TT_EINVAL, ...
  * Calls: blocks; cancel point; plain threads; not from signal handlers. */
 TT_EXTERN int tt_dial(const char *network, const char *address, tt_conn **out);
-TT_EXTERN int tt_dial_dl(const char *network, const char *address, tt_conn **out,
-                         int64_t deadline);
+TT_EXTERN int tt_dial_dl(const char *network, const char *address, tt_conn **out, int64_t deadline);
 
 /* Adopts a connected stream socket (made non-blocking here). On success the connection owns fd
  * and tt_conn_close closes it. 0, TT_EINVAL (fd < 0), TT_EBADF, TT_ENOMEM. */
@@ -123,8 +123,9 @@ TT_EXTERN int tt_conn_write_all_dl(tt_conn *c, const void *buf, size_t len, size
  * 0, TT_EINVAL, TT_ECLOSED, TT_ENOTCONN. Calls: never blocks; any thread. */
 TT_EXTERN int tt_conn_shutdown(tt_conn *c, int how);
 
-/* Closes the connection: blocked reads and writes return TT_ECLOSED; the descriptor is closed
- * when the last of them has returned. 0, TT_EINVAL, TT_ECLOSED (already closed).
+/* Closes the connection: blocked reads and writes return TT_ECLOSED; the descriptor is closed and
+ * the handle freed when the last of them has returned. 0 or TT_EINVAL (NULL). The handle must not
+ * be used after (see above).
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_conn_close(tt_conn *c);
 

@@ -36,18 +36,21 @@
  *
  * Sleeping workers: a worker with nothing to do spins briefly looking for work (every idle worker
  * may: see find_runnable), then sets w->sleeping and, after re-checking every source of work,
- * sleeps on it with a futex until its next timer. A thread that queues a started coroutine on
- * another worker's inbox then wakes that worker if it sleeps; the two sides use sequentially
- * consistent operations on the inbox and the sleeping word, so one of them always sees the other
- * (Dekker). A fresh coroutine queued while every other worker sleeps wakes one of them; losing that
- * race only delays the coroutine until its own worker gets to it, never loses it.
+ * sleeps on it with a futex until its next timer — or, while anyone waits on a descriptor
+ * registered with its poller, in the poller (epoll), with the sleeping word at 2, so that one
+ * sleep ends at a timer, an I/O event or a wake-up (src/net/poll.h). A thread that queues a started
+ * coroutine on another worker's inbox then wakes that worker if it sleeps; the two sides use
+ * sequentially consistent operations on the inbox and the sleeping word, so one of them always sees
+ * the other (Dekker). A fresh coroutine queued while every other worker sleeps wakes one of them;
+ * losing that race only delays the coroutine until its own worker gets to it, never loses it.
  *
  * Lock order: gq_lock, arena_lock and stack_lock are leaves: nothing else is taken while one is
  * held, and none is held across a switch.
  *
  * Rejected: a global run queue (contended on every spawn), migrating started coroutines (breaks
  * TLS, see above), switching through g0 every time (doubles the cost of every hand-off),
- * eventfd for sleeping (a futex on the worker's own word is cheaper and needs no descriptor).
+ * eventfd for every sleep (a futex on the worker's own word is cheaper and needs no descriptor:
+ * only a worker whose descriptors are waited on sleeps in its poller).
  */
 #include <errno.h>
 #include <sched.h>
@@ -58,6 +61,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "net/poll.h"
 #include "leak/leak_int.h"
 #include "signal/signal_int.h"
 
@@ -307,12 +311,19 @@ static inline void sleep_fence(void) {
 #endif
 }
 
+/* Ends the sleep of w, whose sleeping word the caller just exchanged from `was` to 0. */
+static inline void wake_sleeper(tt__worker *w, uint32_t was) {
+  if (was == 1)
+    tt__futex_wake(&w->sleeping, 1);
+  else if (was == 2)
+    tt__pb_wake(w); /* asleep in its poller */
+}
+
 /* Wakes w if it sleeps. Precondition: the work for it was published with a seq_cst operation. */
 static void wake_worker(tt__worker *w) {
   sleep_fence();
-  if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
-      atomic_exchange_explicit(&w->sleeping, 0, memory_order_seq_cst) == 1)
-    tt__futex_wake(&w->sleeping, 1);
+  if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
+    wake_sleeper(w, atomic_exchange_explicit(&w->sleeping, 0, memory_order_seq_cst));
 }
 
 /* Fresh work appeared: wake one sleeping worker. With must unset (the spawner's own worker will
@@ -328,9 +339,10 @@ static void wake_idle(bool must) {
     sleep_fence();
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__worker *v = &tt__rt.workers[i];
+    uint32_t was;
     if (atomic_load_explicit(&v->sleeping, must ? memory_order_seq_cst : memory_order_relaxed) &&
-        atomic_exchange_explicit(&v->sleeping, 0, memory_order_seq_cst) == 1) {
-      tt__futex_wake(&v->sleeping, 1);
+        (was = atomic_exchange_explicit(&v->sleeping, 0, memory_order_seq_cst)) != 0) {
+      wake_sleeper(v, was);
       return;
     }
   }
@@ -631,6 +643,9 @@ static tt__coro *pick_local(tt__worker *w) {
             return NULL;
         } else {
           tt__worker_timers_run(w, w->now, false);
+          /* Descriptors that became ready while we were busy. */
+          if (TT_UNLIKELY(atomic_load_explicit(&w->io_waiters, memory_order_relaxed)))
+            tt__poller_poll_now(w);
         }
       }
     } else if ((tick & 63) == 32 && atomic_load_explicit(&tt__rt.gq_len, memory_order_relaxed) &&
@@ -987,6 +1002,9 @@ static tt__coro *find_runnable(tt__worker *w) {
       if ((co = pick_local(w)) != NULL)
         return co;
     }
+    if (atomic_load_explicit(&w->io_waiters, memory_order_relaxed) && tt__poller_poll_now(w) &&
+        (co = pick_local(w)) != NULL)
+      return co;
     bool pending;
     if ((co = try_steal(w, w->now, &pending)) != NULL)
       return co;
@@ -1051,9 +1069,19 @@ static tt__coro *find_runnable(tt__worker *w) {
         until = w->now + STEAL_AFTER;
       /* Woken by another thread: work may be arriving, so spin again before the next sleep.
        * Timed out: look once and sleep again — spinning on a ring that its owner drains would
-       * only bounce its cache line. */
-      if ((until < 0 || until > w->now) && tt__futex_wait(&w->sleeping, 1, until) == 0)
+       * only bounce its cache line. Someone waits on our descriptors: sleep in the poller, which
+       * wakes for them too (seq_cst load: against a waiter's count increment and its load of
+       * our sleeping word; a waker that exchanged the 1 away makes the CAS fail: no sleep). */
+      uint32_t one = 1;
+      if (atomic_load_explicit(&w->io_waiters, memory_order_seq_cst) &&
+          atomic_compare_exchange_strong_explicit(&w->sleeping, &one, 2, memory_order_seq_cst,
+                                                  memory_order_relaxed)) {
+        if (until < 0 || until > w->now)
+          tt__poller_sleep(w, until);
         spun = false;
+      } else if ((until < 0 || until > w->now) && tt__futex_wait(&w->sleeping, 1, until) == 0) {
+        spun = false;
+      }
     } else {
       spun = false;
     }
@@ -1228,6 +1256,7 @@ static void runtime_free(void) {
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__timers_free(&tt__rt.workers[i].timers);
     tt__timers_free(&tt__rt.workers[i].ptimers);
+    tt__poller_free(&tt__rt.workers[i]);
   }
   tt__stacks_destroy();
   for (int i = 0; i < tt__rt.procs; i++) {
