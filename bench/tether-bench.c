@@ -481,6 +481,100 @@ static int bench_mutex(long n) {
   return 0;
 }
 
+/* ---- echo: a TCP echo server on loopback, ECHO_CONNS clients, 64-byte messages ------------- */
+
+enum { ECHO_CONNS = 100, ECHO_MSG = 64 };
+
+struct echow {
+  tt_listener *l;
+  char addr[64];
+  long per; /* round trips per client */
+  tt_wg done;
+  _Atomic int err;
+  _Atomic long checked;
+};
+
+static void echo_fail(struct echow *ew, int err) {
+  int none = 0;
+  atomic_compare_exchange_strong(&ew->err, &none, err);
+}
+
+static void echo_handler(void *arg) {
+  tt_conn *c = arg;
+  char buf[ECHO_MSG];
+  for (;;) { /* until the client closes */
+    if (tt_conn_read_full(c, buf, sizeof buf, NULL) != 0 ||
+        tt_conn_write_all(c, buf, sizeof buf, NULL) != 0)
+      break;
+  }
+  tt_conn_close(c);
+}
+
+static void echo_acceptor(void *arg) {
+  struct echow *ew = arg;
+  for (int i = 0; i < ECHO_CONNS; i++) {
+    tt_conn *c;
+    int err = tt_accept(ew->l, &c);
+    if (err == 0)
+      err = tt_go(echo_handler, c);
+    if (err != 0) {
+      echo_fail(ew, err);
+      break;
+    }
+  }
+}
+
+static void echo_client(void *arg) {
+  struct echow *ew = arg;
+  tt_conn *c;
+  int err = tt_dial("tcp", ew->addr, &c);
+  if (err == 0) {
+    char out[ECHO_MSG], in[ECHO_MSG];
+    memset(out, 'e', sizeof out);
+    for (long i = 0; i < ew->per && err == 0; i++) {
+      out[0] = (char)i;
+      if ((err = tt_conn_write_all(c, out, sizeof out, NULL)) == 0 &&
+          (err = tt_conn_read_full(c, in, sizeof in, NULL)) == 0 && in[0] != (char)i)
+        err = TT_EIO;
+    }
+    atomic_fetch_add(&ew->checked, err == 0 ? ew->per : 0);
+    tt_conn_close(c);
+  }
+  if (err != 0)
+    echo_fail(ew, err);
+  tt_wg_done(&ew->done);
+}
+
+/* n round trips in all, over ECHO_CONNS connections at once; the time from the first dial to
+ * the last reply, per round trip (1e9 / this = requests per second). */
+static int bench_echo(long n) {
+  struct echow ew = {.done = TT_WG_INIT};
+  int err = tt_listen("tcp", "127.0.0.1:0", &ew.l);
+  if (err != 0)
+    return fail("tt_listen", err);
+  tt_listener_addr(ew.l, ew.addr, sizeof ew.addr);
+  ew.per = n / ECHO_CONNS > 0 ? n / ECHO_CONNS : 1;
+  tt_wg_add(&ew.done, ECHO_CONNS);
+  int64_t t0 = tt_now();
+  if ((err = tt_go(echo_acceptor, &ew)) != 0)
+    return fail("tt_go", err);
+  for (int i = 0; i < ECHO_CONNS; i++)
+    if ((err = tt_go(echo_client, &ew)) != 0) {
+      tt_wg_add(&ew.done, -(ECHO_CONNS - i));
+      echo_fail(&ew, err);
+      break;
+    }
+  tt_wg_wait(&ew.done);
+  int64_t t1 = tt_now();
+  tt_listener_close(ew.l);
+  if ((err = atomic_load(&ew.err)) != 0)
+    return fail("echo", err);
+  if (atomic_load(&ew.checked) != ew.per * ECHO_CONNS)
+    return wrong_sum("echo", atomic_load(&ew.checked), ew.per * ECHO_CONNS);
+  report("echo", (double)(t1 - t0) / (double)(ew.per * ECHO_CONNS), "ns/req");
+  return 0;
+}
+
 /* ---- ctxcancel: a tree of n contexts, a coroutine blocked on each leaf's done channel -------- */
 
 enum { CTX_FANOUT = 10 };
@@ -848,6 +942,7 @@ static const struct workload {
     {"group", 1000000, bench_group},
     {"dump", 1000000, bench_dump},
     {"leakscan", 1000000, bench_leakscan},
+    {"echo", 500000, bench_echo},
     /* clang-format on */
 };
 

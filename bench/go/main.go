@@ -19,6 +19,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -50,6 +52,7 @@ var workloads = []workload{
 	{"group", 1000000, benchGroup},
 	{"dump", 1000000, benchDump},
 	{"leakscan", 1000000, benchLeakscan},
+	{"echo", 500000, benchEcho},
 }
 
 // outDir is --out DIR (the dump workload's output directory), or "".
@@ -299,6 +302,96 @@ func benchMutex(n int) {
 		os.Exit(1)
 	}
 	report("mutex", float64(dt.Nanoseconds())/float64(coros*per), "ns/op")
+}
+
+// echoConns clients talk to a TCP echo server on loopback with echoMsg-byte messages.
+const (
+	echoConns = 100
+	echoMsg   = 64
+)
+
+// echo: n round trips in all over echoConns connections at once; the time from the first dial to
+// the last reply, per round trip (1e9 / this = requests per second).
+func benchEcho(n int) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: listen: %v\n", err)
+		os.Exit(1)
+	}
+	per := n / echoConns
+	if per < 1 {
+		per = 1
+	}
+	var wg sync.WaitGroup
+	var checked int64
+	var failed atomic.Value
+	wg.Add(echoConns)
+	t0 := time.Now()
+	go func() {
+		for i := 0; i < echoConns; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			go func(c net.Conn) {
+				buf := make([]byte, echoMsg)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						break
+					}
+					if _, err := c.Write(buf); err != nil {
+						break
+					}
+				}
+				c.Close()
+			}(c)
+		}
+	}()
+	for i := 0; i < echoConns; i++ {
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			out := make([]byte, echoMsg)
+			in := make([]byte, echoMsg)
+			for j := range out {
+				out[j] = 'e'
+			}
+			for k := 0; k < per; k++ {
+				out[0] = byte(k)
+				if _, err := c.Write(out); err != nil {
+					failed.Store(err)
+					break
+				}
+				if _, err := io.ReadFull(c, in); err != nil {
+					failed.Store(err)
+					break
+				}
+				if in[0] != byte(k) {
+					failed.Store(fmt.Errorf("reply out of order"))
+					break
+				}
+			}
+			atomic.AddInt64(&checked, int64(per))
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	dt := time.Since(t0)
+	l.Close()
+	if e := failed.Load(); e != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: echo: %v\n", e)
+		os.Exit(1)
+	}
+	if checked != int64(per*echoConns) {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: echo: %d round trips, want %d\n", checked, per*echoConns)
+		os.Exit(1)
+	}
+	report("echo", float64(dt.Nanoseconds())/float64(per*echoConns), "ns/req")
 }
 
 // ctxFanout is the number of children per node of the ctxcancel tree.

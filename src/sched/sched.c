@@ -1034,6 +1034,9 @@ static tt__coro *find_runnable(tt__worker *w) {
         now = tt__clock();
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
           drain_inbox(w);
+        /* Descriptors ready meanwhile (a system call per round: only while someone waits). */
+        if (atomic_load_explicit(&w->io_waiters, memory_order_relaxed))
+          tt__poller_poll_now(w);
         if ((co = w->ready_head) != NULL || (co = gq_take(w)) != NULL ||
             (co = try_steal(w, now, &pending)) != NULL)
           break;
