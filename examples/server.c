@@ -2,8 +2,9 @@
 /* A small HTTP service with a deliberate leak, and the debug endpoint on: the README's walk-through
  * of finding a leak in a running server (README "Find a leak in a live server").
  *
- *   server [ADDR [DEBUG_ADDR]]   serve on ADDR (127.0.0.1:8080), debug on DEBUG_ADDR (127.0.0.1:6060)
- *   server --selftest            both on free ports; make requests, find the leak, exit 0 if found
+ *   server [ADDR [DEBUG_ADDR]]   serve on ADDR (127.0.0.1:8080), debug on DEBUG_ADDR
+ * (127.0.0.1:6060) server --selftest            both on free ports; make requests, find the leak,
+ * exit 0 if found
  *
  * GET /      answers "hello".
  * GET /slow  asks a backend (a coroutine that takes 20 ms) for an answer and gives up after 5 ms
@@ -75,7 +76,10 @@ static void handle(void *arg) {
   int hl = snprintf(head, sizeof head,
                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                     "Connection: close\r\n\r\n",
-                    status, status == 200 ? "OK" : status == 504 ? "Gateway Timeout" : "Not Found",
+                    status,
+                    status == 200   ? "OK"
+                    : status == 504 ? "Gateway Timeout"
+                                    : "Not Found",
                     strlen(body));
   tt_conn_write_all(c, head, (size_t)hl, NULL);
   tt_conn_write_all(c, body, strlen(body), NULL);

@@ -73,7 +73,11 @@ static void echo_client(const char *net, const char *addr, int n, size_t len) {
   /* Our side shut for writing: the server sees the end, closes, and we read the end too. */
   ASSERT_OK(tt_conn_shutdown(c, TT_SHUT_WR));
   ASSERT_EQ(tt_conn_read(c, in, len), 0);
+  /* A second owner's close after the first: TT_ECLOSED, and its reference goes too. */
+  ASSERT_OK(tt_conn_retain(c));
   ASSERT_OK(tt_conn_close(c));
+  ASSERT_ERR(tt_conn_read(c, in, len), TT_ECLOSED);
+  ASSERT_ERR(tt_conn_close(c), TT_ECLOSED);
   free(out);
   free(in);
 }
@@ -644,3 +648,69 @@ static int dump_main(void *p) {
 }
 
 TEST(net_dump_io_wait) { tt_test_run(dump_main, NULL, 2); }
+
+/* ---- Races: close against reads and writes in flight, on both workers --------------------- */
+
+typedef struct racer {
+  tt_conn *c;
+  tt_wg *wg;
+  _Atomic int64_t moved;
+} racer;
+
+static void race_reader(void *p) {
+  racer *r = p;
+  char buf[512];
+  ssize_t n;
+  while ((n = tt_conn_read(r->c, buf, sizeof buf)) > 0)
+    atomic_fetch_add(&r->moved, n);
+  ASSERT(n == 0 || n == TT_ECLOSED || n == TT_ECONNRESET);
+  ASSERT_OK(tt_conn_release(r->c));
+  tt_wg_done(r->wg);
+}
+
+static void race_writer(void *p) {
+  racer *r = p;
+  char buf[512] = {0};
+  ssize_t n;
+  while ((n = tt_conn_write(r->c, buf, sizeof buf)) > 0)
+    atomic_fetch_add(&r->moved, n);
+  ASSERT(n == TT_ECLOSED || n == TT_EPIPE || n == TT_ECONNRESET);
+  ASSERT_OK(tt_conn_release(r->c));
+  tt_wg_done(r->wg);
+}
+
+static int race_main(void *p) {
+  (void)p;
+  char where[128];
+  tt_listener *l = listen_any("tcp", "127.0.0.1:0", where, sizeof where);
+  int rounds = (int)SCALED(200, 20);
+  for (int i = 0; i < rounds; i++) {
+    tt_conn *a, *b;
+    ASSERT_OK(tt_dial("tcp", where, &a));
+    ASSERT_OK(tt_accept(l, &b));
+    tt_wg wg;
+    tt_wg_init(&wg);
+    tt_wg_add(&wg, 2);
+    racer rr = {.c = b, .wg = &wg}, rw = {.c = a, .wg = &wg};
+    /* The reader and the writer own references of their own: the closes below may come first. */
+    ASSERT_OK(tt_conn_retain(a));
+    ASSERT_OK(tt_conn_retain(b));
+    ASSERT_OK(tt_go(race_reader, &rr));
+    ASSERT_OK(tt_go(race_writer, &rw));
+    /* Close each side at a different moment: before, during, or after traffic starts. */
+    if (i % 3)
+      tt_sleep((i % 7) * 20 * TT_USEC);
+    ASSERT_OK(tt_conn_close(i % 2 ? a : b));
+    if (i % 5 == 0)
+      tt_yield();
+    ASSERT_OK(tt_conn_close(i % 2 ? b : a));
+    ASSERT_OK(tt_wg_wait(&wg));
+  }
+  ASSERT_OK(tt_listener_close(l));
+  return 0;
+}
+
+TEST(net_close_races) {
+  signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
+  tt_test_run(race_main, NULL, 2);
+}

@@ -35,11 +35,15 @@ TT_EXTERN int tt_fd_wait(int fd, int events, int64_t deadline);
 
 /* A listening socket and a connection. Each is used through its handle from any coroutine or
  * plain thread; one reader and one writer may work on a connection at the same time (several
- * readers are allowed too, but their bytes interleave as the kernel hands them out). Closing
- * wakes every call blocked on the socket with TT_ECLOSED, and the handle is freed once the last
- * call using it has returned: as with fclose, a call that starts after the close (a second close
- * included) uses freed memory. Sockets belong to the run that made them: close them before tt_run
- * returns (a close after it only releases the descriptor). */
+ * readers are allowed too, but their bytes interleave as the kernel hands them out).
+ * Ownership, as for channels: the creator owns the handle's first reference; tt_conn_retain gives
+ * another owner one of its own (a coroutine that will close the connection while its handler
+ * reads it, say), tt_conn_release drops one. Close closes the socket for every owner: calls
+ * blocked on it return TT_ECLOSED, later calls by other owners fail with TT_ECLOSED, and it drops
+ * the caller's reference. The handle is freed (and the descriptor closed) when the last
+ * reference goes: a close, or a release (which then closes too). A call made by someone who
+ * holds no reference uses freed memory, as with fclose. Sockets belong to the run that made
+ * them: close them before tt_run returns. */
 typedef struct tt_listener tt_listener;
 typedef struct tt_conn tt_conn;
 
@@ -71,11 +75,16 @@ TT_EXTERN int tt_listener_port(tt_listener *l);
 /* The descriptor (for setsockopt and the like; do not close it). */
 TT_EXTERN int tt_listener_fd(tt_listener *l);
 
-/* Closes the listener: blocked tt_accept calls return TT_ECLOSED; the socket is closed and the
- * handle freed when the last of them has returned (a unix socket's path is unlinked). 0 or
- * TT_EINVAL (NULL). The handle must not be used after (see above).
+/* Closes the listener: blocked tt_accept calls return TT_ECLOSED, and the caller's reference is
+ * dropped (see above); the socket is closed when the last reference goes (a unix socket's path
+ * is unlinked then). 0, TT_ECLOSED (another owner closed it first: the reference is dropped all
+ * the same) or TT_EINVAL (NULL).
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_listener_close(tt_listener *l);
+/* One more reference for another owner / drop one (the last one closes). 0 or TT_EINVAL.
+ * Calls: never block; any thread. */
+TT_EXTERN int tt_listener_retain(tt_listener *l);
+TT_EXTERN int tt_listener_release(tt_listener *l);
 
 /* Connects, trying each address the name resolves to in turn until one connects. Returns 0 and
  * *out, or TT_ECONNREFUSED, TT_ETIMEDOUT (the _dl variant: the deadline covers resolution and
@@ -123,11 +132,15 @@ TT_EXTERN int tt_conn_write_all_dl(tt_conn *c, const void *buf, size_t len, size
  * 0, TT_EINVAL, TT_ECLOSED, TT_ENOTCONN. Calls: never blocks; any thread. */
 TT_EXTERN int tt_conn_shutdown(tt_conn *c, int how);
 
-/* Closes the connection: blocked reads and writes return TT_ECLOSED; the descriptor is closed and
- * the handle freed when the last of them has returned. 0 or TT_EINVAL (NULL). The handle must not
- * be used after (see above).
+/* Closes the connection: blocked reads and writes return TT_ECLOSED, and the caller's reference
+ * is dropped (see above); the descriptor is closed when the last reference goes. 0, TT_ECLOSED
+ * (another owner closed it first: the reference is dropped all the same) or TT_EINVAL (NULL).
  * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_conn_close(tt_conn *c);
+/* One more reference for another owner / drop one (the last one closes). 0 or TT_EINVAL.
+ * Calls: never block; any thread. */
+TT_EXTERN int tt_conn_retain(tt_conn *c);
+TT_EXTERN int tt_conn_release(tt_conn *c);
 
 /* The local and the peer's address, as tt_listener_addr writes them. */
 TT_EXTERN int tt_conn_local_addr(tt_conn *c, char *buf, size_t len);

@@ -5,11 +5,13 @@
  * directions (src/net/poll.h); each call tries the system call first and waits on the poller only
  * when it says EAGAIN, so a busy connection costs one system call per operation.
  *
- * Lifetime (Go's fdMutex, reduced to a count): every call holds a reference on the socket for its
- * duration, taken with one CAS that fails once the socket is closed. Close sets the closed bit,
- * wakes every waiter with TT_ECLOSED and drops the creator's reference; whoever drops the last one
- * deregisters the descriptor and closes it. So a close never pulls the descriptor from under a
- * call in a system call on it (the number cannot be reused while a call might still use it). */
+ * Lifetime (Go's fdMutex, reduced to a count): one count holds the handle's owners (the creator
+ * and each tt_*_retain) and the calls in progress, which take a reference for their duration with
+ * one CAS that fails once the socket is closed. Close sets the closed bit, wakes every waiter with
+ * TT_ECLOSED and drops its caller's reference; whoever drops the last one deregisters the
+ * descriptor, closes it and frees the handle. So a close never pulls the descriptor from under a
+ * call in a system call on it (the number cannot be reused while a call might still use it), and
+ * an owner that calls after another owner's close gets TT_ECLOSED, as in Go. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -70,19 +72,28 @@ static void sock_destroy(sock *s) {
 
 static void sock_release(sock *s) {
   /* acq_rel: every call's use of the descriptor happens before the last drop destroys it. */
-  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == (CLOSED_BIT | 1))
-    sock_destroy(s);
+  uint32_t left = atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) - 1;
+  if ((left & ~CLOSED_BIT) == 0)
+    sock_destroy(s); /* the last reference: closed, or released without a close */
 }
 
+static int sock_retain(sock *s) {
+  if (s == NULL)
+    return TT_EINVAL;
+  /* relaxed: the caller holds a reference, so the socket lives; nothing else is published. */
+  atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+  return 0;
+}
+
+/* Closes (the first time) and drops the caller's reference. */
 static int sock_close(sock *s) {
   if (s == NULL)
     return TT_EINVAL;
   uint32_t v = atomic_fetch_or_explicit(&s->refs, CLOSED_BIT, memory_order_acq_rel);
-  if (v & CLOSED_BIT)
-    return TT_ECLOSED;
-  tt__pollfd_close(s->pd);
-  sock_release(s); /* the creator's reference */
-  return 0;
+  if (!(v & CLOSED_BIT))
+    tt__pollfd_close(s->pd);
+  sock_release(s);
+  return v & CLOSED_BIT ? TT_ECLOSED : 0;
 }
 
 /* Wraps fd (non-blocking already) in a socket of `size` bytes registered with the poller. On
@@ -461,6 +472,14 @@ int tt_listener_port(tt_listener *l) {
 
 int tt_listener_fd(tt_listener *l) { return l ? l->s.fd : TT_EINVAL; }
 int tt_listener_close(tt_listener *l) { return sock_close(l ? &l->s : NULL); }
+int tt_listener_retain(tt_listener *l) { return sock_retain(l ? &l->s : NULL); }
+
+int tt_listener_release(tt_listener *l) {
+  if (l == NULL)
+    return TT_EINVAL;
+  sock_release(&l->s);
+  return 0;
+}
 
 /* ---- Dialing ------------------------------------------------------------------------------ */
 
@@ -711,6 +730,14 @@ int tt_conn_shutdown(tt_conn *c, int how) {
 }
 
 int tt_conn_close(tt_conn *c) { return sock_close(c ? &c->s : NULL); }
+int tt_conn_retain(tt_conn *c) { return sock_retain(c ? &c->s : NULL); }
+
+int tt_conn_release(tt_conn *c) {
+  if (c == NULL)
+    return TT_EINVAL;
+  sock_release(&c->s);
+  return 0;
+}
 
 int tt_conn_local_addr(tt_conn *c, char *buf, size_t len) {
   return sock_addr(c ? &c->s : NULL, false, buf, len);
