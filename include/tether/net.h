@@ -59,6 +59,9 @@ typedef struct tt_conn tt_conn;
  * (a negative errno as TT_E*). Calls: may block (name resolution only); cancel point; plain
  * threads; not from signal handlers. */
 TT_EXTERN int tt_listen(const char *network, const char *address, tt_listener **out);
+/* tt_listen with a deadline for the name's resolution: TT_ETIMEDOUT. */
+TT_EXTERN int tt_listen_dl(const char *network, const char *address, tt_listener **out,
+                           int64_t deadline);
 
 /* Accepts one connection (non-blocking, close-on-exec; TCP_NODELAY set as Go sets it). Returns 0
  * and *out, or TT_ECLOSED (the listener was closed), TT_ETIMEDOUT (the _dl variant),

@@ -356,7 +356,7 @@ static int listen_one(const struct sockaddr *sa, socklen_t sl, bool dual, int *o
   return 0;
 }
 
-int tt_listen(const char *network, const char *address, tt_listener **out) {
+int tt_listen_dl(const char *network, const char *address, tt_listener **out, int64_t deadline) {
   if (out == NULL || address == NULL)
     return TT_EINVAL;
   *out = NULL;
@@ -388,7 +388,7 @@ int tt_listen(const char *network, const char *address, tt_listener **out) {
     if ((r = split_host_port(address, host, sizeof host, &port)) != 0)
       return r;
     addrs as;
-    if ((r = resolve(net, host, port, true, TT_FOREVER, &as)) != 0)
+    if ((r = resolve(net, host, port, true, deadline, &as)) != 0)
       return r;
     /* The first address that binds (Go listens on the first one too). "tcp" with no host is
      * dual-stack on [::], or 0.0.0.0 where IPv6 is missing. */
@@ -411,6 +411,10 @@ int tt_listen(const char *network, const char *address, tt_listener **out) {
   s->unlink_path = path;
   *out = (tt_listener *)s;
   return 0;
+}
+
+int tt_listen(const char *network, const char *address, tt_listener **out) {
+  return tt_listen_dl(network, address, out, TT_FOREVER);
 }
 
 static void set_nodelay(int fd, int family) {
