@@ -516,6 +516,10 @@ static bool prom_parse(const char *text, prom *out) {
       for (size_t i = 0; i < nclosed; i++)
         free(closed[i]);
       free(closed);
+      char err[sizeof out->err];
+      memcpy(err, out->err, sizeof err);
+      prom_free(out);
+      memcpy(out->err, err, sizeof err);
       return false;
     }
   }
