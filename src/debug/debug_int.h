@@ -35,7 +35,8 @@ int tt__debug_metrics(tt__sink *s);
  *    "file":..., "line":N}, ...]}, ...]}
  * Strings escaped per RFC 8259. query is the request's raw query string (may be NULL): state=,
  * q= (substring of any frame, reason or creator), limit= (groups, default 500) filter on the
- * server too. Returns 0, or TT_ENOTRUNNING, TT_ENOMEM, or the sink's error. */
+ * server too. Returns 0, or TT_ENOTRUNNING, TT_ENOMEM, TT_EINVAL (a limit= that is not a number
+ * from 1 to 100000: a bad request), or the sink's error. */
 int tt__debug_groups_json(tt__sink *s, const char *query);
 
 /* /debug/tether/: the live page, one self-contained HTML document (no external script, style or

@@ -227,6 +227,12 @@ size_t tt__stk_user_frame(const tt__stk *stk) {
   return stk->n;
 }
 
+/* The frames a dump shows of a stack record, [*first, *last) of stk->pcs, by the rule above: the
+ * live page's groups (src/debug/page.c) show the same frames as the dumps. */
+void tt__stk_visible(const tt__stk *stk, size_t *first, size_t *last) {
+  visible(stk->pcs, stk->n, NULL, first, last);
+}
+
 /* ---- debug=2: tracebacks ------------------------------------------------------------------ */
 
 static void put_file_line(tt__sink *k, const tt__sym *s) {

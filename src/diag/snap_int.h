@@ -113,6 +113,9 @@ int tt__write_pprof(const tt_snapshot *s, tt__sink *k);
 /* The index in stk->pcs of the innermost frame of the program's own code among those a dump
  * shows (stk->n when none): the leak suspects' blocking location. */
 size_t tt__stk_user_frame(const tt__stk *stk);
+/* The frames a dump shows of stk (tether's own frames at the top and the trampoline at the bottom
+ * hidden): [*first, *last) of stk->pcs. */
+void tt__stk_visible(const tt__stk *stk, size_t *first, size_t *last);
 /* One coroutine's traceback (debug=2 form), for crash reports. */
 void tt__write_trace_one(const tt_snapshot *s, const tt__snap_entry *e, tt__sink *k);
 
