@@ -578,6 +578,8 @@ static void live_reader(void *p) {
   ASSERT_OK(tt_chan_send(lv->ch, &v));
 }
 
+static int go_fd = -1; /* tells the peer process to write, 300 ms later */
+
 static int live_main(void *p) {
   int fd = *(int *)p;
   live lv;
@@ -594,7 +596,8 @@ static int live_main(void *p) {
   tt_leak_report_free(rep);
   /* Everyone else now waits on a channel with no timer pending: without the I/O wait this is the
    * global deadlock, which the monitor notices within milliseconds. The peer (another process)
-   * writes after 300 ms. */
+   * writes 300 ms after we tell it to. */
+  ASSERT_EQ(write(go_fd, "g", 1), 1);
   int v = 0;
   ASSERT_OK(tt_chan_recv(lv.ch, &v, NULL));
   ASSERT_EQ(v, 1);
@@ -604,17 +607,24 @@ static int live_main(void *p) {
 }
 
 TEST(net_io_wait_is_live) {
-  int sv[2];
+  int sv[2], go[2];
   ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  ASSERT_OK(pipe2(go, O_CLOEXEC));
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     close(sv[0]);
+    char c;
+    if (read(go[0], &c, 1) != 1)
+      _exit(1);
     usleep(300000);
     _exit(write(sv[1], "x", 1) == 1 ? 0 : 1);
   }
   close(sv[1]);
+  close(go[0]);
+  go_fd = go[1];
   tt_test_run(live_main, &sv[0], 2);
+  close(go[1]);
   int st;
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
