@@ -867,6 +867,10 @@ static void reap(server *srv) {
     pthread_join(c->thread, NULL);
     srv->nresp--;
     if (!c->linger || atomic_load_explicit(&srv->stopping, memory_order_relaxed)) {
+      /* An aborted response: reset the connection, so that the kernel drops what it still
+       * queues for a client that was too slow rather than trickle it out after we gave up. */
+      struct linger lg = {.l_onoff = 1, .l_linger = 0};
+      setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
       c->state = C_LINGER; /* not in the epoll set: conn_close's EPOLL_CTL_DEL fails harmlessly */
       conn_close(srv, c);
       continue;
