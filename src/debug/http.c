@@ -310,6 +310,11 @@ static int64_t now_ns(void) {
 int tt__http_send(tt__http_out *o, struct iovec *v, int n) {
   if (o->err)
     return o->err;
+  /* relaxed: a hint; the stop descriptor, which the poll below watches, is the guarantee. */
+  if (o->stopping && atomic_load_explicit(o->stopping, memory_order_relaxed)) {
+    o->err = TT_ECANCELED;
+    return o->err;
+  }
   int64_t last = now_ns(); /* the last progress */
   while (n > 0) {
     if (v->iov_len == 0) {

@@ -65,6 +65,8 @@ const char *tt__http_reason(int status);
 typedef struct tt__http_out {
   int fd;
   int stop_fd;
+  const _Atomic bool *stopping; /* or NULL: checked before every write, so that a response to a
+                                 * fast client stops too */
   int64_t timeout;
   bool chunked;  /* the body goes in HTTP/1.1 chunks (else raw, ended by the close) */
   bool head;     /* a HEAD request: headers only */

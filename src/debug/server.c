@@ -631,6 +631,7 @@ static void *responder_main(void *arg) {
   resp r = {.c = c,
             .out = {.fd = c->fd,
                     .stop_fd = srv->stop_fd,
+                    .stopping = &srv->stopping,
                     .timeout = srv->opts.write_timeout,
                     .head = c->req.method == TT__HTTP_HEAD},
             .query = c->req.query};
