@@ -1143,3 +1143,214 @@ TEST(debug_deadlock_still_detected) {
     free(out);
   }
 }
+
+/* ---- The parser, the query reader, the callback sink (internal) ---------------------------- */
+
+#include "../src/debug/http_int.h"
+#include "../src/diag/diag_int.h"
+
+/* Feeds text to the parser in pieces of `step` bytes, as reads would deliver it; returns what the
+ * parser returned once it decided (or 0 when it still wanted more at the end). */
+static int parse_in_steps(const char *text, size_t step, tt__http_req *rq) {
+  static char buf[TT__HTTP_BUF + 1];
+  memset(rq, 0, sizeof *rq);
+  size_t n = strlen(text), len = 0;
+  while (len < n) {
+    size_t k = n - len < step ? n - len : step;
+    if (len + k > TT__HTTP_BUF)
+      return -1;
+    memcpy(buf + len, text + len, k);
+    len += k;
+    int st = tt__http_parse(buf, len, rq);
+    if (st != 0)
+      return st;
+  }
+  return 0;
+}
+
+TEST(debug_http_parser) {
+  tt__http_req rq;
+  const char *get = "GET /debug/pprof/goroutine?debug=2&x=%41+b HTTP/1.1\r\nHost: h\r\n"
+                    "Accept: */*\r\n\r\n";
+  size_t steps[] = {1, 2, 7, 4096};
+  for (size_t i = 0; i < 4; i++) {
+    ASSERT_EQ(parse_in_steps(get, steps[i], &rq), 1);
+    ASSERT_EQ(rq.method, TT__HTTP_GET);
+    ASSERT_EQ(rq.minor, 1);
+    ASSERT_STR_EQ(rq.path, "/debug/pprof/goroutine");
+    ASSERT_STR_EQ(rq.query, "debug=2&x=%41+b");
+    ASSERT_EQ(rq.nheaders, 2);
+  }
+  /* Incomplete: more wanted. */
+  ASSERT_EQ(parse_in_steps("GET / HTTP/1.1\r\nHost: h\r\n", 3, &rq), 0);
+  ASSERT_EQ(parse_in_steps("HEAD /metrics HTTP/1.0\r\n\r\n", 1, &rq), 1);
+  ASSERT_EQ(rq.method, TT__HTTP_HEAD);
+  ASSERT_EQ(rq.minor, 0);
+  /* A leading blank line is ignored; a malformed request line is refused before any header. */
+  ASSERT_EQ(parse_in_steps("\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 1, &rq), 1);
+  ASSERT_EQ(parse_in_steps("GET /\r\n", 1, &rq), 400);
+  ASSERT_EQ(parse_in_steps("PUT / HTTP/1.1\r\nHost: h\r\n\r\n", 5, &rq), 405);
+  ASSERT_EQ(parse_in_steps("PUT / HTTP/1.1\r\nHost: h\r\n", 5, &rq), 0); /* 405 waits */
+  ASSERT_EQ(parse_in_steps("GET / HTTP/3.0\r\n", 1, &rq), 505);
+  ASSERT_EQ(parse_in_steps("GET / HTTP/1.1\r\nHo\x01st: h\r\n\r\n", 64, &rq), 400);
+  ASSERT_EQ(parse_in_steps("GET /a\rb HTTP/1.1\r\nHost: h\r\n\r\n", 64, &rq), 400);
+  /* Limits, at their edges. */
+  char *line = malloc(TT__HTTP_BUF + 64);
+  int n = snprintf(line, 64, "GET /");
+  memset(line + n, 'a', TT__HTTP_LINE_MAX - 14 - (size_t)n);
+  strcpy(line + TT__HTTP_LINE_MAX - 14, " HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(strchr(line, '\r') - line, TT__HTTP_LINE_MAX - 5); /* under the limit */
+  ASSERT_EQ(parse_in_steps(line, 1000, &rq), 1);
+  ASSERT(rq.path_long); /* a path this long names nothing */
+  memset(line + n, 'a', TT__HTTP_LINE_MAX + 10);
+  line[n + TT__HTTP_LINE_MAX + 10] = '\0';
+  ASSERT_EQ(parse_in_steps(line, 1000, &rq), 414);
+  n = snprintf(line, 64, "GET / HTTP/1.1\r\nHost: h\r\nX: ");
+  memset(line + n, 'v', TT__HTTP_HEADERS_MAX);
+  line[n + TT__HTTP_HEADERS_MAX] = '\0';
+  ASSERT_EQ(parse_in_steps(line, 1000, &rq), 431); /* before the header's end arrives */
+  free(line);
+}
+
+TEST(debug_http_query) {
+  char v[64];
+  ASSERT(tt__http_query("debug=2&seconds=5", "seconds", v, sizeof v));
+  ASSERT_STR_EQ(v, "5");
+  ASSERT(tt__http_query("debug=1&debug=2", "debug", v, sizeof v));
+  ASSERT_STR_EQ(v, "1"); /* the first, as FormValue */
+  ASSERT(tt__http_query("q=a+b%2Fc&x", "q", v, sizeof v));
+  ASSERT_STR_EQ(v, "a b/c");
+  ASSERT(tt__http_query("q=a&x", "x", v, sizeof v));
+  ASSERT_STR_EQ(v, "");
+  ASSERT(tt__http_query("%64ebug=3", "debug", v, sizeof v));
+  ASSERT_STR_EQ(v, "3");
+  ASSERT(!tt__http_query("debugx=1&xdebug=2", "debug", v, sizeof v));
+  ASSERT(!tt__http_query("", "debug", v, sizeof v));
+  ASSERT(!tt__http_query(NULL, "debug", v, sizeof v));
+  ASSERT(!tt__http_query("debug=%zz", "debug", v, sizeof v)); /* Go drops an undecodable pair */
+  int64_t x;
+  ASSERT(tt__http_atoi("42", &x) && x == 42);
+  ASSERT(tt__http_atoi("-7", &x) && x == -7);
+  ASSERT(tt__http_atoi("+3", &x) && x == 3);
+  ASSERT(tt__http_atoi("9223372036854775807", &x) && x == INT64_MAX);
+  ASSERT(tt__http_atoi("-9223372036854775808", &x) && x == INT64_MIN);
+  ASSERT(!tt__http_atoi("9223372036854775808", &x));
+  ASSERT(!tt__http_atoi("", &x));
+  ASSERT(!tt__http_atoi("-", &x));
+  ASSERT(!tt__http_atoi("1x", &x));
+  ASSERT(!tt__http_atoi(" 1", &x));
+}
+
+struct cb_log {
+  char text[256];
+  size_t len;
+  int calls;
+  int fail_at; /* the call that fails (1-based), 0: none */
+};
+
+static int cb_collect(void *arg, const char *p, size_t n) {
+  struct cb_log *l = arg;
+  l->calls++;
+  if (l->calls == l->fail_at)
+    return TT_EPIPE;
+  ASSERT(n > 0 && l->len + n < sizeof l->text);
+  memcpy(l->text + l->len, p, n);
+  l->len += n;
+  return 0;
+}
+
+TEST(debug_sink_callback_mode) {
+  char buf[8];
+  struct cb_log l = {.calls = 0};
+  tt__sink k;
+  tt__sink_cb(&k, cb_collect, &l, buf, sizeof buf);
+  tt__sink_str(&k, "hello, ");
+  ASSERT_EQ(l.calls, 0); /* buffered */
+  tt__sink_str(&k, "world");
+  ASSERT_EQ(l.calls, 1); /* one full buffer */
+  tt__sink_u64(&k, 12345);
+  ASSERT_EQ(l.calls, 2); /* "world1234" filled the second */
+  ASSERT_OK(tt__sink_flush(&k));
+  ASSERT_OK(tt__sink_flush(&k)); /* nothing left: no empty call */
+  ASSERT_EQ(l.calls, 3);
+  l.text[l.len] = '\0';
+  ASSERT_STR_EQ(l.text, "hello, world12345");
+  char *out;
+  ASSERT_ERR(tt__sink_take(&k, &out, NULL), TT_EINVAL); /* not a memory sink */
+  /* The callback's error is sticky. */
+  l = (struct cb_log){.fail_at = 1};
+  tt__sink_cb(&k, cb_collect, &l, buf, sizeof buf);
+  tt__sink_str(&k, "0123456789abcdef");
+  tt__sink_str(&k, "more");
+  ASSERT_ERR(tt__sink_flush(&k), TT_EPIPE);
+  ASSERT_EQ(l.calls, 1);
+  ASSERT_EQ(l.len, 0);
+}
+
+/* ---- Delta profiles, read back by go tool pprof -------------------------------------------- */
+
+struct delta_call {
+  int64_t seconds;
+  http_resp r;
+};
+
+static void *delta_client(void *arg) {
+  struct delta_call *d = arg;
+  char path[128];
+  snprintf(path, sizeof path, "/debug/pprof/goroutine?seconds=%lld", (long long)d->seconds);
+  d->r = http_method("GET", path);
+  return NULL;
+}
+
+static int delta_body(void *arg) {
+  const char *go = arg;
+  tt_chan *before = park_many(3);
+  struct delta_call d = {.seconds = (int64_t)(2 * tt_test_slow())};
+  pthread_t t;
+  ASSERT(pthread_create(&t, NULL, delta_client, &d) == 0);
+  /* The first profile is taken as the request arrives; four more readers park well after it
+   * and well before the second. */
+  tt_sleep((int64_t)(d.seconds * TT_SEC) / 4);
+  tt_chan *after = park_many(7);
+  ASSERT(pthread_join(t, NULL) == 0);
+  ASSERT_STATUS(d.r, 200);
+  ASSERT_STR_EQ(hdr(&d.r, "Content-Disposition"), "attachment; filename=\"goroutine-delta\"");
+  char file[] = "/tmp/tt-delta-XXXXXX";
+  int fd = mkstemp(file);
+  ASSERT(fd >= 0 && write(fd, d.r.body, d.r.body_len) == (ssize_t)d.r.body_len);
+  close(fd);
+  resp_free(&d.r);
+  if (go != NULL) {
+    struct pprof_call p = {.go = go, .url = file};
+    off_worker(pprof_body, &p);
+    if (!(WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0))
+      tt_test_fail(__FILE__, __LINE__, "go tool pprof -top: status %#x; output:\n%s", p.status,
+                   p.out);
+    printf("%s", p.out);
+    /* 3 parked before, 10 after: the delta shows the 7 that parked meanwhile. */
+    bool seven = false;
+    for (const char *l = p.out; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+      long long flat, cum;
+      double a, b, c;
+      char fn[256];
+      if (sscanf(l, " %lld %lf%% %lf%% %lld %lf%% %255s", &flat, &a, &b, &cum, &c, fn) == 6 &&
+          strcmp(fn, "dbg_parked_reader") == 0)
+        seven = cum == 7;
+    }
+    if (!seven)
+      tt_test_fail(__FILE__, __LINE__, "no row dbg_parked_reader with cum 7:\n%s", p.out);
+    free(p.out);
+  }
+  unlink(file);
+  ASSERT_OK(tt_chan_close(after));
+  tt_chan_release(after);
+  unpark(before);
+  return 0;
+}
+
+TEST(debug_delta_profile) {
+  const char *go = find_go();
+  serve_test(NULL);
+  tt_test_run(delta_body, (void *)go, 2);
+  ASSERT_OK(tt_debug_stop());
+}
