@@ -623,7 +623,8 @@ static int respond(resp *r) {
 }
 
 static void *responder_main(void *arg) {
-  /* Counted as one of the runtime's own threads while it lives (the deadlock check's count). */
+  /* Counted as one of the runtime's own threads while it lives (the deadlock check's count; the
+   * release orders the count before anything the thread does, as monitor.c's threads do). */
   atomic_fetch_add_explicit(&tt__threads_internal, 1, memory_order_release);
   conn *c = arg;
   server *srv = c->srv;
@@ -866,6 +867,7 @@ static void reap(server *srv) {
     d = d->done_next;
     pthread_join(c->thread, NULL);
     srv->nresp--;
+    /* relaxed: only this thread's choice between two ways to close depends on it. */
     if (!c->linger || atomic_load_explicit(&srv->stopping, memory_order_relaxed)) {
       /* An aborted response: reset the connection, so that the kernel drops what it still
        * queues for a client that was too slow rather than trickle it out after we gave up. */
@@ -915,9 +917,12 @@ static int expire(server *srv) {
 }
 
 static void *server_main(void *arg) {
+  /* One of the runtime's own threads (see responder_main). */
   atomic_fetch_add_explicit(&tt__threads_internal, 1, memory_order_release);
   server *srv = arg;
   int timeout = 1000;
+  /* acquire: paired with tt_debug_stop's release (nothing else is published with the flag; the
+   * stop eventfd wakes the wait). */
   while (!atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
     struct epoll_event ev[64];
     int n = epoll_wait(srv->epfd, ev, 64, timeout);
