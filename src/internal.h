@@ -819,6 +819,11 @@ int tt__signals_install(void);
 int tt__crash_install(void);
 int tt__dumper_start(void);
 void tt__dumper_stop(void);
+/* The debug endpoint (src/debug/server.c): tt_run's start serves TT_DEBUG_ADDR when it is set;
+ * the run's end (tt__dumper_stop, once the state is stopping and before anything is freed) waits
+ * for the endpoint's responders that are reading the runtime to be done with it. */
+void tt__debug_run_start(void);
+void tt__debug_run_end(void);
 void tt__fatal_dump(int fd);
 void tt__overflow_trace(int fd, tt__coro *co, const void *uc);
 void tt__report_leftovers(int fd, tt__coro *self);

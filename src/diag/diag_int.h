@@ -115,19 +115,27 @@ bool tt__symbolize_use_dwarf(bool on);
 
 /* ---- Output sink (src/diag/sink.c) ------------------------------------------------------- */
 
-/* Where a format writes: a file descriptor (buffered, flushed by tt__sink_flush) or a growing
- * heap buffer. Errors are sticky: after the first failed write or allocation every call is a
- * no-op and tt__sink_flush returns the error (TT_EIO, TT_ENOMEM). */
+/* Where a format writes: a file descriptor (buffered, flushed by tt__sink_flush), a callback
+ * (buffered the same way: each full buffer, and the rest at tt__sink_flush, is handed to it) or a
+ * growing heap buffer. Errors are sticky: after the first failed write or allocation every call
+ * is a no-op and tt__sink_flush returns the error (TT_EIO, TT_ENOMEM, or the callback's). */
 typedef struct tt__sink {
-  int fd;    /* -1: memory */
-  char *buf; /* fd: a fixed buffer of cap bytes; memory: the heap buffer */
+  int fd;    /* -1: memory (or the callback, when cb is set) */
+  char *buf; /* fd, callback: a fixed buffer of cap bytes; memory: the heap buffer */
   size_t len, cap;
   int err;
   bool own_buf; /* buf was allocated by the sink (memory mode) */
+  /* Callback mode: takes n > 0 bytes at p; returns 0, or a TT_E* code that becomes the sink's
+   * sticky error (the debug endpoint streams a response through it). */
+  int (*cb)(void *arg, const char *p, size_t n);
+  void *cb_arg;
 } tt__sink;
 
 void tt__sink_fd(tt__sink *s, int fd, char *buf, size_t cap); /* buf: caller's scratch */
 void tt__sink_mem(tt__sink *s);
+/* Callback mode, buffered in the caller's scratch buf of cap > 0 bytes. */
+void tt__sink_cb(tt__sink *s, int (*cb)(void *arg, const char *p, size_t n), void *arg, char *buf,
+                 size_t cap);
 void tt__sink_write(tt__sink *s, const void *p, size_t n);
 void tt__sink_str(tt__sink *s, const char *str);
 void tt__sink_u64(tt__sink *s, uint64_t v);

@@ -696,35 +696,21 @@ int tt__write_counts(const tt_snapshot *s, tt__sink *k) {
 
 /* ---- pprof -------------------------------------------------------------------------------- */
 
-int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
-  /* Samples: one per distinct (stack, labels, state, wait reason, name). */
-  size_t ng = 0;
-  group *tab = group_by(s, &by_sample, &ng);
-  if (tab == NULL)
-    return TT_ENOMEM;
-  tt__pp_sample *samples = calloc(ng ? ng : 1, sizeof *samples);
-  size_t nl = 0;
-  for (size_t j = 0; j < ng; j++)
-    nl += 3 + (tab[j].e->labels ? tab[j].e->labels->n : 0);
-  tt__pp_label *labels = calloc(nl ? nl : 1, sizeof *labels);
-  if (samples == NULL || labels == NULL) {
-    free(tab);
-    free(samples);
-    free(labels);
-    return TT_ENOMEM;
-  }
-  size_t ns = 0, li = 0;
+/* Appends the samples of groups tab[0..ng) (their counts times sign) to samples, and their labels
+ * to labels, from *ns and *li on. */
+static void pprof_samples(const group *tab, size_t ng, int64_t sign, tt__pp_sample *samples,
+                          size_t *ns, tt__pp_label *labels, size_t *li) {
   for (size_t j = 0; j < ng; j++) {
     const tt__snap_entry *e = tab[j].e;
-    tt__pp_sample *sm = &samples[ns++];
+    tt__pp_sample *sm = &samples[(*ns)++];
     sm->pcs = e->stack ? e->stack->pcs : NULL;
     sm->npcs = e->stack ? e->stack->n : 0;
-    sm->value = tab[j].count;
-    sm->labels = &labels[li];
-    size_t l0 = li;
+    sm->value = sign * tab[j].count;
+    sm->labels = &labels[*li];
+    size_t l0 = *li;
     if (e->labels)
       for (uint32_t x = 0; x < e->labels->n; x++)
-        labels[li++] = (tt__pp_label){e->labels->v[x].key, e->labels->v[x].value};
+        labels[(*li)++] = (tt__pp_label){e->labels->v[x].key, e->labels->v[x].value};
     /* Ours, unless the program set a label with the same key. */
     const char *ours[3][2] = {
         {"state", e->state == TT_STATE_WAITING ? "waiting" : tt_state_string(e->state)},
@@ -734,13 +720,43 @@ int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
       if (ours[o][1] == NULL)
         continue;
       bool taken = false;
-      for (size_t x = l0; x < li; x++)
+      for (size_t x = l0; x < *li; x++)
         taken |= strcmp(labels[x].key, ours[o][0]) == 0;
       if (!taken)
-        labels[li++] = (tt__pp_label){ours[o][0], ours[o][1]};
+        labels[(*li)++] = (tt__pp_label){ours[o][0], ours[o][1]};
     }
-    sm->nlabels = li - l0;
+    sm->nlabels = *li - l0;
   }
+}
+
+static size_t pprof_nlabels(const group *tab, size_t ng) {
+  size_t nl = 0;
+  for (size_t j = 0; j < ng; j++)
+    nl += 3 + (tab[j].e->labels ? tab[j].e->labels->n : 0);
+  return nl;
+}
+
+/* s's samples, minus s0's when s0 is not NULL (a delta profile). */
+static int write_pprof(const tt_snapshot *s0, const tt_snapshot *s, tt__sink *k) {
+  /* Samples: one per distinct (stack, labels, state, wait reason, name). */
+  size_t ng = 0, ng0 = 0;
+  group *tab = group_by(s, &by_sample, &ng);
+  group *tab0 = s0 ? group_by(s0, &by_sample, &ng0) : NULL;
+  size_t nl = pprof_nlabels(tab, tab ? ng : 0) + pprof_nlabels(tab0, tab0 ? ng0 : 0);
+  tt__pp_sample *samples = calloc(ng + ng0 ? ng + ng0 : 1, sizeof *samples);
+  tt__pp_label *labels = calloc(nl ? nl : 1, sizeof *labels);
+  if (tab == NULL || (s0 && tab0 == NULL) || samples == NULL || labels == NULL) {
+    free(tab);
+    free(tab0);
+    free(samples);
+    free(labels);
+    return TT_ENOMEM;
+  }
+  size_t ns = 0, li = 0;
+  pprof_samples(tab, ng, 1, samples, &ns, labels, &li);
+  /* A delta: the earlier snapshot's samples negated; pprof sums the samples of a stack, as Go's
+   * profile.Merge does when net/http/pprof serves ?seconds=. */
+  pprof_samples(tab0, ng0, -1, samples, &ns, labels, &li);
   tt__pp_profile p = {.sample_type = s->profile ? s->profile : "goroutine",
                       .sample_unit = "count",
                       .period_type = s->profile ? s->profile : "goroutine",
@@ -751,9 +767,16 @@ int tt__write_pprof(const tt_snapshot *s, tt__sink *k) {
                       .nsamples = ns};
   int err = tt__pprof_write(&p, k);
   free(tab);
+  free(tab0);
   free(samples);
   free(labels);
   return err ? err : k->err;
+}
+
+int tt__write_pprof(const tt_snapshot *s, tt__sink *k) { return write_pprof(NULL, s, k); }
+
+int tt__write_pprof_delta(const tt_snapshot *s0, const tt_snapshot *s1, tt__sink *k) {
+  return write_pprof(s0, s1, k);
 }
 
 /* ---- JSON --------------------------------------------------------------------------------- */

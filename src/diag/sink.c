@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The output sink the dump formats write through: a buffered file descriptor or a growing heap
- * buffer, with a sticky error so that a format's writer checks once, at the end. */
+/* The output sink the dump formats write through: a buffered file descriptor, a buffered
+ * callback or a growing heap buffer, with a sticky error so that a format's writer checks once, at
+ * the end. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,8 +18,24 @@ void tt__sink_fd(tt__sink *s, int fd, char *buf, size_t cap) {
 
 void tt__sink_mem(tt__sink *s) { *s = (tt__sink){.fd = -1, .own_buf = true}; }
 
-/* Writes the buffered bytes to the descriptor, retrying short writes and EINTR. */
+void tt__sink_cb(tt__sink *s, int (*cb)(void *arg, const char *p, size_t n), void *arg, char *buf,
+                 size_t cap) {
+  *s = (tt__sink){.fd = -1, .buf = buf, .cap = cap, .cb = cb, .cb_arg = arg};
+}
+
+/* Whether s buffers into a fixed buffer that drain() empties (descriptor and callback modes). */
+static bool buffered(const tt__sink *s) { return s->fd >= 0 || s->cb != NULL; }
+
+/* Writes the buffered bytes to the descriptor (retrying short writes and EINTR) or hands them to
+ * the callback. */
 static void drain(tt__sink *s) {
+  if (s->cb != NULL) {
+    int err = s->len ? s->cb(s->cb_arg, s->buf, s->len) : 0;
+    if (err)
+      s->err = err < 0 ? err : TT_EIO;
+    s->len = 0;
+    return;
+  }
   size_t off = 0;
   while (off < s->len) {
     ssize_t k = write(s->fd, s->buf + off, s->len - off);
@@ -58,7 +75,7 @@ static bool grow(tt__sink *s, size_t n) {
 void tt__sink_write(tt__sink *s, const void *p, size_t n) {
   if (s->err || n == 0)
     return;
-  if (s->fd < 0) {
+  if (!buffered(s)) {
     if (grow(s, n)) {
       memcpy(s->buf + s->len, p, n);
       s->len += n;
@@ -139,13 +156,13 @@ void tt__sink_printf(tt__sink *s, const char *fmt, ...) {
 }
 
 int tt__sink_flush(tt__sink *s) {
-  if (s->fd >= 0 && !s->err)
+  if (buffered(s) && !s->err)
     drain(s);
   return s->err;
 }
 
 int tt__sink_take(tt__sink *s, char **out, size_t *len) {
-  if (s->fd >= 0)
+  if (buffered(s))
     return TT_EINVAL;
   if (!s->err && s->buf == NULL)
     grow(s, 0);

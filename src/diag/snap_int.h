@@ -110,6 +110,9 @@ int tt__write_pcs(tt__sink *k, const uintptr_t *pcs, size_t n);
 int tt__write_counts(const tt_snapshot *s, tt__sink *k);
 int tt__write_json(const tt_snapshot *s, tt__sink *k);
 int tt__write_pprof(const tt_snapshot *s, tt__sink *k);
+/* A delta profile (net/http/pprof's ?seconds=): s1's samples and s0's negated, which pprof sums
+ * per stack. */
+int tt__write_pprof_delta(const tt_snapshot *s0, const tt_snapshot *s1, tt__sink *k);
 /* The index in stk->pcs of the innermost frame of the program's own code among those a dump
  * shows (stk->n when none): the leak suspects' blocking location. */
 size_t tt__stk_user_frame(const tt__stk *stk);

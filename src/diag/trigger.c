@@ -288,6 +288,7 @@ int tt__dumper_start(void) {
 }
 
 void tt__dumper_stop(void) {
+  tt__debug_run_end(); /* the debug endpoint's dumps, like SIGQUIT's, end with the run */
   if (!atomic_exchange_explicit(&dumper_running, false, memory_order_acq_rel))
     return;
   char b = 's';

@@ -45,6 +45,10 @@ void tt__leak_suspect_defaults(void);
 struct tt__sink;
 void tt__leak_put_duration(struct tt__sink *k, int64_t ns);
 
+/* Writes a suspects report as tt_suspect_report_write does, through k (the debug endpoint streams
+ * it). Does not flush k. Returns 0 or the sink's error. */
+int tt__suspect_report_sink(const tt_suspect_report *r, struct tt__sink *k);
+
 /* When the current context of co was cancelled (tt_now() clock), or 0 when it is not cancelled
  * (src/ctx/ctx.c). co is the caller, or is held still by the caller (its scan bit). */
 int64_t tt__ctx_cancelled_at(const tt__coro *co);

@@ -808,6 +808,8 @@ static int write_report(const tt_suspect_report *r, tt__sink *k) {
   return k->err;
 }
 
+int tt__suspect_report_sink(const tt_suspect_report *r, tt__sink *k) { return write_report(r, k); }
+
 int tt_suspect_report_write(const tt_suspect_report *r, int fd) {
   if (r == NULL || fd < 0)
     return TT_EINVAL;

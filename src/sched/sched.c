@@ -1344,6 +1344,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
 
   tt__blocking_start();
   tt__dumper_start(); /* SIGQUIT's dump thread; without it SIGQUIT keeps its old action */
+  tt__debug_run_start();
   /* Start every worker before coroutine 1 is queued, so that a worker that cannot be started
    * fails the run before any of fn runs. */
   atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
