@@ -1401,3 +1401,111 @@ TEST(debug_page_chromium) {
   run_prog(page_body, chromium);
   free(chromium);
 }
+
+/* ---- The same checks against the real endpoint (tt_debug_serve) ----------------------------- */
+
+/* GET path from the debug endpoint with tether's own sockets (HTTP/1.0: the body comes raw, not
+ * chunked). Returns the body (malloc'd) and the status in *status. */
+static char *endpoint_get(const char *path, int *status) {
+  char addr[128];
+  ASSERT_OK(tt_debug_addr(addr, sizeof addr));
+  tt_conn *c;
+  ASSERT_OK(tt_dial("tcp", addr, &c));
+  char req[512];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr);
+  ASSERT_OK(tt_conn_write_all(c, req, (size_t)n, NULL));
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (len + 1 >= cap)
+      buf = realloc(buf, cap *= 2);
+    ssize_t k = tt_conn_read_dl(c, buf + len, cap - len - 1,
+                                tt_now() + (int64_t)(30 * TT_SEC * tt_test_slow()));
+    ASSERT_GE(k, 0);
+    if (k == 0)
+      break;
+    len += (size_t)k;
+  }
+  buf[len] = '\0';
+  ASSERT_OK(tt_conn_close(c));
+  ASSERT(sscanf(buf, "HTTP/1.%*d %d", status) == 1);
+  char *body = strstr(buf, "\r\n\r\n");
+  ASSERT(body != NULL);
+  char *out = strdup(body + 4);
+  free(buf);
+  return out;
+}
+
+static int live_promtool_body(void *arg) {
+  prog p;
+  prog_start(&p, true);
+  prog_prove(&p);
+  tt_debug_opts o = {.addr = "127.0.0.1:0"};
+  ASSERT_OK(tt_debug_serve_opts(&o));
+  int status;
+  char *text = endpoint_get("/metrics", &status);
+  ASSERT_EQ(status, 200);
+  prom m = parse_or_fail(text);
+  ASSERT(prom_get(&m, "tether_coroutines_leaked", "") == N_H);
+  prom_free(&m);
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/tt-metrics-live-%d.txt", (int)getpid());
+  write_file(path, text);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s'", (const char *)arg, path);
+  char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
+  char *out = NULL;
+  int st = tt_test_spawn(argv, NULL, &out);
+  unlink(path);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || out[0] != '\0') {
+    show(text);
+    tt_test_fail(__FILE__, __LINE__, "promtool check metrics: status %d, output:\n%s", st, out);
+  }
+  free(out);
+  free(text);
+  ASSERT_OK(tt_debug_stop());
+  prog_stop(&p);
+  return 0;
+}
+
+TEST(debug_metrics_promtool_live) {
+  char *promtool = client("promtool");
+  if (promtool == NULL)
+    return;
+  run_prog(live_promtool_body, promtool);
+  free(promtool);
+}
+
+static int live_page_body(void *arg) {
+  const char *chromium = arg;
+  prog p;
+  prog_start(&p, false);
+  prog_prove(&p);
+  tt_debug_opts o = {.addr = "127.0.0.1:0"};
+  ASSERT_OK(tt_debug_serve_opts(&o));
+  char addr[128], base[192];
+  ASSERT_OK(tt_debug_addr(addr, sizeof addr));
+  snprintf(base, sizeof base, "http://%s/debug/tether/", addr);
+  char tmp[] = "/tmp/tt-page-live-XXXXXX";
+  ASSERT(mkdtemp(tmp) != NULL);
+  /* Chromium runs for seconds: on a tt_blocking thread, not on a worker. */
+  dom_job job = {chromium, tmp, base, NULL};
+  intptr_t r;
+  ASSERT_OK(tt_blocking(dom_check_job, &job, &r));
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+  ASSERT_EQ(system(cmd), 0);
+  ASSERT_OK(tt_debug_stop());
+  prog_stop(&p);
+  return 0;
+}
+
+/* The live page served by the real endpoint, in headless Chromium: the groups, the leaked one
+ * marked, the filters. */
+TEST(debug_page_chromium_live) {
+  char *chromium = client("chromium");
+  if (chromium == NULL)
+    return;
+  run_prog(live_page_body, chromium);
+  free(chromium);
+}

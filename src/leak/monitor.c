@@ -142,12 +142,20 @@ bool tt__leak_write_all(int fd, const char *p, size_t n) {
   return true;
 }
 
+/* The verdicts first printed in this round: their ids, sorted. */
+typedef struct fresh_ids {
+  tt_id *v;
+  size_t n;
+} fresh_ids;
+
+static int cmp_id(const void *a, const void *b) {
+  tt_id x = *(const tt_id *)a, y = *(const tt_id *)b;
+  return x < y ? -1 : x > y;
+}
+
 static int keep_ids(const tt_coro_info *ci, void *arg) {
-  const tt_leak_report *r = arg;
-  for (size_t i = 0; i < tt_leak_report_len(r); i++)
-    if (tt_leak_report_get(r, i)->id == ci->id)
-      return 1;
-  return 0;
+  const fresh_ids *f = arg;
+  return bsearch(&ci->id, f->v, f->n, sizeof *f->v, cmp_id) != NULL;
 }
 
 /* Runs a proof and prints the verdicts not printed before. */
@@ -166,11 +174,14 @@ static void eager_round(uint64_t from) {
   tt__sink k;
   tt__sink_mem(&k);
   size_t fresh = 0;
+  fresh_ids ids = {tt__malloc(sizeof(tt_id) * tt_leak_report_len(r)), 0};
   for (size_t i = 0; i < tt_leak_report_len(r); i++) {
     const tt_leak_verdict *v = tt_leak_report_get(r, i);
     if (!tt__leak_mark_reported(v->id))
       continue;
     fresh++;
+    if (ids.v)
+      ids.v[ids.n++] = v->id;
     pthread_mutex_lock(&mon.lock);
     const event *e = blame(v, from);
     event copy;
@@ -215,11 +226,12 @@ static void eager_round(uint64_t from) {
     }
     tt__sink_str(&k, "\n");
   }
-  if (fresh) {
-    /* And each one's traceback, marked. */
+  if (fresh && ids.v) {
+    /* And the traceback of each new one, marked. */
+    qsort(ids.v, ids.n, sizeof *ids.v, cmp_id);
     tt_snapshot *s;
     if (tt_snapshot_take(&s) == 0) {
-      tt_snapshot_filter(s, keep_ids, r);
+      tt_snapshot_filter(s, keep_ids, &ids);
       tt__write_traces(s, &k);
       tt_snapshot_free(s);
       tt__sink_str(&k, "\n");
@@ -232,6 +244,7 @@ static void eager_round(uint64_t from) {
       tt__leak_write_all(fd, text, len);
     free(text);
   }
+  free(ids.v);
   tt_leak_report_free(r);
 }
 
