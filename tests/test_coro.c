@@ -100,6 +100,12 @@ TEST(api_errors) {
   ASSERT_STR_EQ(tt_err_name(TT_ECANCELED), "ECANCELED");
   ASSERT_STR_EQ(tt_strerror(12345), "unknown error");
   ASSERT(tt_err_name(12345) == NULL);
+  /* Another negated errno (from a system call behind the sockets): the C library's words. */
+  ASSERT_STR_EQ(tt_strerror(-2), "No such file or directory");
+  ASSERT_STR_EQ(tt_err_name(-2), "ENOENT");
+  ASSERT_STR_EQ(tt_strerror(TT_ECONNREFUSED), "connection refused");
+  ASSERT_STR_EQ(tt_strerror(-3999), "unknown error");
+  ASSERT_STR_EQ(tt_strerror(-4999), "unknown error");
 }
 
 static int bad_spawns(void *arg) {

@@ -49,10 +49,13 @@ typedef enum tt_errno {
 #undef TT_ERRNO_ENUM_
 } tt_errno;
 
-/* The message for an error code ("unknown error" for anything else). Any thread, signal-safe. */
+/* The message for an error code; for another negated errno (system calls behind the sockets
+ * can return any), the C library's message; "unknown error" for anything else. Any thread,
+ * signal-safe. */
 TT_EXTERN const char *tt_strerror(int err);
 
-/* The code's name without the TT_ prefix ("EINVAL"), or NULL. Any thread, signal-safe. */
+/* The code's name without the TT_ prefix ("EINVAL"; "ENOENT" for another negated errno), or
+ * NULL. Any thread, signal-safe. */
 TT_EXTERN const char *tt_err_name(int err);
 
 TT_END_DECLS

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* String tables for error codes, states and wait reasons, generated from their X-macro lists. */
+#include <string.h>
+
 #include "internal.h"
 
 const char *tt_strerror(int err) {
@@ -12,6 +14,12 @@ const char *tt_strerror(int err) {
     TT_ERRNO_MAP(TT_ERR_CASE_)
 #undef TT_ERR_CASE_
   default:
+    /* Another negated errno (a socket call's ENOENT, say): the C library's message. */
+    if (err < 0 && err > -4000) {
+      const char *m = strerrordesc_np(-err);
+      if (m)
+        return m;
+    }
     return "unknown error";
   }
 }
@@ -24,7 +32,7 @@ const char *tt_err_name(int err) {
     TT_ERRNO_MAP(TT_ERR_NAME_)
 #undef TT_ERR_NAME_
   default:
-    return NULL;
+    return err < 0 && err > -4000 ? strerrorname_np(-err) : NULL;
   }
 }
 
