@@ -188,6 +188,41 @@ int tt_test_spawn(char *const argv[], char *const env[], char **out) {
   return status;
 }
 
+/* The absolute path of prog on PATH, or NULL. */
+static char *which(const char *prog) {
+  const char *path = getenv("PATH");
+  if (path == NULL)
+    return NULL;
+  char *copy = strdup(path), *save = NULL;
+  for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+    char *full = malloc(strlen(d) + strlen(prog) + 2);
+    sprintf(full, "%s/%s", d, prog);
+    if (access(full, X_OK) == 0) {
+      free(copy);
+      return full;
+    }
+    free(full);
+  }
+  free(copy);
+  return NULL;
+}
+
+char *tt_test_client(const char *prog) {
+  if (getenv("TT_TEST_EMULATOR")) {
+    printf("skipped: %s is not run under the emulator\n", prog);
+    return NULL;
+  }
+  char *p = which(prog);
+  if (p == NULL && getenv("TT_TEST_NO_CLIENTS") == NULL)
+    tt_test_fail(__FILE__, __LINE__,
+                 "%s is not on PATH (scripts/install-deps installs it; TT_TEST_NO_CLIENTS=1 "
+                 "skips the real-client checks)",
+                 prog);
+  if (p == NULL)
+    printf("skipped: %s is not on PATH (TT_TEST_NO_CLIENTS set)\n", prog);
+  return p;
+}
+
 const char *tt_test_bindir(void) {
   static char dir[4096];
   if (dir[0] == '\0') {

@@ -112,6 +112,13 @@ const char *tt_test_name(void);
  * into a malloc'd NUL-terminated string stored in *out (if out is not NULL). */
 int tt_test_spawn(char *const argv[], char *const env[], char **out);
 
+/* A real client program the tests check our output with (go, panicparse, promtool, chromium):
+ * its path on PATH (malloc'd), or NULL — with a printed "skipped" — under the emulator (the tools
+ * there would be the host's) or, when it is missing, if TT_TEST_NO_CLIENTS is set; missing
+ * otherwise fails the test: scripts/install-deps installs them all, and a silent skip would lose
+ * the check. */
+char *tt_test_client(const char *prog);
+
 /* The directory holding the test executables (from /proc/self/exe). */
 const char *tt_test_bindir(void);
 /* Whether frames get file:line here (built with libdw, DWARF not turned off): without, names come

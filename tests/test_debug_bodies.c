@@ -70,44 +70,6 @@ static int groups_text(const char *query, char **out) {
   return 0;
 }
 
-/* The absolute path of prog on PATH, or NULL. */
-static char *which(const char *prog) {
-  const char *path = getenv("PATH");
-  if (path == NULL)
-    return NULL;
-  char *copy = strdup(path), *save = NULL;
-  for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-    char *full = malloc(strlen(d) + strlen(prog) + 2);
-    sprintf(full, "%s/%s", d, prog);
-    if (access(full, X_OK) == 0) {
-      free(copy);
-      return full;
-    }
-    free(full);
-  }
-  free(copy);
-  return NULL;
-}
-
-/* A real client (promtool, chromium): NULL (skip, with a message) only under the emulator, where
- * the tools would be the host's, or when TT_TEST_NO_CLIENTS asks; missing otherwise fails, since
- * scripts/install-deps installs them and a silent skip would lose the check. */
-static char *client(const char *prog) {
-  if (getenv("TT_TEST_EMULATOR")) {
-    printf("skipped: %s is not run under the emulator\n", prog);
-    return NULL;
-  }
-  char *p = which(prog);
-  if (p == NULL && getenv("TT_TEST_NO_CLIENTS") == NULL)
-    tt_test_fail(__FILE__, __LINE__,
-                 "%s is not on PATH (scripts/install-deps installs it; TT_TEST_NO_CLIENTS=1 "
-                 "skips the real-client checks)",
-                 prog);
-  if (p == NULL)
-    printf("skipped: %s is not on PATH (TT_TEST_NO_CLIENTS set)\n", prog);
-  return p;
-}
-
 static void write_file(const char *path, const char *text) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   ASSERT(fd >= 0);
@@ -695,16 +657,13 @@ TEST(debug_metrics_stopped) {
 }
 
 /* promtool check metrics, with its linter, reads the page from stdin: status 0, no complaint. */
-static int promtool_body(void *arg) {
-  prog p;
-  prog_start(&p, true);
-  prog_prove(&p);
-  char *text = metrics_text();
+/* Runs `promtool check metrics` on text: it must exit 0 and say nothing. */
+static void promtool_check(const char *promtool, const char *text) {
   char path[128];
   snprintf(path, sizeof path, "/tmp/tt-metrics-%d.txt", (int)getpid());
   write_file(path, text);
   char cmd[512];
-  snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s'", (const char *)arg, path);
+  snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s'", promtool, path);
   char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
   char *out = NULL;
   int st = tt_test_spawn(argv, NULL, &out);
@@ -714,13 +673,21 @@ static int promtool_body(void *arg) {
     tt_test_fail(__FILE__, __LINE__, "promtool check metrics: status %d, output:\n%s", st, out);
   }
   free(out);
+}
+
+static int promtool_body(void *arg) {
+  prog p;
+  prog_start(&p, true);
+  prog_prove(&p);
+  char *text = metrics_text();
+  promtool_check(arg, text);
   free(text);
   prog_stop(&p);
   return 0;
 }
 
 TEST(debug_metrics_promtool) {
-  char *promtool = client("promtool");
+  char *promtool = tt_test_client("promtool");
   if (promtool == NULL)
     return;
   run_prog(promtool_body, promtool);
@@ -1395,7 +1362,7 @@ static int page_body(void *arg) {
 }
 
 TEST(debug_page_chromium) {
-  char *chromium = client("chromium");
+  char *chromium = tt_test_client("chromium");
   if (chromium == NULL)
     return;
   run_prog(page_body, chromium);
@@ -1448,20 +1415,7 @@ static int live_promtool_body(void *arg) {
   prom m = parse_or_fail(text);
   ASSERT(prom_get(&m, "tether_coroutines_leaked", "") == N_H);
   prom_free(&m);
-  char path[128];
-  snprintf(path, sizeof path, "/tmp/tt-metrics-live-%d.txt", (int)getpid());
-  write_file(path, text);
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "'%s' check metrics < '%s'", (const char *)arg, path);
-  char *const argv[] = {"/bin/sh", "-c", cmd, NULL};
-  char *out = NULL;
-  int st = tt_test_spawn(argv, NULL, &out);
-  unlink(path);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || out[0] != '\0') {
-    show(text);
-    tt_test_fail(__FILE__, __LINE__, "promtool check metrics: status %d, output:\n%s", st, out);
-  }
-  free(out);
+  promtool_check(arg, text);
   free(text);
   ASSERT_OK(tt_debug_stop());
   prog_stop(&p);
@@ -1469,7 +1423,7 @@ static int live_promtool_body(void *arg) {
 }
 
 TEST(debug_metrics_promtool_live) {
-  char *promtool = client("promtool");
+  char *promtool = tt_test_client("promtool");
   if (promtool == NULL)
     return;
   run_prog(live_promtool_body, promtool);
@@ -1503,7 +1457,7 @@ static int live_page_body(void *arg) {
 /* The live page served by the real endpoint, in headless Chromium: the groups, the leaked one
  * marked, the filters. */
 TEST(debug_page_chromium_live) {
-  char *chromium = client("chromium");
+  char *chromium = tt_test_client("chromium");
   if (chromium == NULL)
     return;
   run_prog(live_page_body, chromium);

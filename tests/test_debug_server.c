@@ -571,36 +571,7 @@ TEST(debug_env_addr) {
 /* ---- go tool pprof -------------------------------------------------------------------------- */
 
 /* The go command, or NULL (with a message) where the real clients are not run. */
-static const char *find_go(void) {
-  if (getenv("TT_TEST_EMULATOR") != NULL) {
-    printf("skipped: go tool pprof against the endpoint (emulated run)\n");
-    return NULL;
-  }
-  static const char *dirs[] = {"/usr/local/go/bin", "/usr/lib/go/bin", "/usr/bin",
-                               "/usr/local/bin"};
-  const char *path = getenv("PATH");
-  char *copy = strdup(path ? path : ""), *save = NULL;
-  static char found[4096];
-  for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-    snprintf(found, sizeof found, "%s/go", d);
-    if (access(found, X_OK) == 0) {
-      free(copy);
-      return found;
-    }
-  }
-  free(copy);
-  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-    snprintf(found, sizeof found, "%s/go", dirs[i]);
-    if (access(found, X_OK) == 0)
-      return found;
-  }
-  if (getenv("TT_TEST_NO_CLIENTS") == NULL)
-    tt_test_fail(__FILE__, __LINE__,
-                 "go is not on PATH (scripts/install-deps installs golang-go; "
-                 "TT_TEST_NO_CLIENTS=1 skips the real-client checks)");
-  printf("skipped: go tool pprof against the endpoint (no go, TT_TEST_NO_CLIENTS set)\n");
-  return NULL;
-}
+static char *find_go(void) { return tt_test_client("go"); }
 
 struct pprof_call {
   const char *go;
@@ -653,12 +624,13 @@ static int go_pprof_body(void *arg) {
 }
 
 TEST(debug_go_tool_pprof) {
-  const char *go = find_go();
+  char *go = find_go();
   if (go == NULL)
     return;
   serve_test(NULL);
-  tt_test_run(go_pprof_body, (void *)go, 2);
+  tt_test_run(go_pprof_body, go, 2);
   ASSERT_OK(tt_debug_stop());
+  free(go);
 }
 
 /* ---- goroutineleak -------------------------------------------------------------------------- */
@@ -1349,8 +1321,9 @@ static int delta_body(void *arg) {
 }
 
 TEST(debug_delta_profile) {
-  const char *go = find_go();
+  char *go = find_go(); /* NULL: the profile is still checked, without go tool pprof */
   serve_test(NULL);
-  tt_test_run(delta_body, (void *)go, 2);
+  tt_test_run(delta_body, go, 2);
   ASSERT_OK(tt_debug_stop());
+  free(go);
 }

@@ -38,44 +38,6 @@ static void show(const char *text) {
   }
 }
 
-/* The absolute path of prog on PATH, or NULL. */
-static char *which(const char *prog) {
-  const char *path = getenv("PATH");
-  if (path == NULL)
-    return NULL;
-  char *copy = strdup(path), *save = NULL;
-  for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-    char *full = malloc(strlen(d) + strlen(prog) + 2);
-    sprintf(full, "%s/%s", d, prog);
-    if (access(full, X_OK) == 0) {
-      free(copy);
-      return full;
-    }
-    free(full);
-  }
-  free(copy);
-  return NULL;
-}
-
-/* Whether an external client can run here (not under qemu, where the tools are the host's). */
-static char *client(const char *prog) {
-  if (getenv("TT_TEST_EMULATOR")) {
-    printf("skipped: %s is not run under the emulator\n", prog);
-    return NULL;
-  }
-  char *p = which(prog);
-  /* make test installs it (scripts/install-deps): missing, the real-client check would be lost
-   * silently, so it fails unless skipping is asked for. */
-  if (p == NULL && getenv("TT_TEST_NO_CLIENTS") == NULL)
-    tt_test_fail(__FILE__, __LINE__,
-                 "%s is not on PATH (scripts/install-deps installs it; TT_TEST_NO_CLIENTS=1 "
-                 "skips the real-client checks)",
-                 prog);
-  if (p == NULL)
-    printf("skipped: %s is not on PATH (TT_TEST_NO_CLIENTS set)\n", prog);
-  return p;
-}
-
 /* Writes a dump to a fresh temporary file and returns its path. */
 static char *dump_to_file(int format, const char *suffix) {
   char *path = malloc(256);
@@ -275,7 +237,7 @@ static int panicparse_body(void *arg) {
 }
 
 TEST(dump_traces_parsed_by_panicparse) {
-  char *pp = client("panicparse");
+  char *pp = tt_test_client("panicparse");
   if (pp == NULL)
     return;
   run_leaving(panicparse_body, pp, 2);
@@ -375,7 +337,7 @@ static int pprof_body(void *arg) {
 }
 
 TEST(dump_pprof_read_by_go_tool_pprof) {
-  gotool = client("go");
+  gotool = tt_test_client("go");
   if (gotool == NULL)
     return;
   run_leaving(pprof_body, NULL, 2);

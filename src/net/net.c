@@ -607,7 +607,9 @@ int tt_conn_from_fd(int fd, tt_conn **out) {
 
 /* ---- Reading and writing ------------------------------------------------------------------ */
 
-ssize_t tt_conn_read_dl(tt_conn *c, void *buf, size_t len, int64_t deadline) {
+/* One read (dir TT__POLL_READ) or send: the system call, and a wait on EAGAIN, until it moves
+ * bytes or fails. */
+static ssize_t conn_io(tt_conn *c, void *buf, size_t len, int64_t deadline, int dir) {
   if (c == NULL || (buf == NULL && len > 0))
     return TT_EINVAL;
   int r = tt__block_check(tt__self());
@@ -617,108 +619,77 @@ ssize_t tt_conn_read_dl(tt_conn *c, void *buf, size_t len, int64_t deadline) {
   if ((r = sock_acquire(s)) != 0)
     return r;
   ssize_t n = 0;
-  if (len > 0) {
-    for (;;) {
-      n = read(s->fd, buf, len);
-      if (n >= 0)
-        break;
-      int e = errno;
-      if (e == EINTR)
-        continue;
-      if (e != EAGAIN && e != EWOULDBLOCK) {
-        n = err_of(e);
-        break;
-      }
-      if ((r = tt__pollfd_wait(s->pd, TT__POLL_READ, deadline)) != 0) {
-        n = r;
-        break;
-      }
+  while (len > 0) {
+    /* send, not write: a gone peer is EPIPE, never SIGPIPE */
+    n = dir == TT__POLL_READ ? read(s->fd, buf, len) : send(s->fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0)
+      break;
+    int e = errno;
+    if (e == EINTR)
+      continue;
+    if (e != EAGAIN && e != EWOULDBLOCK) {
+      n = err_of(e);
+      break;
+    }
+    if ((r = tt__pollfd_wait(s->pd, dir, deadline)) != 0) {
+      n = r;
+      break;
     }
   }
   sock_release(s);
   return n;
+}
+
+/* Reads or writes all len bytes; *done (may be NULL) is what moved. A read that meets the end of
+ * the stream first is TT_EEOF. */
+static int conn_io_full(tt_conn *c, void *buf, size_t len, size_t *done, int64_t deadline,
+                        int dir) {
+  size_t moved = 0;
+  int r = 0;
+  if (c == NULL || (buf == NULL && len > 0))
+    r = TT_EINVAL;
+  while (r == 0 && moved < len) {
+    ssize_t n = conn_io(c, (char *)buf + moved, len - moved, deadline, dir);
+    if (n > 0)
+      moved += (size_t)n;
+    else
+      r = n < 0 ? (int)n : dir == TT__POLL_READ ? TT_EEOF : TT_EIO;
+  }
+  if (done)
+    *done = moved;
+  return r;
+}
+
+ssize_t tt_conn_read_dl(tt_conn *c, void *buf, size_t len, int64_t deadline) {
+  return conn_io(c, buf, len, deadline, TT__POLL_READ);
 }
 
 ssize_t tt_conn_read(tt_conn *c, void *buf, size_t len) {
-  return tt_conn_read_dl(c, buf, len, TT_FOREVER);
+  return conn_io(c, buf, len, TT_FOREVER, TT__POLL_READ);
 }
 
 int tt_conn_read_full_dl(tt_conn *c, void *buf, size_t len, size_t *done, int64_t deadline) {
-  size_t got = 0;
-  int r = 0;
-  if (c == NULL || (buf == NULL && len > 0))
-    r = TT_EINVAL;
-  while (r == 0 && got < len) {
-    ssize_t n = tt_conn_read_dl(c, (char *)buf + got, len - got, deadline);
-    if (n > 0)
-      got += (size_t)n;
-    else
-      r = n == 0 ? TT_EEOF : (int)n;
-  }
-  if (done)
-    *done = got;
-  return r;
+  return conn_io_full(c, buf, len, done, deadline, TT__POLL_READ);
 }
 
 int tt_conn_read_full(tt_conn *c, void *buf, size_t len, size_t *done) {
-  return tt_conn_read_full_dl(c, buf, len, done, TT_FOREVER);
+  return conn_io_full(c, buf, len, done, TT_FOREVER, TT__POLL_READ);
 }
 
 ssize_t tt_conn_write_dl(tt_conn *c, const void *buf, size_t len, int64_t deadline) {
-  if (c == NULL || (buf == NULL && len > 0))
-    return TT_EINVAL;
-  int r = tt__block_check(tt__self());
-  if (r != 0)
-    return r;
-  sock *s = &c->s;
-  if ((r = sock_acquire(s)) != 0)
-    return r;
-  ssize_t n = 0;
-  if (len > 0) {
-    for (;;) {
-      n = send(s->fd, buf, len, MSG_NOSIGNAL); /* a gone peer is EPIPE, never SIGPIPE */
-      if (n >= 0)
-        break;
-      int e = errno;
-      if (e == EINTR)
-        continue;
-      if (e != EAGAIN && e != EWOULDBLOCK) {
-        n = err_of(e);
-        break;
-      }
-      if ((r = tt__pollfd_wait(s->pd, TT__POLL_WRITE, deadline)) != 0) {
-        n = r;
-        break;
-      }
-    }
-  }
-  sock_release(s);
-  return n;
+  return conn_io(c, (void *)buf, len, deadline, TT__POLL_WRITE);
 }
 
 ssize_t tt_conn_write(tt_conn *c, const void *buf, size_t len) {
-  return tt_conn_write_dl(c, buf, len, TT_FOREVER);
+  return conn_io(c, (void *)buf, len, TT_FOREVER, TT__POLL_WRITE);
 }
 
 int tt_conn_write_all_dl(tt_conn *c, const void *buf, size_t len, size_t *done, int64_t deadline) {
-  size_t put = 0;
-  int r = 0;
-  if (c == NULL || (buf == NULL && len > 0))
-    r = TT_EINVAL;
-  while (r == 0 && put < len) {
-    ssize_t n = tt_conn_write_dl(c, (const char *)buf + put, len - put, deadline);
-    if (n > 0)
-      put += (size_t)n;
-    else
-      r = n == 0 ? TT_EIO : (int)n;
-  }
-  if (done)
-    *done = put;
-  return r;
+  return conn_io_full(c, (void *)buf, len, done, deadline, TT__POLL_WRITE);
 }
 
 int tt_conn_write_all(tt_conn *c, const void *buf, size_t len, size_t *done) {
-  return tt_conn_write_all_dl(c, buf, len, done, TT_FOREVER);
+  return conn_io_full(c, (void *)buf, len, done, TT_FOREVER, TT__POLL_WRITE);
 }
 
 int tt_conn_shutdown(tt_conn *c, int how) {
