@@ -856,10 +856,12 @@ static inline void tt__stats_bump(int idx) {
 
 /* One worker's scheduler figures, for /metrics. Racy reads: each figure is true on its own. */
 typedef struct tt__worker_figures {
-  uint32_t runq;   /* fresh coroutines in its ring (started ones readied to it are not counted) */
-  uint64_t steals; /* coroutines it stole from other workers' rings */
-  uint64_t sleeps; /* times it went to sleep with nothing to run */
-  uint64_t polls;  /* times it polled its I/O poller */
+  uint32_t runq;     /* fresh coroutines in its ring (started ones readied to it are not counted) */
+  uint64_t switches; /* coroutines it ran (each run: a switch to the coroutine) */
+  uint64_t parks;    /* coroutines that parked on it (any wait reason) */
+  uint64_t steals;   /* coroutines it stole from other workers' rings */
+  uint64_t sleeps;   /* times it went to sleep with nothing to run */
+  uint64_t polls;    /* times it polled its I/O poller */
   uint64_t poll_events; /* descriptor events those polls returned */
   uint32_t timers;      /* timers armed in its heaps (waits' deadlines and program timers) */
   uint32_t io_waiters;  /* coroutines and plain threads waiting on descriptors it polls */

@@ -597,6 +597,8 @@ static void check_metrics(const prom *m, bool proven, int64_t live_now) {
   ASSERT(prom_get(m, "tether_coroutines_leaked", "") == (proven ? N_H : 0));
   ASSERT(prom_get(m, "tether_workers", "") == 2);
   static const char *const per_worker[] = {"tether_worker_runqueue",
+                                           "tether_worker_switches_total",
+                                           "tether_worker_parks_total",
                                            "tether_worker_steals_total",
                                            "tether_worker_sleeps_total",
                                            "tether_worker_polls_total",
@@ -608,6 +610,13 @@ static void check_metrics(const prom *m, bool proven, int64_t live_now) {
     ASSERT(prom_has(m, per_worker[i], "worker=\"0\""));
     ASSERT(prom_has(m, per_worker[i], "worker=\"1\""));
   }
+  /* Every parked coroutine parked on some worker, and ran there first. */
+  double parks = prom_get(m, "tether_worker_parks_total", "worker=\"0\"") +
+                 prom_get(m, "tether_worker_parks_total", "worker=\"1\"");
+  ASSERT(parks >= waiting);
+  ASSERT(prom_get(m, "tether_worker_switches_total", "worker=\"0\"") +
+             prom_get(m, "tether_worker_switches_total", "worker=\"1\"") >=
+         parks);
   /* The sleepers' deadlines are armed in the workers' heaps. */
   ASSERT(prom_get(m, "tether_timers", "worker=\"0\"") +
              prom_get(m, "tether_timers", "worker=\"1\"") >=

@@ -17,6 +17,7 @@
  *   tether_coroutines_leaked                                        gauge   (verdicts in force)
  *   tether_workers                                                  gauge
  *   tether_worker_runqueue{worker="0"}                              gauge   (tt__worker_figures)
+ *   tether_worker_switches_total{worker}, tether_worker_parks_total{worker},
  *   tether_worker_steals_total{worker}, tether_worker_sleeps_total{worker},
  *   tether_worker_polls_total{worker}, tether_worker_poll_events_total{worker}   counter
  *   tether_worker_io_waiters{worker}, tether_timers{worker}         gauge

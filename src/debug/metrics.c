@@ -170,6 +170,12 @@ static void write_all(tt__sink *s, const figures *f) {
   per_worker(s, f, "tether_worker_runqueue", "gauge",
              "Fresh coroutines queued in the worker's ring.", offsetof(tt__worker_figures, runq),
              false);
+  per_worker(s, f, "tether_worker_switches_total", "counter",
+             "Coroutines the worker ran (one per switch to a coroutine).",
+             offsetof(tt__worker_figures, switches), true);
+  per_worker(s, f, "tether_worker_parks_total", "counter",
+             "Coroutines that parked on the worker (blocked, for any wait reason).",
+             offsetof(tt__worker_figures, parks), true);
   per_worker(s, f, "tether_worker_steals_total", "counter",
              "Coroutines the worker stole from other workers' rings.",
              offsetof(tt__worker_figures, steals), true);

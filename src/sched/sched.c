@@ -1132,6 +1132,10 @@ int tt__worker_figures_get(int i, tt__worker_figures *out) {
   uint32_t h = atomic_load_explicit(&w->rq_head, memory_order_relaxed);
   uint32_t t = atomic_load_explicit(&w->rq_tail, memory_order_relaxed);
   out->runq = t - h <= TT__RQ_SIZE ? t - h : 0;
+  out->switches = atomic_load_explicit(&w->stats.c[TT__ST_RUNS], memory_order_relaxed);
+  out->parks = 0;
+  for (int r = 0; r < TT_WAIT_COUNT; r++)
+    out->parks += atomic_load_explicit(&w->stats.c[TT__ST_PARK0 + r], memory_order_relaxed);
   out->steals = atomic_load_explicit(&w->fig_steals, memory_order_relaxed);
   out->sleeps = atomic_load_explicit(&w->fig_sleeps, memory_order_relaxed);
   out->polls = atomic_load_explicit(&w->fig_polls, memory_order_relaxed);
