@@ -341,26 +341,38 @@ class FrameId:
 
 
 class CoroutineUnwinder(gdb.unwinder.Unwinder):
-    """While `target` is set, gives the selected thread's innermost frame the saved registers of
-    a suspended coroutine as its caller's: frame 1 onwards is the coroutine's stack."""
+    """While `target` is set, gives one frame of the selected thread (its innermost ordinary
+    frame) the saved registers of a suspended coroutine as its caller's: the frames after it are
+    the coroutine's."""
 
     def __init__(self):
         super().__init__("tether-coroutine")
-        self.target = None  # (thread number, {register: value}, the coroutine's saved sp)
+        # (thread number, frame level, {register: value}, the saved sp, the pc register's name)
+        self.target = None
+        self.claimed = None  # the level of the frame it claimed, once it has
 
     def __call__(self, pending):
         t = self.target
-        if t is None or pending.level() != 0:
+        if t is None:
+            return None
+        level = pending.level()
+        # The first ordinary frame at or after the level asked for (gdb's inline unwinder takes
+        # inline frames before any Python unwinder is asked), and that one only.
+        if self.claimed is None:
+            if level < t[1]:
+                return None
+        elif level != self.claimed:
             return None
         thread = gdb.selected_thread()
         if thread is None or thread.num != t[0]:
             return None
-        pc = pending.read_register(t[3])
+        self.claimed = level
+        pc = pending.read_register(t[4])
         # The frame's id uses the coroutine's saved stack pointer, the lowest address of its
         # stack, so that gdb's check that each caller is outer (above) its callee holds for the
-        # coroutine's frames, whatever the thread's own stack address is.
-        info = pending.create_unwind_info(FrameId(gdb.Value(t[2]).cast(pc.type), pc))
-        for reg, value in t[1].items():
+        # coroutine's frames, wherever the thread's own stack lies.
+        info = pending.create_unwind_info(FrameId(gdb.Value(t[3]).cast(pc.type), pc))
+        for reg, value in t[2].items():
             info.add_saved_register(reg, gdb.Value(value).cast(pending.read_register(reg).type))
         return info
 
@@ -369,8 +381,22 @@ _unwinder = CoroutineUnwinder()
 gdb.unwinder.register_unwinder(None, _unwinder, replace=True)
 
 
+def _host_frame_level(thread):
+    """The level of the thread's innermost ordinary frame (inline frames are unwound by gdb's
+    inline unwinder before any Python one is asked, and signal frames by their own), or None."""
+    f = gdb.newest_frame()
+    while f is not None:
+        if f.type() == gdb.NORMAL_FRAME:
+            return f.level()
+        f = f.older()
+    return None
+
+
 class _OnCoroutine:
-    """Within the block, the selected thread's frames from 1 on are coroutine c's."""
+    """Within the block, the frames after one frame of a thread are coroutine c's; the block's
+    value is the coroutine's innermost frame. A thread whose innermost frame is an ordinary one
+    is preferred, so that the coroutine's frames are numbered from 1; the selected thread and
+    frame are restored at the end."""
 
     def __init__(self, c):
         size, regs, pc_off, pc_reg, sp_reg = _arch_layout()
@@ -383,18 +409,50 @@ class _OnCoroutine:
         self.pc_reg = pc_reg
 
     def __enter__(self):
-        thread = gdb.selected_thread()
-        if thread is None:
+        self.old_thread = gdb.selected_thread()
+        if self.old_thread is None:
             raise gdb.GdbError("tether: no thread selected (is the program running?)")
-        _unwinder.target = (thread.num, self.values, self.sp, self.pc_reg)
+        try:
+            self.old_frame = gdb.selected_frame()
+        except gdb.error:
+            self.old_frame = None
+        best = None
+        threads = [self.old_thread] + [t for t in gdb.selected_inferior().threads()
+                                       if t.num != self.old_thread.num]
+        for t in threads:
+            if not t.is_valid():
+                continue
+            t.switch()
+            level = _host_frame_level(t)
+            if level is not None and (best is None or level < best[1]):
+                best = (t, level)
+                if level == 0:
+                    break
+        if best is None:
+            self.old_thread.switch()
+            raise gdb.GdbError("tether: no thread has an ordinary frame to unwind from")
+        best[0].switch()
+        _unwinder.target = (best[0].num, best[1], self.values, self.sp, self.pc_reg)
+        _unwinder.claimed = None
         gdb.invalidate_cached_frames()
-        return gdb.newest_frame().older()
+        f = gdb.newest_frame()
+        while f is not None:
+            older = f.older()
+            if _unwinder.claimed is not None and f.level() == _unwinder.claimed:
+                return older
+            f = older
+        raise gdb.GdbError("tether: could not unwind into the coroutine's saved context")
 
     def __exit__(self, *exc):
         _unwinder.target = None
+        _unwinder.claimed = None
         gdb.invalidate_cached_frames()
         try:
+            if self.old_thread.is_valid():
+                self.old_thread.switch()
             gdb.newest_frame().select()
+            if self.old_frame is not None and self.old_frame.is_valid():
+                self.old_frame.select()
         except gdb.error:
             pass
         return False
