@@ -183,6 +183,9 @@ tt__ancestry *tt__ancestry_capture(void);
 typedef struct tt__worker tt__worker;
 typedef struct tt__waiter tt__waiter;
 
+/* tools/gdb/tether.py reads sp, w (w->index), status, wait_reason, fn, id, blocked_since,
+ * create_pc and name by name from the DWARF (docs/HACKING.md, "The gdb script"): renaming or
+ * retyping them means changing the script. */
 typedef struct tt__coro {
   /* Hot: the switch and the queues. */
   void *sp;                /* saved stack pointer while suspended; NULL before the first run */
@@ -518,7 +521,8 @@ struct tt__worker {
   uint32_t claimed_head, claimed_n;
   uint32_t tick;
   uint32_t qseq;          /* next queueing sequence number */
-  int64_t now;            /* coarse clock, refreshed by the scheduler */
+  int64_t now;            /* coarse clock, refreshed by the scheduler (and tools/gdb/tether.py's
+                             clock for a core's wait times) */
   int64_t vnow;           /* deterministic mode: virtual time, advanced only by firing timers */
   tt__timer_heap timers;  /* waits' timers: this worker's alone */
   tt__timer_heap ptimers; /* the program's timers: shared, locked */
@@ -613,7 +617,8 @@ typedef struct tt__runtime {
   tt__lock gq_lock;
   tt__coro *gq_head, *gq_tail;
   _Atomic uint32_t gq_len;
-  /* Descriptor arenas: chunks never freed until shut-down, so the registry can walk them. */
+  /* Descriptor arenas: chunks never freed until shut-down, so the registry can walk them.
+   * tools/gdb/tether.py walks chunks[0..nchunks), CHUNK descriptors each (src/coro/coro.c). */
   tt__lock arena_lock;
   tt__coro **_Atomic chunks;
   _Atomic uint32_t nchunks;

@@ -6,7 +6,8 @@
  * pointer, loads the other one and pops its state. Everything caller-saved is already dead at the
  * call, so this is the minimum a switch can save. The layout of the saved area is fixed per
  * architecture (tt__saved_regs below) so that the diagnostics can unwind a suspended coroutine
- * from its saved registers. */
+ * from its saved registers (src/diag, and tools/gdb/tether.py, which has its own copy of both
+ * layouts). */
 #ifndef TT_ARCH_SWITCH_H
 #define TT_ARCH_SWITCH_H
 

@@ -20,7 +20,7 @@
 
 #include "internal.h"
 
-#define CHUNK 1024u
+#define CHUNK 1024u       /* tools/gdb/tether.py has its own copy (not in the DWARF) */
 #define MAX_CHUNKS 65536u /* 64 Mi coroutines */
 #define LOCAL_FREE_MAX 512u
 #define BATCH 128u

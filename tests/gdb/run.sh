@@ -15,8 +15,8 @@ if [ $# -ne 3 ]; then
   echo "usage: $0 TARGET SCRIPT static|shared" >&2
   exit 2
 fi
-target=$1
-script=$2
+target=$(readlink -f "$1")
+script=$(readlink -f "$2")
 kind=$3
 src=$(cd "$(dirname "$0")" && pwd)/target.c
 
