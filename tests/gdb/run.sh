@@ -99,6 +99,7 @@ check() {
   local bt
   for spec in "2 f_inner f $f_line tt_chan_recv" "3 g_inner g $g_line tt_sleep" \
     "4 h_inner h $h_line tt_mutex_lock"; do
+    # shellcheck disable=SC2086 # the spec's words are the arguments
     set -- $spec
     bt=$(bt_of "$out" "$1")
     if [ -z "$bt" ]; then
@@ -121,6 +122,7 @@ check() {
       fail "$what: coroutine $1's frames are out of order: $order"
   done
   expect "$what" "$out" '^coroutine 1 is running on worker [0-9]+ \(see thread [0-9]+\)$'
+  # shellcheck disable=SC2016 # the backquotes are gdb's text
   expect "$what" "$out" '^coroutine: no coroutine 9 \(see `info coroutines`\)$'
   # `coroutine 4 frame 1` selects the coroutine's innermost frame, as the backtrace numbers it.
   expect "$what" "$out" '^#1  0x[0-9a-f]+ in switch_away \(.*sched\.c:[0-9]+$'
