@@ -440,8 +440,13 @@ int tt_name_set(const char *name) {
   char *copy = NULL;
   if (name && (copy = tt__strdup(name)) == NULL)
     return TT_ENOMEM;
-  free(co->name);
+  /* The new name first, then the old one freed: the watchdog's capture handler may interrupt us
+   * here and copy co->name (src/diag/capture.c); the fence keeps the compiler from sinking the
+   * store below the free. */
+  char *old = co->name;
   co->name = copy;
+  atomic_signal_fence(memory_order_seq_cst);
+  free(old);
   return 0;
 }
 
