@@ -235,6 +235,12 @@ static int read_main(void *p) {
 }
 
 TEST(watchdog_reports_blocking_read) {
+#if defined(__SANITIZE_THREAD__)
+  /* TSan holds an asynchronous signal back until the interrupted call returns, so the capture
+   * of a worker inside read() times out and the run is not reported (docs/DIAGNOSTICS.md). */
+  printf("skipped: the capture signal is deferred under TSan\n");
+  return;
+#endif
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   unblock_fd = fds[1];
