@@ -233,6 +233,13 @@ typedef struct tt__coro {
   /* The leak proof's scratch (src/leak/proof.c), written only while the world is stopped:
    * proof_node is this coroutine's node in the proof numbered proof_gen. */
   uint32_t proof_gen, proof_node;
+  /* The watchdog (src/watchdog/watchdog.c): cancellation points refused since it was cancelled.
+   * Valid only when wd_id == id (a reused descriptor's are stale, so the exit path need not clear
+   * them); written only by the coroutine itself, read by it and by the capture handler that
+   * interrupts it on its own thread. */
+  tt_id wd_id;
+  int64_t wd_since; /* the first refusal */
+  uint32_t wd_hits; /* refusals more than the threshold after it; TT__WD_REPORTED once reported */
 #if defined(TT_SANITIZE_THREAD)
   void *tsan_fiber;
 #endif
@@ -382,10 +389,14 @@ tt__coro *tt__self(void);
  * cancelled, or (plain thread) the runtime is not running. Returns 0 or the error to return. The
  * coroutine's half is inline: every blocking path asks it. */
 int tt__block_check_thread(void);
+/* The watchdog's count of a refused cancellation point (src/watchdog/watchdog.c); returns
+ * TT_ECANCELED. Only on the cancelled branch: nothing on the common path. */
+int tt__watchdog_cancel_seen(tt__coro *co);
 static inline int tt__block_check(tt__coro *co) {
   if (TT_LIKELY(co != NULL))
-    return tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed))
-               ? TT_ECANCELED
+    return TT_UNLIKELY(
+               tt__cancel_pending(atomic_load_explicit(&co->cancelled, memory_order_relaxed)))
+               ? tt__watchdog_cancel_seen(co)
                : 0;
   return tt__block_check_thread();
 }
@@ -684,6 +695,15 @@ static inline void tt__leak_event(const char *op, const void *obj, const tt__cor
 uint64_t tt__sched_progress(void);
 void tt__sched_deadlocked(void);
 extern _Atomic int tt__threads_internal;
+
+/* The watchdog (src/watchdog/watchdog.c): its thread, started with the workers and stopped once
+ * they are joined; tt__watchdog_wake: a worker ended the state "every worker asleep" (the only
+ * scheduler hook: never per switch); the TT_DEBUG=watchdog knob (-1: not given). */
+#define TT__WD_REPORTED (1u << 31)
+void tt__watchdog_start(void);
+void tt__watchdog_stop(void);
+void tt__watchdog_wake(void);
+void tt__watchdog_knob(int64_t ns);
 
 /* Scheduler hooks. */
 void tt__ready(tt__coro *co);                /* WAITING -> RUNNABLE, queue on its worker */

@@ -159,8 +159,11 @@ void tt__coro_release_fields(tt__coro *co) {
     tt__coro_drop_refs(co);
   if (co->locks)
     tt__sync_coro_exit(co);
-  free(co->name);
+  /* NULL first, then free: the watchdog's capture handler may interrupt us and copy co->name. */
+  char *name = co->name;
   co->name = NULL;
+  atomic_signal_fence(memory_order_seq_cst);
+  free(name);
   tt__labels_release(co->labels);
   co->labels = NULL;
   tt__ancestry_release(co->ancestry);
@@ -440,8 +443,13 @@ int tt_name_set(const char *name) {
   char *copy = NULL;
   if (name && (copy = tt__strdup(name)) == NULL)
     return TT_ENOMEM;
-  free(co->name);
+  /* The new name first, then the old one freed: the watchdog's capture handler may interrupt us
+   * here and copy co->name (src/diag/capture.c); the fence keeps the compiler from sinking the
+   * store below the free. */
+  char *old = co->name;
   co->name = copy;
+  atomic_signal_fence(memory_order_seq_cst);
+  free(old);
   return 0;
 }
 

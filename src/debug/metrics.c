@@ -21,6 +21,7 @@ typedef struct figures {
   tt_counts counts;
   int64_t leaked;
   tt_blocking_stats blocking;
+  tt_watchdog_counts watchdog;
   int nworkers;
   tt__worker_figures *workers;
 } figures;
@@ -50,6 +51,7 @@ static int gather(figures *f) {
       return TT_ENOTRUNNING;
   if (tt_blocking_stats_get(&f->blocking) != 0)
     return TT_ENOTRUNNING;
+  tt_watchdog_counts_get(&f->watchdog);
   f->leaked = 0;
   if (tt_coro_foreach(count_leaked, &f->leaked) != 0)
     return TT_ENOTRUNNING;
@@ -207,6 +209,15 @@ static void write_all(tt__sink *s, const figures *f) {
   sample_i(s, "tether_blocking_threads_idle", NULL, NULL, b->idle);
   family(s, "tether_blocking_queued", "gauge", "tt_blocking jobs waiting for a thread.");
   sample_i(s, "tether_blocking_queued", NULL, NULL, b->queued);
+
+  family(s, "tether_watchdog_reports_total", "counter",
+         "Watchdog reports since the process started, by kind (tether/watchdog.h).");
+  sample_u(s, "tether_watchdog_reports_total", "kind",
+           tt_watchdog_kind_string(TT_WATCHDOG_LONG_RUN), f->watchdog.long_run);
+  sample_u(s, "tether_watchdog_reports_total", "kind",
+           tt_watchdog_kind_string(TT_WATCHDOG_BLOCKING_SYSCALL), f->watchdog.blocking_syscall);
+  sample_u(s, "tether_watchdog_reports_total", "kind",
+           tt_watchdog_kind_string(TT_WATCHDOG_IGNORES_CANCEL), f->watchdog.ignores_cancel);
 }
 
 int tt__debug_metrics(tt__sink *s) {

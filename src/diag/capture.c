@@ -19,7 +19,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "diag/snap_int.h"
 
@@ -32,7 +34,8 @@ enum { IDLE, ASKED, COPYING, DONE, GONE };
 
 typedef struct slot {
   _Atomic int state;
-  tt_id id;
+  tt_id id;              /* the coroutine asked for; 0: whichever runs (tt__capture_worker) */
+  tt__capture_info info; /* filled for id 0 */
   tt__uregs regs;
   uintptr_t lo, hi; /* the copied range, in the stack's own addresses */
   _Alignas(16) char buf[CAPTURE_BYTES];
@@ -66,7 +69,26 @@ static void on_capture(int sig, siginfo_t *si, void *uc) {
   }
   tt__coro *co = w->cur;
   int result = GONE;
-  if (co && co->id == sl->id && co->stack_lo) {
+  if (co && sl->id == 0 && co->stack_lo) {
+    /* Whichever runs (the watchdog): what it needs to know of it, read on its own thread. The
+     * name is copied, never referenced: tt_name_set stores the new pointer before it frees the
+     * old one, so the one we read here is alive whatever instruction we interrupted. */
+    tt__capture_info *ci = &sl->info;
+    ci->id = co->id;
+    ci->parent = co->parent;
+    ci->create_pc = co->create_pc;
+    ci->runs = atomic_load_explicit(&w->stats.c[TT__ST_RUNS], memory_order_relaxed);
+    ci->tid = (int)syscall(SYS_gettid);
+    ci->cancelled = atomic_load_explicit(&co->cancelled, memory_order_relaxed);
+    ci->cancel_refused = co->wd_id == co->id;
+    size_t i = 0;
+    const char *nm = co->name;
+    ci->has_name = nm != NULL;
+    for (; nm && nm[i] && i < sizeof ci->name - 1; i++)
+      ci->name[i] = nm[i];
+    ci->name[i] = '\0';
+  }
+  if (co && (co->id == sl->id || sl->id == 0) && co->stack_lo) {
     tt__uregs_from_ucontext(&sl->regs, uc);
     uintptr_t sp = sl->regs.r[TT__UNW_SP];
     uintptr_t lo = (uintptr_t)co->stack_lo, hi = lo + co->stack_size;
@@ -112,14 +134,8 @@ static void nap(void) {
   nanosleep(&ts, NULL);
 }
 
-int tt__capture_running(tt__coro *co, tt_id id, uintptr_t *pcs, int max, int32_t *worker) {
-  tt__worker *w = __atomic_load_n(&co->w, __ATOMIC_RELAXED);
-  if (w == NULL || slots == NULL || w->index >= nslots ||
-      __atomic_load_n(&co->id, __ATOMIC_RELAXED) != id)
-    return TT_EAGAIN;
-  *worker = w->index;
-  if (w == tt__tls_worker)
-    return TT_EAGAIN; /* our own worker runs us, not co */
+/* Asks w's handler for the coroutine id (0: whichever runs) and unwinds the copy. */
+static int capture(tt__worker *w, tt_id id, tt__capture_info *info, uintptr_t *pcs, int max) {
   slot *sl = &slots[w->index];
   pthread_mutex_lock(&capture_lock);
   sl->id = id;
@@ -137,6 +153,8 @@ int tt__capture_running(tt__coro *co, tt_id id, uintptr_t *pcs, int max, int32_t
     int st = atomic_load_explicit(&sl->state, memory_order_acquire);
     if (st == DONE) {
       n = tt__unwind_copy(&sl->regs, sl->lo, sl->hi, sl->buf, pcs, max);
+      if (info)
+        *info = sl->info;
       break;
     }
     if (st == GONE) {
@@ -157,4 +175,24 @@ int tt__capture_running(tt__coro *co, tt_id id, uintptr_t *pcs, int max, int32_t
   atomic_store_explicit(&sl->state, IDLE, memory_order_relaxed);
   pthread_mutex_unlock(&capture_lock);
   return n;
+}
+
+int tt__capture_running(tt__coro *co, tt_id id, uintptr_t *pcs, int max, int32_t *worker) {
+  tt__worker *w = __atomic_load_n(&co->w, __ATOMIC_RELAXED);
+  if (w == NULL || slots == NULL || w->index >= nslots ||
+      __atomic_load_n(&co->id, __ATOMIC_RELAXED) != id || id == 0)
+    return TT_EAGAIN;
+  *worker = w->index;
+  if (w == tt__tls_worker)
+    return TT_EAGAIN; /* our own worker runs us, not co */
+  return capture(w, id, NULL, pcs, max);
+}
+
+int tt__capture_worker(int index, tt__capture_info *info, uintptr_t *pcs, int max) {
+  if (slots == NULL || index < 0 || index >= nslots || index >= tt__rt.procs)
+    return TT_EINVAL;
+  tt__worker *w = &tt__rt.workers[index];
+  if (w == tt__tls_worker)
+    return TT_EAGAIN;
+  return capture(w, 0, info, pcs, max);
 }

@@ -323,6 +323,11 @@ static void put_created(tt__sink *k, void *pc, tt_id parent) {
   tt__sink_str(k, "\n");
 }
 
+int tt__write_created(tt__sink *k, void *pc, tt_id parent) {
+  put_created(k, pc, parent);
+  return k->err;
+}
+
 /* Go's ancestor tracebacks (GODEBUG=tracebackancestors): the spawner's stack at the spawn. */
 static void put_ancestry(tt__sink *k, const tt__ancestry *a, memo *m) {
   for (int level = 0; a && level < tt__rt.creationstack; a = a->up, level++) {

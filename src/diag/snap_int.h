@@ -101,12 +101,31 @@ int tt__snapshot_take(tt_snapshot **out, bool crash);
  * gets co's worker (capture.c). */
 int tt__capture_running(tt__coro *co, tt_id id, uintptr_t *pcs, int max, int32_t *worker);
 int tt__capture_setup(void); /* the signal handler and a slot per worker, at start-up */
+/* What tt__capture_worker learns of the coroutine it interrupted, on its own thread. */
+typedef struct tt__capture_info {
+  tt_id id, parent;
+  void *create_pc;
+  uint64_t runs;       /* the worker's switch count (TT__ST_RUNS) at the interruption */
+  int tid;             /* the worker's thread id (gettid) */
+  uint32_t cancelled;  /* its TT__CANCEL_* bits */
+  bool cancel_refused; /* it has refused a cancellation point since it was cancelled */
+  bool has_name;
+  char name[64]; /* a copy, cut to 63 bytes */
+} tt__capture_info;
+/* Captures whichever coroutine runs on worker index (the watchdog): its stack into pcs (the
+ * count, as tt__capture_running returns it) and *info. TT_EAGAIN when none runs there (the worker
+ * is in its own context) or index is the caller's own worker, TT_ETIMEDOUT when the handler did
+ * not answer, TT_EINVAL for a bad index. */
+int tt__capture_worker(int index, tt__capture_info *info, uintptr_t *pcs, int max);
 
 /* The formats (format.c). Each returns 0 or the sink's error. */
 int tt__write_traces(const tt_snapshot *s, tt__sink *k);
 /* A stack (innermost first, as tt__unwind stores it) as Go prints a traceback's frames, tether's
  * own frames at the top hidden. */
 int tt__write_pcs(tt__sink *k, const uintptr_t *pcs, size_t n);
+/* "created by f in goroutine P" and its file:line line, as the dumps write them (nothing for a
+ * NULL pc). */
+int tt__write_created(tt__sink *k, void *pc, tt_id parent);
 int tt__write_counts(const tt_snapshot *s, tt__sink *k);
 int tt__write_json(const tt_snapshot *s, tt__sink *k);
 int tt__write_pprof(const tt_snapshot *s, tt__sink *k);

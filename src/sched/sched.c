@@ -763,8 +763,13 @@ int tt_yield(void) {
   tt__stack_check(co);
   tt__coro *next = pick_local(w);
   /* Nothing else to run: go on, unless the world is to stop (a yield is a safe point too). */
-  if (next == NULL && !(atomic_load_explicit(&tt__rt.stw, memory_order_relaxed) & TT__STW_REQ))
+  if (next == NULL && !(atomic_load_explicit(&tt__rt.stw, memory_order_relaxed) & TT__STW_REQ)) {
+    /* Counted as a yield and a run (the counts by state are unchanged), so that the watchdog's
+     * switch count moves: a lone coroutine that yields often is not one that never yields. */
+    tt__stats_bump(TT__ST_YIELDS);
+    tt__stats_bump(TT__ST_RUNS);
     return 0;
+  }
   w->pend_kind = TT__PEND_YIELD;
   w->pend_co = co;
   switch_away(w, co, next, false);
@@ -1089,7 +1094,9 @@ static tt__coro *find_runnable(tt__worker *w) {
       spun = false;
     }
     atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed);
+    /* The first awake after all slept: the watchdog samples while anyone is awake. */
+    if (atomic_fetch_sub_explicit(&tt__rt.nsleeping, 1, memory_order_relaxed) == tt__rt.procs)
+      tt__watchdog_wake();
   }
 }
 
@@ -1367,11 +1374,13 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
     tt__rt.result = TT_ENOMEM;
   } else {
     tt__monitor_start();
+    tt__watchdog_start();
     tt__spawn_enqueue(co); /* from this plain thread: the global queue, and a worker woken */
   }
   for (int i = 0; i < started; i++)
     pthread_join(tt__rt.workers[i].thread, NULL);
   tt__monitor_stop();
+  tt__watchdog_stop();
   tt__dumper_stop();
   tt__signal_shutdown(); /* a registration made by a plain thread during the shut-down */
   /* No coroutine runs any more: the blocking pool abandons what its callers left, and gives

@@ -108,6 +108,13 @@ static int debug_key(const char *key, const char *val) {
     if (parse_duration(val, &d) != 0)
       return bad("TT_DEBUG suspectage", val, "want a duration such as 60s");
     tt__suspect_age = d;
+  } else if (strcmp(key, "watchdog") == 0) {
+    int64_t d;
+    if (strcmp(val, "off") == 0)
+      d = 0;
+    else if (parse_duration(val, &d) != 0)
+      return bad("TT_DEBUG watchdog", val, "want a duration such as 100ms, or 0 or off");
+    tt__watchdog_knob(d);
   } else if (strcmp(key, "stackguard") == 0) {
     if (strcmp(val, "auto") == 0)
       tt__rt.guard_mode = 1;
@@ -216,6 +223,7 @@ int tt__knobs_load(const tt_run_opts *o) {
   tt__rt.guard_mode = 1;
   tt__rt.creationstack = 0;
   tt__leak_suspect_defaults();
+  tt__watchdog_knob(-1);
   if ((s = getenv("TT_DEBUG")) != NULL && *s) {
     int r = parse_debug(s);
     if (r != 0)
