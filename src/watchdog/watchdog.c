@@ -27,6 +27,10 @@
  * nothing is read across threads while the coroutine runs). No coroutine there (the worker's own
  * context): look again a threshold later. A switch count that moved meanwhile: a new run. Else
  * the run is reported, once: the episode ends only when the count moves or the worker sleeps.
+ * Unless the worker thread used less than half the threshold of CPU time meanwhile while not
+ * asleep in the kernel: on a loaded machine the kernel can keep a worker off its CPU for longer
+ * than the threshold, which is no fault of the coroutine (pthread_getcpuclockid tells; look
+ * again half a threshold later).
  *
  * Blocking system calls. The same episode, with the worker thread asleep in the kernel: its
  * /proc/self/task/TID/stat state is S or D (a busy loop is R, even when preempted). The state is
@@ -51,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "diag/snap_int.h"
@@ -71,6 +76,7 @@ typedef struct pending {
 typedef struct episode {
   uint64_t runs; /* the switch count at the last change */
   int64_t since; /* when the count was first seen at this value (or the worker awake) */
+  int64_t cpu;   /* the worker thread's CPU time then (-1: unknown) */
   int64_t retry; /* nothing to report there until then */
   bool done;     /* this run was looked at for good */
 } episode;
@@ -323,6 +329,15 @@ static bool thread_blocked(int tid) {
   return false;
 }
 
+/* The CPU time worker i's thread has used, in ns, or -1. */
+static int64_t thread_cpu(int i) {
+  clockid_t cid;
+  struct timespec ts;
+  if (pthread_getcpuclockid(tt__rt.workers[i].thread, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+    return -1;
+  return (int64_t)ts.tv_sec * TT_SEC + ts.tv_nsec;
+}
+
 /* Captures worker i, whose switch count has not moved for the threshold, and reports the run. */
 static void inspect(int i, episode *e, int64_t now, int64_t th) {
   tt__capture_info ci;
@@ -336,13 +351,24 @@ static void inspect(int i, episode *e, int64_t now, int64_t th) {
   if (ci.runs != e->runs) {
     e->runs = ci.runs; /* it switched meanwhile: a new run */
     e->since = now;
+    e->cpu = thread_cpu(i);
+    return;
+  }
+  if (tt__cancel_pending(ci.cancelled) && ci.cancel_refused) {
+    e->done = true;
+    return; /* refusing cancellation points: the cancellation report's case */
+  }
+  bool blocked = thread_blocked(ci.tid);
+  int64_t cpu = thread_cpu(i);
+  if (!blocked && e->cpu >= 0 && cpu >= 0 && cpu - e->cpu < th / 2) {
+    /* On the CPU, or ready for it, yet it has used less than half the threshold: the machine is
+     * busy and the kernel kept the worker off its CPU. Not the coroutine's doing: look again. */
+    e->retry = now + th / 2;
     return;
   }
   e->done = true;
-  if (tt__cancel_pending(ci.cancelled) && ci.cancel_refused)
-    return; /* refusing cancellation points: the cancellation report's case */
   tt_watchdog_report r = {
-      .kind = thread_blocked(ci.tid) ? TT_WATCHDOG_BLOCKING_SYSCALL : TT_WATCHDOG_LONG_RUN,
+      .kind = blocked ? TT_WATCHDOG_BLOCKING_SYSCALL : TT_WATCHDOG_LONG_RUN,
       .id = ci.id,
       .parent = ci.parent,
       .name = ci.has_name ? ci.name : NULL,
@@ -367,10 +393,13 @@ static void sample(int64_t th) {
     if (runs != e->runs || asleep) {
       e->runs = runs;
       e->since = now;
+      e->cpu = asleep ? -1 : thread_cpu(i);
       e->retry = 0;
       e->done = false;
       continue;
     }
+    if (e->cpu < 0)
+      e->cpu = thread_cpu(i); /* awake again on the same count: the episode's CPU starts now */
     if (!e->done && now - e->since >= th && now >= e->retry)
       inspect(i, e, now, th);
   }
@@ -384,7 +413,7 @@ static bool all_asleep(void) {
 static void restart_episodes(void) {
   int64_t now = tt__clock();
   for (int i = 0; i < tt__rt.procs; i++)
-    wd.ep[i] = (episode){.runs = UINT64_MAX, .since = now};
+    wd.ep[i] = (episode){.runs = UINT64_MAX, .since = now, .cpu = -1};
 }
 
 static void *watchdog_main(void *unused) {
