@@ -19,5 +19,6 @@
 #include "tether/leak.h"
 #include "tether/net.h"
 #include "tether/debug.h"
+#include "tether/trace.h"
 
 #endif

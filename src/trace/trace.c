@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: MIT */
+/* The trace recorder: per-worker event buffers filled by the scheduler's hooks, the sessions
+ * (tt_trace_start/stop, the flight recorder, TT_TRACE, the endpoint's capture) that own them.
+ *
+ * Design. Each worker appends fixed-size records (tt__trec) to a chunk of its own: no lock and no
+ * read-modify-write on the hot path, one clock read and a copy. A record is published by a release
+ * store of the chunk's length (a plain store: the worker is the chunk's only writer), so a reader
+ * may copy a chunk's published prefix while the worker goes on (the flight recorder's writes).
+ * A full chunk is handed over under the session lock (once every ~1,300 records) to the session's
+ * list: kept whole for a full trace, trimmed to the last N seconds / bytes for the flight
+ * recorder. Plain threads (wakes and spawns from outside the runtime, their logs) share one chunk
+ * under the lock.
+ *
+ * Stopping. The hooks test tt__trace_on (a relaxed load, one predictable branch) and the slow path
+ * re-checks it inside the worker's busy flag, Dekker-style against the stopper: the worker stores
+ * busy = 1 and then loads the flag; the stopper clears the flag and then loads every busy word,
+ * waiting for those set. As in the scan protocol (internal.h, TT__S_*), the barrier between each
+ * side's store and load is asymmetric: a compiler fence for the worker and tt__asym_barrier
+ * (membarrier) for the stopper, or sequentially consistent fences on both sides without
+ * membarrier. Once the stopper has seen every busy word clear, no worker touches its chunk again
+ * until the next session, so the stopper owns every chunk.
+ *
+ * Lock order: ctl (sessions: start, stop, writes) before lock (the chunks). Neither is taken
+ * by a worker except lock, for a hand-over, which never waits on anything else.
+ *
+ * Rejected: a lock-free MPSC ring shared by all workers (an atomic RMW per event, and a
+ * contended line); a writer thread streaming the chunks to the fd during the trace (the JSON needs
+ * the whole trace sorted before the first span can be written, so the chunks are kept in memory
+ * and converted at the end; a 48-byte record is small enough). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "trace_int.h"
+
+_Atomic int tt__trace_on;
+
+#define MAXW 1024 /* tt_run_opts.procs' bound */
+#define NREC(len) (1 + ((len) + sizeof(tt__trec) - 1) / sizeof(tt__trec))
+
+typedef struct chunk {
+  struct chunk *next;
+  size_t cap;                /* records */
+  _Atomic size_t len;        /* records published (the writer's release store) */
+  int64_t last_ts;           /* its newest record's time (written by its writer) */
+  _Alignas(16) tt__trec r[]; /* records */
+} chunk;
+
+/* A worker's recording state. busy: see "Stopping"; cur: written by the worker under S.lock, read
+ * by the worker alone or under S.lock. */
+typedef struct wslot {
+  _Alignas(TT_CACHELINE) _Atomic uint32_t busy;
+  chunk *cur;
+} wslot;
+static wslot slots[MAXW];
+
+enum { M_OFF, M_FULL, M_FLIGHT, M_CAPTURE };
+
+static struct {
+  pthread_mutex_t ctl; /* serialises sessions; never taken by a worker */
+  tt__lock lock;       /* protects the list, tcur and the slots' cur pointers (see wslot) */
+  int mode;            /* M_*: under both locks to change, either to read */
+  bool run_owned;      /* the session is TT_TRACE's (the fd is ours) */
+  int fd, format;
+  size_t chunk_cap;
+  int64_t t0;
+  int64_t keep_ns;   /* flight: age bound, 0 none */
+  size_t keep_bytes; /* flight: size bound */
+  int report_fd;
+  chunk *head, *tail; /* the handed-over chunks, oldest first */
+  size_t list_bytes;
+  chunk *tcur; /* plain threads' chunk */
+} S = {.ctl = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .report_fd = -1};
+
+static chunk *chunk_new(void) {
+  chunk *c = tt__malloc(sizeof(chunk) + S.chunk_cap * sizeof(tt__trec));
+  if (c == NULL)
+    return NULL;
+  c->next = NULL;
+  c->cap = S.chunk_cap;
+  atomic_init(&c->len, 0);
+  c->last_ts = 0;
+  return c;
+}
+
+static size_t chunk_bytes(const chunk *c) { return sizeof(chunk) + c->cap * sizeof(tt__trec); }
+
+/* S.lock held: appends c to the list, and for the flight recorder unlinks what it no longer keeps
+ * onto *drop (freed by the caller outside the lock). */
+static void list_push(chunk *c, chunk **drop) {
+  c->next = NULL;
+  if (S.tail)
+    S.tail->next = c;
+  else
+    S.head = c;
+  S.tail = c;
+  S.list_bytes += chunk_bytes(c);
+  if (S.mode != M_FLIGHT)
+    return;
+  int64_t horizon = S.keep_ns > 0 ? c->last_ts - S.keep_ns : INT64_MIN;
+  while (S.head && S.head != c && (S.list_bytes > S.keep_bytes || S.head->last_ts < horizon)) {
+    chunk *old = S.head;
+    S.head = old->next;
+    S.list_bytes -= chunk_bytes(old);
+    old->next = *drop;
+    *drop = old;
+  }
+}
+
+static void drop_free(chunk *d) {
+  while (d) {
+    chunk *n = d->next;
+    free(d);
+    d = n;
+  }
+}
+
+/* Copies the record and its payload into c at its published length (room checked). */
+static void chunk_put(chunk *c, const tt__trec *r, const char *p1, size_t n1, const char *p2,
+                      size_t n2) {
+  size_t at = atomic_load_explicit(&c->len, memory_order_relaxed); /* our own */
+  size_t n = NREC(r->len);
+  c->r[at] = *r;
+  if (r->len) {
+    char *p = (char *)&c->r[at + 1];
+    memcpy(p, p1, n1);
+    p[n1] = '\0';
+    if (p2) {
+      memcpy(p + n1 + 1, p2, n2);
+      p[n1 + 1 + n2] = '\0';
+    }
+    memset(p + r->len, 0, (n - 1) * sizeof(tt__trec) - r->len);
+  }
+  c->last_ts = r->ts;
+  /* release: a reader that loads the length sees the records below it. */
+  atomic_store_explicit(&c->len, at + n, memory_order_release);
+}
+
+/* Records r with payload p1 (and p2, when not NULL), n1/n2 bytes each, NUL-terminated in the
+ * payload. The caller has seen tt__trace_on set. */
+static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t n2) {
+  r->len = p1 ? (uint32_t)(n1 + 1 + (p2 ? n2 + 1 : 0)) : 0;
+  size_t need = NREC(r->len);
+  r->ts = tt__clock();
+  tt__worker *w = tt__tls_worker;
+  if (w != NULL && w->index < MAXW) {
+    wslot *s = &slots[w->index];
+    atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
+    /* The worker's side of the Dekker pair with the stopper (see "Stopping"). */
+    if (TT_LIKELY(tt__rt.scan_asym))
+      atomic_signal_fence(memory_order_seq_cst);
+    else
+      atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&tt__trace_on, memory_order_relaxed)) {
+      r->worker = (uint16_t)w->index;
+      chunk *c = s->cur;
+      if (c == NULL || atomic_load_explicit(&c->len, memory_order_relaxed) + need > c->cap) {
+        chunk *fresh = need <= S.chunk_cap ? chunk_new() : NULL, *drop = NULL;
+        tt__lock_acquire(&S.lock);
+        if (c != NULL && atomic_load_explicit(&c->len, memory_order_relaxed) > 0)
+          list_push(c, &drop);
+        else
+          drop = c; /* an empty chunk (a record too big for it): not kept */
+        s->cur = c = fresh;
+        tt__lock_release(&S.lock);
+        drop_free(drop);
+      }
+      if (c != NULL)
+        chunk_put(c, r, p1, n1, p2, n2); /* else out of memory: the event is lost */
+    }
+    /* release: our writes to the chunk happen before a stopper that sees busy clear. */
+    atomic_store_explicit(&s->busy, 0, memory_order_release);
+    return;
+  }
+  r->worker = TT__TW_THREAD;
+  chunk *drop = NULL;
+  tt__lock_acquire(&S.lock);
+  if (atomic_load_explicit(&tt__trace_on, memory_order_relaxed) && need <= S.chunk_cap) {
+    chunk *c = S.tcur;
+    if (c == NULL || atomic_load_explicit(&c->len, memory_order_relaxed) + need > c->cap) {
+      if (c != NULL)
+        list_push(c, &drop);
+      c = S.tcur = chunk_new(); /* rare: a plain thread's chunk fills slowly */
+    }
+    if (c != NULL)
+      chunk_put(c, r, p1, n1, p2, n2);
+  }
+  tt__lock_release(&S.lock);
+  drop_free(drop);
+}
+
+/* ---- The hooks ---------------------------------------------------------------------------- */
+
+void tt__trace_create(const tt__coro *co) {
+  tt__trec r = {.kind = TT__TK_CREATE,
+                .a = co->id,
+                .b = co->parent,
+                .c = (uintptr_t)co->create_pc,
+                .d = (uintptr_t)co->fn};
+  /* The name is the spawner's copy until the child runs: no one else writes it meanwhile. */
+  const char *name = co->name ? co->name : "";
+  size_t n = strnlen(name, 255);
+  emit(&r, name, n, NULL, 0);
+}
+
+void tt__trace_run(const tt__coro *co) {
+  tt__trec r = {.kind = TT__TK_RUN, .a = co->id};
+  emit(&r, NULL, 0, NULL, 0);
+}
+
+void tt__trace_block(const tt__coro *co, int reason, const void *obj) {
+  tt__trec r = {.kind = TT__TK_BLOCK, .arg = (uint8_t)reason, .a = co->id, .b = (uintptr_t)obj};
+  emit(&r, NULL, 0, NULL, 0);
+}
+
+void tt__trace_unblock(const tt__coro *co) {
+  tt__coro *self = tt__self();
+  tt__trec r = {
+      .kind = TT__TK_UNBLOCK, .arg = co->wait_reason, .a = co->id, .b = self ? self->id : 0};
+  emit(&r, NULL, 0, NULL, 0);
+}
+
+void tt__trace_exit(const tt__coro *co) {
+  tt__trec r = {.kind = TT__TK_EXIT, .a = co->id};
+  emit(&r, NULL, 0, NULL, 0);
+}
+
+void tt__trace_name(const tt__coro *co) {
+  tt__trec r = {.kind = TT__TK_NAME, .a = co->id};
+  const char *name = co->name ? co->name : "";
+  emit(&r, name, strnlen(name, 255), NULL, 0);
+}
+
+void tt__trace_leak(const tt__coro *co, int verdict) {
+  tt__trec r = {.kind = TT__TK_LEAK, .arg = (uint8_t)verdict, .a = co->id, .b = co->wait_reason};
+  emit(&r, NULL, 0, NULL, 0);
+}
+
+static inline bool trace_on(void) {
+  return TT_UNLIKELY(atomic_load_explicit(&tt__trace_on, memory_order_relaxed));
+}
+
+static uint64_t self_id(void) {
+  tt__coro *co = tt__self();
+  return co ? co->id : 0;
+}
+
+int tt_trace_region_begin(const char *name) {
+  if (name == NULL)
+    return TT_EINVAL;
+  if (trace_on()) {
+    tt__trec r = {.kind = TT__TK_REGION_BEGIN, .a = self_id()};
+    emit(&r, name, strnlen(name, 255), NULL, 0);
+  }
+  return 0;
+}
+
+int tt_trace_region_end(void) {
+  if (trace_on()) {
+    tt__trec r = {.kind = TT__TK_REGION_END, .a = self_id()};
+    emit(&r, NULL, 0, NULL, 0);
+  }
+  return 0;
+}
+
+int tt_trace_log(const char *cat, const char *msg) {
+  if (msg == NULL)
+    return TT_EINVAL;
+  if (trace_on()) {
+    tt__trec r = {.kind = TT__TK_LOG, .a = self_id()};
+    if (cat == NULL)
+      cat = "";
+    size_t nc = strnlen(cat, 255);
+    emit(&r, cat, nc, msg, strnlen(msg, 1022 - nc));
+  }
+  return 0;
+}
+
+int tt_trace_enabled(void) { return atomic_load_explicit(&tt__trace_on, memory_order_relaxed); }
+
+/* ---- Sessions ----------------------------------------------------------------------------- */
+
+/* ctl held, no session on: opens one. */
+static int session_open(int mode, size_t chunk_bytes, int64_t keep_ns, size_t keep_bytes) {
+  if (S.mode != M_OFF)
+    return TT_EBUSY;
+  if (chunk_bytes == 0)
+    chunk_bytes = 64 * 1024;
+  if (chunk_bytes < 4096 || chunk_bytes > 16 * 1024 * 1024)
+    return TT_EINVAL;
+  tt__lock_acquire(&S.lock);
+  S.chunk_cap = (chunk_bytes - sizeof(chunk)) / sizeof(tt__trec);
+  S.mode = mode;
+  S.t0 = tt__clock();
+  S.head = S.tail = S.tcur = NULL;
+  S.list_bytes = 0;
+  S.keep_ns = keep_ns;
+  S.keep_bytes = keep_bytes;
+  /* release: a worker that sees the flag on sees the session's fields (chunk_cap). */
+  atomic_store_explicit(&tt__trace_on, 1, memory_order_release);
+  tt__lock_release(&S.lock);
+  return 0;
+}
+
+/* ctl held, a session on: turns recording off, waits for every worker to leave its buffer, and
+ * takes every chunk (oldest first) into *out; the session is closed. */
+static chunk *session_close(void) {
+  tt__lock_acquire(&S.lock);
+  atomic_store_explicit(&tt__trace_on, 0, memory_order_seq_cst);
+  tt__lock_release(&S.lock);
+  /* The stopper's side of the Dekker pair (see "Stopping"). */
+  tt__asym_barrier();
+  for (int i = 0; i < MAXW; i++) {
+    uint32_t spins = 0;
+    /* acquire: the worker's records happen before we read its chunk. */
+    while (atomic_load_explicit(&slots[i].busy, memory_order_acquire))
+      tt__spin_step(&spins);
+  }
+  chunk *drop = NULL;
+  tt__lock_acquire(&S.lock);
+  for (int i = 0; i < MAXW; i++) {
+    chunk *c = slots[i].cur;
+    slots[i].cur = NULL;
+    if (c && atomic_load_explicit(&c->len, memory_order_relaxed))
+      list_push(c, &drop);
+    else
+      free(c);
+  }
+  if (S.tcur && atomic_load_explicit(&S.tcur->len, memory_order_relaxed))
+    list_push(S.tcur, &drop);
+  else
+    free(S.tcur);
+  chunk *all = S.head;
+  S.head = S.tail = S.tcur = NULL;
+  S.list_bytes = 0;
+  S.mode = M_OFF;
+  tt__lock_release(&S.lock);
+  drop_free(drop);
+  return all;
+}
+
+/* Decodes chunks (their published prefixes) into t, sorted; frees nothing. */
+static int decode_chunks(chunk *c, tt__trace *t, int64_t t1) {
+  memset(t, 0, sizeof *t);
+  t->t0 = S.t0;
+  t->t1 = t1;
+  for (; c; c = c->next) {
+    size_t n = atomic_load_explicit(&c->len, memory_order_acquire);
+    int err = tt__trace_decode(t, c->r, n * sizeof(tt__trec), true);
+    if (err)
+      return err;
+  }
+  tt__trace_sort(t);
+  if (t->n && t->ev[0].ts < t->t0)
+    t->t0 = t->ev[0].ts;
+  if (t->n && t->ev[t->n - 1].ts > t->t1)
+    t->t1 = t->ev[t->n - 1].ts;
+  return 0;
+}
+
+/* Writes t to fd in format. */
+static int write_fd(const tt__trace *t, int fd, int format) {
+  char *buf = tt__malloc(16384); /* not on the stack: the caller may be a coroutine */
+  if (buf == NULL)
+    return TT_ENOMEM;
+  tt__sink k;
+  tt__sink_fd(&k, fd, buf, 16384);
+  int err = format == TT_TRACE_BINARY ? tt__trace_binary(t, &k) : tt__trace_json(t, &k);
+  int ferr = tt__sink_flush(&k);
+  free(buf);
+  return err ? err : ferr;
+}
+
+int tt_trace_start(int fd, const tt_trace_opts *opts) {
+  int format = opts ? opts->format : TT_TRACE_JSON;
+  if (fd < 0 || (format != TT_TRACE_JSON && format != TT_TRACE_BINARY))
+    return TT_EINVAL;
+  pthread_mutex_lock(&S.ctl);
+  int err = session_open(M_FULL, opts ? opts->chunk_bytes : 0, 0, 0);
+  if (!err) {
+    S.fd = fd;
+    S.format = format;
+    S.run_owned = false;
+  }
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+/* ctl held, a full session on: closes it and writes it. */
+static int full_stop(void) {
+  int64_t t1 = tt__clock();
+  chunk *all = session_close();
+  tt__trace t;
+  int err = decode_chunks(all, &t, t1);
+  if (!err)
+    err = write_fd(&t, S.fd, S.format);
+  tt__trace_free(&t);
+  drop_free(all);
+  S.fd = -1;
+  return err;
+}
+
+int tt_trace_stop(void) {
+  pthread_mutex_lock(&S.ctl);
+  int err = S.mode == M_FULL && !S.run_owned ? full_stop() : TT_EINVAL;
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+int tt_trace_flight_start(const tt_trace_flight_opts *opts) {
+  if (opts == NULL || opts->seconds < 0 || opts->seconds > INT64_MAX / TT_SEC)
+    return TT_EINVAL;
+  pthread_mutex_lock(&S.ctl);
+  int err = session_open(M_FLIGHT, 0, opts->seconds * TT_SEC,
+                         opts->bytes ? opts->bytes : 16u * 1024 * 1024);
+  if (!err)
+    S.report_fd = opts->report_fd > 0 ? opts->report_fd : -1; /* read under ctl only */
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+/* ctl held, the flight recorder on: copies what it holds (under S.lock: the hand-overs wait
+ * for the copy) and writes it as JSON. */
+static int flight_write(int fd) {
+  int64_t t1 = tt__clock();
+  tt__lock_acquire(&S.lock);
+  /* The chunks and the lengths counted now: a worker may publish more meanwhile, but each
+   * length it published covers whole events (a record and its payload). */
+  /* On the heap: the caller may be a coroutine, with a small stack. Allocated under the lock,
+   * which is rare (a write) and short. */
+  chunk **list = tt__malloc((MAXW + 1) * sizeof *list);
+  size_t *lens = tt__malloc((MAXW + 1) * sizeof *lens), nl = 0, total = 0;
+  if (list == NULL || lens == NULL) {
+    tt__lock_release(&S.lock);
+    free(list);
+    free(lens);
+    return TT_ENOMEM;
+  }
+  for (int i = 0; i < MAXW; i++)
+    if (slots[i].cur) {
+      list[nl] = slots[i].cur;
+      /* acquire: the records below the length are complete. */
+      lens[nl] = atomic_load_explicit(&slots[i].cur->len, memory_order_acquire);
+      total += lens[nl++];
+    }
+  if (S.tcur) {
+    list[nl] = S.tcur;
+    lens[nl] = atomic_load_explicit(&S.tcur->len, memory_order_relaxed); /* under the lock */
+    total += lens[nl++];
+  }
+  for (chunk *c = S.head; c; c = c->next)
+    total += atomic_load_explicit(&c->len, memory_order_relaxed); /* handed over: final */
+  tt__trec *copy = tt__malloc(total ? total * sizeof(tt__trec) : 1);
+  size_t at = 0;
+  if (copy) {
+    for (chunk *c = S.head; c; c = c->next) {
+      size_t n = atomic_load_explicit(&c->len, memory_order_relaxed);
+      memcpy(copy + at, c->r, n * sizeof(tt__trec));
+      at += n;
+    }
+    for (size_t i = 0; i < nl; i++) {
+      memcpy(copy + at, list[i]->r, lens[i] * sizeof(tt__trec));
+      at += lens[i];
+    }
+  }
+  tt__lock_release(&S.lock);
+  free(list);
+  free(lens);
+  if (copy == NULL)
+    return TT_ENOMEM;
+  tt__trace t = {0};
+  int err = tt__trace_decode(&t, copy, at * sizeof(tt__trec), true);
+  if (!err) {
+    tt__trace_sort(&t);
+    t.t0 = t.n ? t.ev[0].ts : t1; /* the recorder's window: its oldest event kept */
+    t.t1 = t.n && t.ev[t.n - 1].ts > t1 ? t.ev[t.n - 1].ts : t1;
+    err = write_fd(&t, fd, TT_TRACE_JSON);
+  }
+  tt__trace_free(&t);
+  free(copy);
+  return err;
+}
+
+int tt_trace_flight_write(int fd) {
+  if (fd < 0)
+    return TT_EINVAL;
+  pthread_mutex_lock(&S.ctl);
+  int err = S.mode == M_FLIGHT ? flight_write(fd) : TT_EINVAL;
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+int tt_trace_flight_stop(void) {
+  pthread_mutex_lock(&S.ctl);
+  int err = TT_EINVAL;
+  if (S.mode == M_FLIGHT) {
+    drop_free(session_close());
+    S.report_fd = -1;
+    err = 0;
+  }
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+void tt__trace_report(void) {
+  if (!trace_on())
+    return;
+  pthread_mutex_lock(&S.ctl);
+  if (S.mode == M_FLIGHT && S.report_fd >= 0)
+    (void)flight_write(S.report_fd);
+  pthread_mutex_unlock(&S.ctl);
+}
+
+int tt__trace_capture_begin(void) {
+  pthread_mutex_lock(&S.ctl);
+  int err = session_open(M_CAPTURE, 0, 0, 0);
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+int tt__trace_capture_end(tt__trace *t) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_lock(&S.ctl);
+  int err = TT_EINVAL;
+  if (S.mode == M_CAPTURE) {
+    int64_t t1 = tt__clock();
+    chunk *all = session_close();
+    err = decode_chunks(all, t, t1);
+    /* The events point into the chunks: hand them to t. */
+    for (chunk *c = all; c;) {
+      chunk *n = c->next;
+      void **nb = realloc(t->bufs, (t->nbufs + 1) * sizeof *nb);
+      if (nb == NULL) {
+        /* Cannot keep it: drop the trace rather than leave dangling events. */
+        drop_free(c);
+        t->n = 0;
+        err = TT_ENOMEM;
+        break;
+      }
+      t->bufs = nb;
+      t->bufs[t->nbufs++] = c;
+      c = n;
+    }
+  }
+  pthread_mutex_unlock(&S.ctl);
+  return err;
+}
+
+/* TT_TRACE=path: the whole run, written when it ends. */
+void tt__trace_run_start(void) {
+  const char *path = getenv("TT_TRACE");
+  if (path == NULL || path[0] == '\0')
+    return;
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "tether: TT_TRACE: cannot open %s: %s\n", path, strerror(errno));
+    return;
+  }
+  pthread_mutex_lock(&S.ctl);
+  int err = session_open(M_FULL, 0, 0, 0);
+  if (!err) {
+    S.fd = fd;
+    S.format = TT_TRACE_JSON;
+    S.run_owned = true;
+  }
+  pthread_mutex_unlock(&S.ctl);
+  if (err) {
+    fprintf(stderr, "tether: TT_TRACE: %s: a trace is already on\n", path);
+    close(fd);
+  }
+}
+
+void tt__trace_run_end(void) {
+  pthread_mutex_lock(&S.ctl);
+  if (S.mode == M_FULL && S.run_owned) {
+    int fd = S.fd;
+    int err = full_stop();
+    if (err)
+      fprintf(stderr, "tether: TT_TRACE: writing the trace failed: %s\n", tt_strerror(err));
+    close(fd);
+    S.run_owned = false;
+  }
+  pthread_mutex_unlock(&S.ctl);
+}
