@@ -654,3 +654,162 @@ TEST(trace_bad_input) {
   free(text);
   unlink(path);
 }
+
+/* ---- The endpoint --------------------------------------------------------------------------- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+typedef struct get_call {
+  const char *path;
+  int status;
+  char *body;
+} get_call;
+
+/* GET path over HTTP/1.0 (no chunking: the body runs to the close), on a plain thread. */
+static intptr_t http_get(void *arg) {
+  get_call *g = arg;
+  char addr[80];
+  ASSERT_OK(tt_debug_addr(addr, sizeof addr));
+  char *colon = strrchr(addr, ':');
+  *colon = '\0';
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+  ASSERT(inet_pton(AF_INET, addr, &sa.sin_addr) == 1);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT(fd >= 0);
+  ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  char req[256];
+  snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", g->path);
+  ASSERT_EQ(write(fd, req, strlen(req)), (int64_t)strlen(req));
+  size_t cap = 1 << 16, n = 0;
+  char *b = malloc(cap);
+  ssize_t r;
+  while ((r = read(fd, b + n, cap - n - 1)) > 0) {
+    n += (size_t)r;
+    if (cap - n - 1 == 0)
+      b = realloc(b, cap *= 2);
+  }
+  close(fd);
+  b[n] = '\0';
+  ASSERT(sscanf(b, "HTTP/1.%*d %d", &g->status) == 1);
+  char *body = strstr(b, "\r\n\r\n");
+  ASSERT(body != NULL);
+  g->body = strdup(body + 4);
+  free(b);
+  return 0;
+}
+
+static void busy_handoffs(void *arg) {
+  prog *p = arg;
+  int64_t end = tt_now() + 300 * TT_MSEC;
+  int i = 0;
+  while (tt_now() < end) {
+    ASSERT_OK(tt_chan_send(p->ch, &i));
+    tt_sleep(TT_MSEC);
+  }
+  i = -1;
+  ASSERT_OK(tt_chan_send(p->ch, &i));
+}
+
+static void drain(void *arg) {
+  prog *p = arg;
+  tt_name_set("drain");
+  int v = 0;
+  while (v >= 0)
+    ASSERT_OK(tt_chan_recv(p->ch, &v, NULL));
+  tt_wg_done(&p->wg);
+}
+
+static int endpoint_main(void *unused) {
+  (void)unused;
+  tt_debug_opts o = {.addr = "127.0.0.1:0"};
+  ASSERT_OK(tt_debug_serve_opts(&o));
+  get_call bad = {.path = "/debug/tether/trace?seconds=abc"};
+  ASSERT_OK(tt_blocking(http_get, &bad, NULL));
+  ASSERT_EQ(bad.status, 400);
+  free(bad.body);
+  /* A trace while the program hands values over for 300 ms (of the 1 s traced). */
+  tt_chan_opts co = {.mode = TT_CHAN_UNTRACKED};
+  prog p = {.wg = TT_WG_INIT};
+  ASSERT_OK(tt_chan_make_opt(&p.ch, sizeof(int), 0, &co));
+  tt_wg_add(&p.wg, 1);
+  get_call g = {.path = "/debug/tether/trace?seconds=1"};
+  tt_go_opts bo = {.name = "handoffs"};
+  ASSERT_OK(tt_go_opt(busy_handoffs, &p, &bo, NULL));
+  ASSERT_OK(tt_go(drain, &p));
+  ASSERT_OK(tt_blocking(http_get, &g, NULL));
+  ASSERT_OK(tt_wg_wait(&p.wg));
+  tt_chan_release(p.ch);
+  ASSERT_EQ(g.status, 200);
+  checked c;
+  check_trace(g.body, &c);
+  double h = tid_named(&c, "handoffs"), d = tid_named(&c, "drain");
+  ASSERT(h > 0 && d > 0);
+  ASSERT_GE(count_spans(&c, h, "sleep"), 10);
+  size_t flows = 0;
+  for (size_t k = 0; k < c.nfl; k++)
+    flows += c.fl[k].s_tid == h && c.fl[k].f_tid == d;
+  ASSERT_GE(flows, 10);
+  checked_free(&c);
+  free(g.body);
+  /* One trace at a time: the endpoint says so while the program's own is on. */
+  char path[64];
+  int fd = temp_fd(path);
+  ASSERT_OK(tt_trace_start(fd, NULL));
+  get_call busy = {.path = "/debug/tether/trace?seconds=1"};
+  ASSERT_OK(tt_blocking(http_get, &busy, NULL));
+  ASSERT_EQ(busy.status, 500);
+  ASSERT_CONTAINS(busy.body, "a trace is already on");
+  free(busy.body);
+  ASSERT_OK(tt_trace_stop());
+  close(fd);
+  unlink(path);
+  ASSERT_OK(tt_debug_stop());
+  return 0;
+}
+
+TEST(trace_endpoint) { tt_test_run(endpoint_main, NULL, 2); }
+
+/* The flight recorder writes itself when the leak monitor reports a leak (TT_LEAKCHECK=eager). */
+static int flight_leak_main(void *unused) {
+  (void)unused;
+  tt_chan *ch = tt_chan_make(sizeof(int), 0);
+  tt_go_opts o = {.name = "abandoned", .share = &ch, .nshare = 1};
+  tt_id id;
+  ASSERT_OK(tt_go_opt(forever, ch, &o, &id));
+  tt_test_await_reason(TT_WAIT_CHAN_RECV, 1);
+  ASSERT_OK(tt_chan_release(ch)); /* the monitor proves it leaked soon after */
+  int64_t give_up = tt_now() + (int64_t)(60 * TT_SEC * tt_test_slow());
+  while (tt_leak_verdict_of(id) == TT_VERDICT_NONE) {
+    ASSERT(tt_now() < give_up);
+    tt_sleep(TT_MSEC);
+  }
+  tt_sleep(50 * TT_MSEC); /* the report, then the dump, follow the verdict */
+  return 0;
+}
+
+TEST(trace_flight_dump_on_leak) {
+  char path[64];
+  int fd = temp_fd(path);
+  tt_trace_flight_opts fo = {.seconds = 10, .report_fd = fd};
+  ASSERT_OK(tt_trace_flight_start(&fo));
+  tt_run_opts ro = {.procs = 2, .report_fd = -1, .leakcheck = TT_LEAKCHECK_EAGER};
+  ASSERT_ERR(tt_test_run_unchecked(flight_leak_main, NULL, &ro, "it leaks a coroutine on purpose"),
+             TT_ELEAKED); /* eager mode ends the run with the leak found */
+  ASSERT_OK(tt_trace_flight_stop());
+  close(fd);
+  char *text = slurp(path, NULL);
+  ASSERT(text[0] != '\0');
+  checked c;
+  check_trace(text, &c);
+  double ab = tid_named(&c, "abandoned");
+  ASSERT(ab > 0);
+  bool leak = false;
+  for (size_t i = 0; i < c.ninst; i++)
+    leak |= strncmp(str_of(c.inst[i], "name"), "leak: g", 7) == 0;
+  ASSERT(leak);
+  checked_free(&c);
+  free(text);
+  unlink(path);
+}

@@ -620,7 +620,9 @@ static int serve_trace(resp *r) {
     return reply_not_running(r);
   if (r->out.head)
     return tt__http_head(&r->out, 200, "application/json", NULL, -1);
-  int err = tt__trace_capture_begin();
+  bool up = rt_hold(); /* the live coroutines' names are read from the registry */
+  int err = tt__trace_capture_begin(up);
+  rt_release();
   if (err == TT_EBUSY)
     return reply_simple(r, 500, NULL,
                         "Could not enable tracing: a trace is already on in this process");
@@ -628,7 +630,9 @@ static int serve_trace(resp *r) {
     return reply_error_code(r, err);
   bool waited = delta_wait(r, seconds * TT_SEC);
   tt__trace t;
-  err = tt__trace_capture_end(&t);
+  up = rt_hold();
+  err = tt__trace_capture_end(&t, up);
+  rt_release();
   if (!waited) {
     tt__trace_free(&t);
     return TT_ECANCELED;

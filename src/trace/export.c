@@ -25,7 +25,7 @@
 
 static bool has_strings(int kind) {
   return kind == TT__TK_CREATE || kind == TT__TK_REGION_BEGIN || kind == TT__TK_LOG ||
-         kind == TT__TK_NAME;
+         kind == TT__TK_NAME || kind == TT__TK_INFO;
 }
 
 int tt__trace_decode(tt__trace *t, const void *buf, size_t n, bool symbolize) {
@@ -68,7 +68,8 @@ int tt__trace_decode(tt__trace *t, const void *buf, size_t n, bool symbolize) {
         e->s2 = p + l1 + 1;
       }
     }
-    if (e->kind == TT__TK_CREATE && symbolize && e->s2 == NULL && e->d) {
+    if ((e->kind == TT__TK_CREATE || e->kind == TT__TK_INFO) && symbolize && e->s2 == NULL &&
+        e->d) {
       tt__sym s;
       if (tt__symbolize((uintptr_t)e->d, &s, 1) >= 1 && s.func)
         e->s2 = s.func;
@@ -121,6 +122,7 @@ typedef struct cst {
   const char *regions[MAXDEPTH];
   int64_t exec, sched, blocked, by[TT_WAIT_COUNT];
   uint64_t runs, blocks;
+  bool seen; /* it has events (not only INFO) */
 } cst;
 
 typedef struct replay {
@@ -161,13 +163,11 @@ static int grow_slots(replay *p) {
 }
 
 /* The coroutine id's state, created (unknown) on first sight; NULL when out of memory. */
+static cst *co_find(replay *p, uint64_t id);
 static cst *co_get(replay *p, uint64_t id) {
-  if (p->nslot) {
-    size_t h = hash_id(id) & (p->nslot - 1);
-    for (; p->slot[h]; h = (h + 1) & (p->nslot - 1))
-      if (p->v[p->slot[h] - 1].id == id)
-        return &p->v[p->slot[h] - 1];
-  }
+  cst *f = co_find(p, id);
+  if (f)
+    return f;
   if ((p->n + 1) * 2 > p->nslot && grow_slots(p) != 0)
     return NULL;
   if (p->n == p->cap) {
@@ -279,12 +279,34 @@ static void assume_running(replay *p, cst *c, int worker) {
   }
 }
 
+/* The coroutine id's state if it was seen, else NULL. */
+static cst *co_find(replay *p, uint64_t id) {
+  if (p->nslot == 0)
+    return NULL;
+  size_t h = hash_id(id) & (p->nslot - 1);
+  for (; p->slot[h]; h = (h + 1) & (p->nslot - 1))
+    if (p->v[p->slot[h] - 1].id == id)
+      return &p->v[p->slot[h] - 1];
+  return NULL;
+}
+
 static void on_event(replay *p, const tt__tev *e) {
   cst *c = co_get(p, e->a);
   if (c == NULL) {
     p->err = TT_ENOMEM;
     return;
   }
+  if (e->kind == TT__TK_INFO) {
+    /* Names the track, and makes none of its own (seen stays false). */
+    if (c->name == NULL && e->s1 && e->s1[0])
+      c->name = e->s1;
+    if (c->sym == NULL)
+      c->sym = e->s2;
+    if (c->parent == 0)
+      c->parent = e->b;
+    return;
+  }
+  c->seen = true;
   switch (e->kind) {
   case TT__TK_CREATE:
     c->parent = e->b;
@@ -462,6 +484,8 @@ int tt__trace_json(const tt__trace *t, tt__sink *out) {
     ev_open(&p, "M", "process_name", NULL, 0, t->t0);
     tt__sink_str(out, ",\"args\":{\"name\":\"tether\"}}");
     for (size_t i = 0; i < p.n; i++) {
+      if (!p.v[i].seen)
+        continue;
       char name[300];
       track_name(&p.v[i], name, sizeof name);
       ev_open(&p, "M", "thread_name", NULL, p.v[i].id, t->t0);
@@ -594,6 +618,11 @@ int tt__trace_summary_text(const tt__trace *t, tt__sink *out) {
     replay_free(&p);
     return err;
   }
+  size_t nseen = 0;
+  for (size_t i = 0; i < p.n; i++)
+    if (p.v[i].seen)
+      p.v[nseen++] = p.v[i];
+  p.n = nseen;
   qsort(p.v, p.n, sizeof *p.v, cmp_exec);
   int64_t span = t->t1 - t->t0;
   tt__sink_printf(out, "tether trace summary: %zu coroutines, %lld.%03lld ms traced\n\n", p.n,

@@ -282,6 +282,9 @@ int tt_trace_enabled(void) { return atomic_load_explicit(&tt__trace_on, memory_o
 
 /* ---- Sessions ----------------------------------------------------------------------------- */
 
+static void live_emit(tt__coro *co, uint32_t state, bool held, void *arg);
+static bool in_runtime(void);
+
 /* ctl held, no session on: opens one. */
 static int session_open(int mode, size_t chunk_bytes, int64_t keep_ns, size_t keep_bytes) {
   if (S.mode != M_OFF)
@@ -360,6 +363,98 @@ static int decode_chunks(chunk *c, tt__trace *t, int64_t t1) {
   return 0;
 }
 
+/* ---- Live coroutines' names ---------------------------------------------------------------- */
+
+typedef struct live {
+  tt__trace *t;
+  char *buf; /* the names' copies, back to back */
+  size_t len, cap;
+  size_t first; /* t's first INFO event */
+  int err;
+} live;
+
+/* Records one held coroutine: its id, parent, fn and a copy of its name (only a held one's name
+ * may be read: a running coroutine may be renaming itself). */
+static void live_one(tt__coro *co, uint32_t state, bool held, void *arg) {
+  (void)state;
+  live *l = arg;
+  if (!held || l->err)
+    return;
+  const char *name = co->name ? co->name : "";
+  size_t n = strnlen(name, 255);
+  if (l->len + n + 1 > l->cap) {
+    size_t cap = (l->cap ? l->cap * 2 : 4096) + n + 1;
+    char *nb = realloc(l->buf, cap);
+    if (nb == NULL) {
+      l->err = TT_ENOMEM;
+      return;
+    }
+    l->buf = nb;
+    l->cap = cap;
+  }
+  tt__trace *t = l->t;
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 1024;
+    tt__tev *nv = realloc(t->ev, cap * sizeof *nv);
+    if (nv == NULL) {
+      l->err = TT_ENOMEM;
+      return;
+    }
+    t->ev = nv;
+    t->cap = cap;
+  }
+  memcpy(l->buf + l->len, name, n);
+  l->buf[l->len + n] = '\0';
+  /* s1 holds the offset until the buffer stops moving (see add_live). */
+  t->ev[t->n++] = (tt__tev){.ts = t->t1,
+                            .kind = TT__TK_INFO,
+                            .a = co->id,
+                            .b = co->parent,
+                            .d = (uintptr_t)co->fn,
+                            .s1 = (const char *)(uintptr_t)l->len,
+                            .seq = t->n};
+  l->len += n + 1;
+}
+
+/* Appends an INFO event (at t1, after every other) for each suspended coroutine of the running
+ * runtime. The caller keeps the runtime running (it is a coroutine, the leak monitor, or the
+ * endpoint holding it). */
+static int add_live(tt__trace *t) {
+  live l = {.t = t, .first = t->n};
+  tt__registry_walk_frozen(live_one, &l);
+  void **nb = l.err ? NULL : realloc(t->bufs, (t->nbufs + 1) * sizeof *nb);
+  if (nb == NULL) {
+    t->n = l.first;
+    free(l.buf);
+    return l.err ? l.err : TT_ENOMEM;
+  }
+  t->bufs = nb;
+  t->bufs[t->nbufs++] = l.buf;
+  for (size_t i = l.first; i < t->n; i++) {
+    tt__tev *e = &t->ev[i];
+    e->s1 = l.buf + (uintptr_t)e->s1;
+    tt__sym sym;
+    if (e->d && tt__symbolize((uintptr_t)e->d, &sym, 1) >= 1 && sym.func)
+      e->s2 = sym.func;
+  }
+  return 0;
+}
+
+/* At a session's start: an INFO record for each suspended coroutine (a running one is named by
+ * the INFO events added when the trace is written, if it is still alive then). */
+static void live_emit(tt__coro *co, uint32_t state, bool held, void *arg) {
+  (void)state;
+  (void)arg;
+  if (!held)
+    return;
+  tt__trec r = {.kind = TT__TK_INFO, .a = co->id, .b = co->parent, .d = (uintptr_t)co->fn};
+  const char *name = co->name ? co->name : "";
+  emit(&r, name, strnlen(name, 255), NULL, 0);
+}
+
+/* Whether the caller keeps the runtime running: a coroutine of it. */
+static bool in_runtime(void) { return tt__self() != NULL; }
+
 /* Writes t to fd in format. */
 static int write_fd(const tt__trace *t, int fd, int format) {
   char *buf = tt__malloc(16384); /* not on the stack: the caller may be a coroutine */
@@ -383,6 +478,8 @@ int tt_trace_start(int fd, const tt_trace_opts *opts) {
     S.fd = fd;
     S.format = format;
     S.run_owned = false;
+    if (in_runtime())
+      tt__registry_walk_frozen(live_emit, NULL);
   }
   pthread_mutex_unlock(&S.ctl);
   return err;
@@ -394,6 +491,8 @@ static int full_stop(void) {
   chunk *all = session_close();
   tt__trace t;
   int err = decode_chunks(all, &t, t1);
+  if (!err && in_runtime())
+    err = add_live(&t);
   if (!err)
     err = write_fd(&t, S.fd, S.format);
   tt__trace_free(&t);
@@ -415,15 +514,18 @@ int tt_trace_flight_start(const tt_trace_flight_opts *opts) {
   pthread_mutex_lock(&S.ctl);
   int err = session_open(M_FLIGHT, 0, opts->seconds * TT_SEC,
                          opts->bytes ? opts->bytes : 16u * 1024 * 1024);
-  if (!err)
+  if (!err) {
     S.report_fd = opts->report_fd > 0 ? opts->report_fd : -1; /* read under ctl only */
+    if (in_runtime())
+      tt__registry_walk_frozen(live_emit, NULL);
+  }
   pthread_mutex_unlock(&S.ctl);
   return err;
 }
 
 /* ctl held, the flight recorder on: copies what it holds (under S.lock: the hand-overs wait
  * for the copy) and writes it as JSON. */
-static int flight_write(int fd) {
+static int flight_write(int fd, bool live) {
   int64_t t1 = tt__clock();
   tt__lock_acquire(&S.lock);
   /* The chunks and the lengths counted now: a worker may publish more meanwhile, but each
@@ -476,7 +578,10 @@ static int flight_write(int fd) {
     tt__trace_sort(&t);
     t.t0 = t.n ? t.ev[0].ts : t1; /* the recorder's window: its oldest event kept */
     t.t1 = t.n && t.ev[t.n - 1].ts > t1 ? t.ev[t.n - 1].ts : t1;
-    err = write_fd(&t, fd, TT_TRACE_JSON);
+    if (live)
+      err = add_live(&t);
+    if (!err)
+      err = write_fd(&t, fd, TT_TRACE_JSON);
   }
   tt__trace_free(&t);
   free(copy);
@@ -487,7 +592,7 @@ int tt_trace_flight_write(int fd) {
   if (fd < 0)
     return TT_EINVAL;
   pthread_mutex_lock(&S.ctl);
-  int err = S.mode == M_FLIGHT ? flight_write(fd) : TT_EINVAL;
+  int err = S.mode == M_FLIGHT ? flight_write(fd, in_runtime()) : TT_EINVAL;
   pthread_mutex_unlock(&S.ctl);
   return err;
 }
@@ -509,18 +614,20 @@ void tt__trace_report(void) {
     return;
   pthread_mutex_lock(&S.ctl);
   if (S.mode == M_FLIGHT && S.report_fd >= 0)
-    (void)flight_write(S.report_fd);
+    (void)flight_write(S.report_fd, true); /* the monitor runs while the runtime does */
   pthread_mutex_unlock(&S.ctl);
 }
 
-int tt__trace_capture_begin(void) {
+int tt__trace_capture_begin(bool live) {
   pthread_mutex_lock(&S.ctl);
   int err = session_open(M_CAPTURE, 0, 0, 0);
+  if (!err && live)
+    tt__registry_walk_frozen(live_emit, NULL);
   pthread_mutex_unlock(&S.ctl);
   return err;
 }
 
-int tt__trace_capture_end(tt__trace *t) {
+int tt__trace_capture_end(tt__trace *t, bool live) {
   memset(t, 0, sizeof *t);
   pthread_mutex_lock(&S.ctl);
   int err = TT_EINVAL;
@@ -543,6 +650,8 @@ int tt__trace_capture_end(tt__trace *t) {
       t->bufs[t->nbufs++] = c;
       c = n;
     }
+    if (!err && live)
+      err = add_live(t);
   }
   pthread_mutex_unlock(&S.ctl);
   return err;

@@ -33,6 +33,8 @@ enum {
   TT__TK_LOG,  /* payload: category, message */
   TT__TK_NAME, /* payload: name (tt_name_set) */
   TT__TK_LEAK, /* arg verdict, b wait reason */
+  TT__TK_INFO, /* a live coroutine seen when the trace was written: b parent, d fn; payload:
+                  name, symbol (names the tracks of coroutines created before the trace) */
   TT__TK_COUNT,
 };
 
@@ -71,8 +73,9 @@ int tt__trace_read(int fd, tt__trace *t);
 #define TT__TRACE_MAGIC "TTTRACE1"
 
 /* The debug endpoint's capture: begins an in-memory trace (TT_EBUSY when one is on), and ends it,
- * filling *t (decoded, sorted). */
-int tt__trace_capture_begin(void);
-int tt__trace_capture_end(tt__trace *t);
+ * filling *t (decoded, sorted); live: the runtime is held running, so its registry may be read
+ * for the names of coroutines created before the trace. */
+int tt__trace_capture_begin(bool live);
+int tt__trace_capture_end(tt__trace *t, bool live);
 
 #endif
