@@ -23,10 +23,6 @@
 
 /* ---- Decoding ----------------------------------------------------------------------------- */
 
-static bool has_strings(int kind) {
-  return kind == TT__TK_CREATE || kind == TT__TK_REGION_BEGIN || kind == TT__TK_LOG ||
-         kind == TT__TK_NAME || kind == TT__TK_INFO;
-}
 
 int tt__trace_decode(tt__trace *t, const void *buf, size_t n, bool symbolize) {
   const tt__trec *r = buf;
@@ -291,6 +287,8 @@ static cst *co_find(replay *p, uint64_t id) {
 }
 
 static void on_event(replay *p, const tt__tev *e) {
+  if (e->kind == TT__TK_SYM)
+    return;
   cst *c = co_get(p, e->a);
   if (c == NULL) {
     p->err = TT_ENOMEM;
@@ -503,38 +501,6 @@ int tt__trace_json(const tt__trace *t, tt__sink *out) {
 
 /* ---- The binary form ---------------------------------------------------------------------- */
 
-int tt__trace_binary(const tt__trace *t, tt__sink *out) {
-  int64_t hdr[3];
-  memcpy(hdr, TT__TRACE_MAGIC, 8);
-  hdr[1] = t->t0;
-  hdr[2] = t->t1;
-  tt__sink_write(out, hdr, sizeof hdr);
-  static const char zero[sizeof(tt__trec)];
-  for (size_t i = 0; i < t->n; i++) {
-    const tt__tev *e = &t->ev[i];
-    tt__trec r = {.ts = e->ts,
-                  .kind = e->kind,
-                  .arg = e->arg,
-                  .worker = e->worker,
-                  .a = e->a,
-                  .b = e->b,
-                  .c = e->c,
-                  .d = e->d};
-    const char *s1 = e->s1 ? e->s1 : "", *s2 = e->s2;
-    if (has_strings(e->kind))
-      r.len = (uint32_t)(strlen(s1) + 1 + (s2 ? strlen(s2) + 1 : 0));
-    tt__sink_write(out, &r, sizeof r);
-    if (r.len) {
-      tt__sink_write(out, s1, strlen(s1) + 1);
-      if (s2)
-        tt__sink_write(out, s2, strlen(s2) + 1);
-      size_t pad = (sizeof r - r.len % sizeof r) % sizeof r;
-      tt__sink_write(out, zero, pad);
-    }
-  }
-  return 0;
-}
-
 int tt__trace_read(int fd, tt__trace *t) {
   memset(t, 0, sizeof *t);
   size_t cap = 1 << 16, n = 0;
@@ -593,8 +559,32 @@ int tt__trace_read(int fd, tt__trace *t) {
     return err;
   }
   tt__trace_sort(t);
-  if (t->t1 < t->t0)
-    return tt__trace_free(t), TT_EINVAL;
+  /* The functions' symbols: each SYM names its d for the CREATE and INFO records (a few
+   * hundred distinct functions at most, in practice: a linear table). */
+  const tt__tev **sym = NULL;
+  size_t nsym = 0;
+  for (size_t i = 0; i < t->n; i++)
+    if (t->ev[i].kind == TT__TK_SYM) {
+      const tt__tev **ns = realloc(sym, (nsym + 1) * sizeof *ns);
+      if (ns == NULL)
+        break;
+      sym = ns;
+      sym[nsym++] = &t->ev[i];
+    }
+  for (size_t i = 0; i < t->n; i++) {
+    tt__tev *e = &t->ev[i];
+    if ((e->kind == TT__TK_CREATE || e->kind == TT__TK_INFO) && e->s2 == NULL)
+      for (size_t j = 0; j < nsym; j++)
+        if (sym[j]->d == e->d) {
+          e->s2 = sym[j]->s1;
+          break;
+        }
+  }
+  free(sym);
+  if (t->n && t->ev[t->n - 1].ts > t->t1)
+    t->t1 = t->ev[t->n - 1].ts;
+  if (t->n && t->ev[0].ts < t->t0)
+    t->t0 = t->ev[0].ts;
   return 0;
 }
 

@@ -72,6 +72,16 @@ static struct {
   chunk *head, *tail; /* the handed-over chunks, oldest first */
   size_t list_bytes;
   chunk *tcur; /* plain threads' chunk */
+  /* The binary form streams: a writer thread writes the handed-over chunks to fd as they come
+   * (kicked through wgen, a futex word), so a long trace needs no more memory than a few chunks.
+   * wstop (under lock) tells it to finish; werr and the symbol set are its own until joined. */
+  bool stream;
+  pthread_t writer;
+  _Atomic uint32_t wgen;
+  bool wstop;
+  int werr;
+  uintptr_t *syms; /* the fns whose symbols were written (open addressing, 0 empty) */
+  size_t nsyms, capsyms;
 } S = {.ctl = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .report_fd = -1};
 
 static chunk *chunk_new(void) {
@@ -117,6 +127,13 @@ static void drop_free(chunk *d) {
   }
 }
 
+/* Tells the binary form's writer that chunks wait (at a hand-over: not on the hot path). */
+static void writer_kick(void) {
+  /* release: pairs with the writer's acquire load before it sleeps (the futex re-checks). */
+  atomic_fetch_add_explicit(&S.wgen, 1, memory_order_release);
+  tt__futex_wake(&S.wgen, 1);
+}
+
 /* Copies the record and its payload into c at its published length (room checked). */
 static void chunk_put(chunk *c, const tt__trec *r, const char *p1, size_t n1, const char *p2,
                       size_t n2) {
@@ -153,7 +170,9 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
       atomic_signal_fence(memory_order_seq_cst);
     else
       atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&tt__trace_on, memory_order_relaxed)) {
+    /* acquire: pairs with session_open's release; the session's fields (chunk_cap, stream) are
+     * visible. */
+    if (atomic_load_explicit(&tt__trace_on, memory_order_acquire)) {
       r->worker = (uint16_t)w->index;
       chunk *c = s->cur;
       if (c == NULL || atomic_load_explicit(&c->len, memory_order_relaxed) + need > c->cap) {
@@ -166,6 +185,8 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
         s->cur = c = fresh;
         tt__lock_release(&S.lock);
         drop_free(drop);
+        if (S.stream)
+          writer_kick();
       }
       if (c != NULL)
         chunk_put(c, r, p1, n1, p2, n2); /* else out of memory: the event is lost */
@@ -176,6 +197,7 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
   }
   r->worker = TT__TW_THREAD;
   chunk *drop = NULL;
+  bool kick = false;
   tt__lock_acquire(&S.lock);
   if (atomic_load_explicit(&tt__trace_on, memory_order_relaxed) && need <= S.chunk_cap) {
     chunk *c = S.tcur;
@@ -186,9 +208,12 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
     }
     if (c != NULL)
       chunk_put(c, r, p1, n1, p2, n2);
+    kick = S.stream && S.head != NULL; /* the session is on: its fields are stable */
   }
   tt__lock_release(&S.lock);
   drop_free(drop);
+  if (kick)
+    writer_kick();
 }
 
 /* ---- The hooks ---------------------------------------------------------------------------- */
@@ -284,6 +309,7 @@ int tt_trace_enabled(void) { return atomic_load_explicit(&tt__trace_on, memory_o
 
 static void live_emit(tt__coro *co, uint32_t state, bool held, void *arg);
 static bool in_runtime(void);
+static void writer_finish(void);
 
 /* ctl held, no session on: opens one. */
 static int session_open(int mode, size_t chunk_bytes, int64_t keep_ns, size_t keep_bytes) {
@@ -455,14 +481,110 @@ static void live_emit(tt__coro *co, uint32_t state, bool held, void *arg) {
 /* Whether the caller keeps the runtime running: a coroutine of it. */
 static bool in_runtime(void) { return tt__self() != NULL; }
 
-/* Writes t to fd in format. */
-static int write_fd(const tt__trace *t, int fd, int format) {
+/* ---- The binary form's writer ------------------------------------------------------------ */
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *q = p;
+  while (n > 0) {
+    ssize_t w = write(fd, q, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return TT_EIO;
+    q += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Whether fn's symbol still has to be written (and now counts as written). */
+static bool sym_new(uintptr_t fn) {
+  if ((S.nsyms + 1) * 2 > S.capsyms) {
+    size_t cap = S.capsyms ? S.capsyms * 2 : 256;
+    uintptr_t *v = calloc(cap, sizeof *v);
+    if (v == NULL)
+      return false; /* the track shows "?" */
+    for (size_t i = 0; i < S.capsyms; i++)
+      if (S.syms[i]) {
+        size_t h = (S.syms[i] >> 4) & (cap - 1);
+        while (v[h])
+          h = (h + 1) & (cap - 1);
+        v[h] = S.syms[i];
+      }
+    free(S.syms);
+    S.syms = v;
+    S.capsyms = cap;
+  }
+  size_t h = (fn >> 4) & (S.capsyms - 1);
+  for (; S.syms[h]; h = (h + 1) & (S.capsyms - 1))
+    if (S.syms[h] == fn)
+      return false;
+  S.syms[h] = fn;
+  S.nsyms++;
+  return true;
+}
+
+/* Writes chunks as they are (the reader sorts), each preceded by a SYM record for every function
+ * of its CREATE and INFO records not yet named in the stream. */
+static int stream_chunks(const chunk *c) {
+  int err = 0;
+  for (; c && !err; c = c->next) {
+    size_t n = atomic_load_explicit(&c->len, memory_order_acquire);
+    for (size_t i = 0; i < n && !err; i += NREC(c->r[i].len)) {
+      const tt__trec *x = &c->r[i];
+      if ((x->kind != TT__TK_CREATE && x->kind != TT__TK_INFO) || x->d == 0 || !sym_new(x->d))
+        continue;
+      tt__sym sym;
+      const char *name = tt__symbolize((uintptr_t)x->d, &sym, 1) >= 1 && sym.func ? sym.func : "?";
+      size_t len = strnlen(name, 255);
+      tt__trec rec[1 + 6] = {{.ts = x->ts, .kind = TT__TK_SYM, .len = (uint32_t)len + 1, .d = x->d}};
+      memcpy(&rec[1], name, len); /* the rest is zero: the NUL and the padding */
+      err = write_all(S.fd, rec, NREC(len + 1) * sizeof(tt__trec));
+    }
+    if (!err)
+      err = write_all(S.fd, c->r, n * sizeof(tt__trec));
+  }
+  return err;
+}
+
+static void *writer_main(void *unused) {
+  (void)unused;
+  /* Counted as one of the runtime's own threads (the deadlock check's count), as the monitor. */
+  atomic_fetch_add_explicit(&tt__threads_internal, 1, memory_order_release);
+  pthread_setname_np(pthread_self(), "tt-trace");
+  for (;;) {
+    /* acquire: pairs with writer_kick; a kick after this load changes the word, so the wait
+     * below returns at once. */
+    uint32_t g = atomic_load_explicit(&S.wgen, memory_order_acquire);
+    tt__lock_acquire(&S.lock);
+    chunk *c = S.head;
+    S.head = S.tail = NULL;
+    S.list_bytes = 0;
+    bool stop = S.wstop;
+    tt__lock_release(&S.lock);
+    if (c) {
+      int err = stream_chunks(c);
+      if (err && !S.werr)
+        S.werr = err;
+      drop_free(c);
+      continue;
+    }
+    if (stop)
+      break;
+    tt__futex_wait(&S.wgen, g, -1);
+  }
+  atomic_fetch_sub_explicit(&tt__threads_internal, 1, memory_order_release);
+  return NULL;
+}
+
+/* Writes t to fd as JSON. */
+static int write_fd(const tt__trace *t, int fd) {
   char *buf = tt__malloc(16384); /* not on the stack: the caller may be a coroutine */
   if (buf == NULL)
     return TT_ENOMEM;
   tt__sink k;
   tt__sink_fd(&k, fd, buf, 16384);
-  int err = format == TT_TRACE_BINARY ? tt__trace_binary(t, &k) : tt__trace_json(t, &k);
+  int err = tt__trace_json(t, &k);
   int ferr = tt__sink_flush(&k);
   free(buf);
   return err ? err : ferr;
@@ -473,7 +595,31 @@ int tt_trace_start(int fd, const tt_trace_opts *opts) {
   if (fd < 0 || (format != TT_TRACE_JSON && format != TT_TRACE_BINARY))
     return TT_EINVAL;
   pthread_mutex_lock(&S.ctl);
-  int err = session_open(M_FULL, opts ? opts->chunk_bytes : 0, 0, 0);
+  int err = 0;
+  if (format == TT_TRACE_BINARY && S.mode == M_OFF) {
+    /* The header, then the writer (before any record can be handed over). */
+    int64_t hdr[3] = {0, tt__clock(), 0};
+    memcpy(hdr, TT__TRACE_MAGIC, 8);
+    S.fd = fd;
+    S.werr = 0;
+    S.wstop = false;
+    S.nsyms = 0;
+    if (S.syms)
+      memset(S.syms, 0, S.capsyms * sizeof *S.syms);
+    if ((err = write_all(fd, hdr, sizeof hdr)) == 0) {
+      S.stream = true;
+      if (tt__fault(TT__FAULT_THREAD) || pthread_create(&S.writer, NULL, writer_main, NULL) != 0) {
+        S.stream = false;
+        err = TT_ENOMEM;
+      }
+    }
+  }
+  if (!err)
+    err = session_open(M_FULL, opts ? opts->chunk_bytes : 0, 0, 0);
+  if (err && S.stream) {
+    writer_finish();
+    S.stream = false;
+  }
   if (!err) {
     S.fd = fd;
     S.format = format;
@@ -485,16 +631,34 @@ int tt_trace_start(int fd, const tt_trace_opts *opts) {
   return err;
 }
 
+/* Stops the writer and waits for it. */
+static void writer_finish(void) {
+  tt__lock_acquire(&S.lock);
+  S.wstop = true;
+  tt__lock_release(&S.lock);
+  writer_kick();
+  pthread_join(S.writer, NULL);
+}
+
 /* ctl held, a full session on: closes it and writes it. */
 static int full_stop(void) {
   int64_t t1 = tt__clock();
   chunk *all = session_close();
+  if (S.stream) {
+    /* The writer writes what it took; the rest (the workers' last chunks) is written here. */
+    writer_finish();
+    S.stream = false;
+    int err = S.werr ? S.werr : stream_chunks(all);
+    drop_free(all);
+    S.fd = -1;
+    return err;
+  }
   tt__trace t;
   int err = decode_chunks(all, &t, t1);
   if (!err && in_runtime())
     err = add_live(&t);
   if (!err)
-    err = write_fd(&t, S.fd, S.format);
+    err = write_fd(&t, S.fd);
   tt__trace_free(&t);
   drop_free(all);
   S.fd = -1;
@@ -581,7 +745,7 @@ static int flight_write(int fd, bool live) {
     if (live)
       err = add_live(&t);
     if (!err)
-      err = write_fd(&t, fd, TT_TRACE_JSON);
+      err = write_fd(&t, fd);
   }
   tt__trace_free(&t);
   free(copy);

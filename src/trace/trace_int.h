@@ -35,6 +35,7 @@ enum {
   TT__TK_LEAK, /* arg verdict, b wait reason */
   TT__TK_INFO, /* a live coroutine seen when the trace was written: b parent, d fn; payload:
                   name, symbol (names the tracks of coroutines created before the trace) */
+  TT__TK_SYM,  /* the binary form's stream: d a function, payload its symbol */
   TT__TK_COUNT,
 };
 
@@ -63,11 +64,12 @@ int tt__trace_decode(tt__trace *t, const void *buf, size_t n, bool symbolize);
 /* Sorts the events by time. */
 void tt__trace_sort(tt__trace *t);
 void tt__trace_free(tt__trace *t);
-/* The writers: Chrome trace-event JSON, the binary form, the summary. 0 or the sink's error. */
+/* The writers: Chrome trace-event JSON, the summary. 0 or the sink's error. */
 int tt__trace_json(const tt__trace *t, tt__sink *out);
-int tt__trace_binary(const tt__trace *t, tt__sink *out);
 int tt__trace_summary_text(const tt__trace *t, tt__sink *out);
-/* Reads a binary trace from fd into t (which owns the memory). */
+/* Reads a binary trace from fd into t (which owns the memory). The binary form: a 24-byte header
+ * (TT__TRACE_MAGIC, the start time, 0), then records in the order the chunks were written (not
+ * sorted), with a SYM record naming each function before the first record that needs it. */
 int tt__trace_read(int fd, tt__trace *t);
 
 #define TT__TRACE_MAGIC "TTTRACE1"
