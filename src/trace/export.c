@@ -287,7 +287,7 @@ static cst *co_find(replay *p, uint64_t id) {
 }
 
 static void on_event(replay *p, const tt__tev *e) {
-  if (e->kind == TT__TK_SYM)
+  if (e->kind == TT__TK_SYM || e->kind == TT__TK_CLOCK)
     return;
   cst *c = co_get(p, e->a);
   if (c == NULL) {
@@ -321,6 +321,8 @@ static void on_event(replay *p, const tt__tev *e) {
       end_running(p, &p->v[prev - 1], e->ts, C_RUNNABLE); /* it yielded */
     if (c->state == C_RUNNING) /* a RUN we did not see end (a lost event) */
       end_running(p, c, e->ts, C_RUNNABLE);
+    if (c->state == C_BLOCKED) /* its wake's time came out later (clocks apart by a hair) */
+      end_blocked(p, c, e->ts, 0);
     if (c->state == C_RUNNABLE)
       c->sched += e->ts - c->since;
     c->state = C_RUNNING;
@@ -348,6 +350,8 @@ static void on_event(replay *p, const tt__tev *e) {
     c->blocks++;
     break;
   case TT__TK_UNBLOCK: {
+    if (c->state == C_RUNNING || c->state == C_EXITED)
+      break; /* its RUN came first (see above): nothing left to end */
     if (c->state == C_UNKNOWN) { /* blocked since before the trace */
       c->state = C_BLOCKED;
       c->reason = e->arg;
@@ -542,7 +546,7 @@ int tt__trace_read(int fd, tt__trace *t) {
   t->bufs[0] = buf;
   t->nbufs = 1;
   t->t0 = hdr[1];
-  t->t1 = hdr[2];
+  t->t1 = hdr[1];
   /* The records start 24 bytes in: copy them to an aligned place of their own. */
   size_t body = n - sizeof hdr;
   char *recs = malloc(body ? body : 1);
@@ -558,6 +562,17 @@ int tt__trace_read(int fd, tt__trace *t) {
     tt__trace_free(t);
     return err;
   }
+  /* Ticks to ns, on the line through the header's pair and the CLOCK record's (without it, a
+   * trace cut short: ticks taken for ns). */
+  double rate = 1.0;
+  for (size_t i = t->n; i-- > 0;)
+    if (t->ev[i].kind == TT__TK_CLOCK) {
+      if (t->ev[i].ts > hdr[2])
+        rate = (double)((int64_t)t->ev[i].a - hdr[1]) / (double)(t->ev[i].ts - hdr[2]);
+      break;
+    }
+  for (size_t i = 0; i < t->n; i++)
+    t->ev[i].ts = hdr[1] + (int64_t)((double)(t->ev[i].ts - hdr[2]) * rate);
   tt__trace_sort(t);
   /* The functions' symbols: each SYM names its d for the CREATE and INFO records (a few
    * hundred distinct functions at most, in practice: a linear table). */

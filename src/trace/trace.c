@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 #include "trace_int.h"
 
@@ -44,7 +47,7 @@ typedef struct chunk {
   struct chunk *next;
   size_t cap;                /* records */
   _Atomic size_t len;        /* records published (the writer's release store) */
-  int64_t last_ts;           /* its newest record's time (written by its writer) */
+  int64_t last_ts;           /* when it was handed over (ns), for the flight recorder's bound */
   _Alignas(16) tt__trec r[]; /* records */
 } chunk;
 
@@ -53,6 +56,10 @@ typedef struct chunk {
 typedef struct wslot {
   _Alignas(TT_CACHELINE) _Atomic uint32_t busy;
   chunk *cur;
+  /* The binary form: functions this worker already registered for the writer's symbols (a
+   * direct-mapped cache, valid for session fngen only). The worker's own. */
+  uint32_t fngen;
+  uintptr_t fns[32];
 } wslot;
 static wslot slots[MAXW];
 
@@ -65,7 +72,8 @@ static struct {
   bool run_owned;      /* the session is TT_TRACE's (the fd is ours) */
   int fd, format;
   size_t chunk_cap;
-  int64_t t0;
+  int64_t t0;    /* the session's start, ns */
+  int64_t tick0; /* and in ticks (see ticks()) */
   int64_t keep_ns;   /* flight: age bound, 0 none */
   size_t keep_bytes; /* flight: size bound */
   int report_fd;
@@ -80,9 +88,55 @@ static struct {
   _Atomic uint32_t wgen;
   bool wstop;
   int werr;
-  uintptr_t *syms; /* the fns whose symbols were written (open addressing, 0 empty) */
+  /* The functions of CREATE and INFO records, for the binary form's SYM records: syms is the
+   * session's set (open addressing, 0 empty), pending those the writer has not written yet. All
+   * under fnlock (a leaf: taken by a worker once per function it spawns, rarely). */
+  tt__lock fnlock;
+  uintptr_t *syms;
   size_t nsyms, capsyms;
+  uintptr_t *pending;
+  size_t npending, cappending;
+  uint32_t gen; /* sessions opened (the workers' fn caches' validity) */
 } S = {.ctl = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .report_fd = -1};
+
+/* Timestamps. The records carry ticks: the TSC on x86-64 where the kernel itself keeps time with
+ * it (its clocksource is "tsc": constant, and synchronised across CPUs), read in ~20 cycles, else
+ * CLOCK_MONOTONIC nanoseconds (a vDSO call, about twice that). Ticks become nanoseconds when the
+ * trace is read, on the line through (tick0, t0) at the session's start and a second pair taken
+ * when it is written. use_tsc is decided once per process, before the first session. */
+static bool use_tsc;
+
+static inline int64_t ticks(void) {
+#if defined(__x86_64__)
+  if (TT_LIKELY(use_tsc))
+    return (int64_t)__rdtsc();
+#endif
+  return tt__clock();
+}
+
+static void ticks_init(void) {
+#if defined(__x86_64__)
+  static bool done;
+  if (done)
+    return;
+  done = true;
+  FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "re");
+  char cs[32] = "";
+  if (f) {
+    if (fgets(cs, sizeof cs, f) == NULL)
+      cs[0] = '\0';
+    fclose(f);
+  }
+  use_tsc = strncmp(cs, "tsc", 3) == 0 && getenv("TT_TRACE_NOTSC") == NULL;
+#endif
+}
+
+/* Converts t's times from ticks to ns, on the line through the session's start and (tick1, ns1). */
+static void to_ns(tt__trace *t, int64_t tick1, int64_t ns1) {
+  double rate = use_tsc && tick1 > S.tick0 ? (double)(ns1 - S.t0) / (double)(tick1 - S.tick0) : 1.0;
+  for (size_t i = 0; i < t->n; i++)
+    t->ev[i].ts = S.t0 + (int64_t)((double)(t->ev[i].ts - S.tick0) * rate);
+}
 
 static chunk *chunk_new(void) {
   chunk *c = tt__malloc(sizeof(chunk) + S.chunk_cap * sizeof(tt__trec));
@@ -101,6 +155,7 @@ static size_t chunk_bytes(const chunk *c) { return sizeof(chunk) + c->cap * size
  * onto *drop (freed by the caller outside the lock). */
 static void list_push(chunk *c, chunk **drop) {
   c->next = NULL;
+  c->last_ts = tt__clock();
   if (S.tail)
     S.tail->next = c;
   else
@@ -150,9 +205,89 @@ static void chunk_put(chunk *c, const tt__trec *r, const char *p1, size_t n1, co
     }
     memset(p + r->len, 0, (n - 1) * sizeof(tt__trec) - r->len);
   }
-  c->last_ts = r->ts;
   /* release: a reader that loads the length sees the records below it. */
   atomic_store_explicit(&c->len, at + n, memory_order_release);
+}
+
+/* The worker's chunk c is full (or missing): hands it to the session and returns a fresh one, or
+ * NULL when out of memory (the event is lost). Inside the worker's busy section. */
+static TT_NOINLINE chunk *handoff(wslot *s, chunk *c) {
+  chunk *fresh = chunk_new(), *drop = NULL;
+  tt__lock_acquire(&S.lock);
+  if (c != NULL && atomic_load_explicit(&c->len, memory_order_relaxed) > 0)
+    list_push(c, &drop);
+  else
+    drop = c; /* empty: not kept */
+  s->cur = fresh;
+  tt__lock_release(&S.lock);
+  drop_free(drop);
+  if (S.stream && c != NULL)
+    writer_kick();
+  return fresh;
+}
+
+static void fn_register(uintptr_t fn);
+
+/* A function the binary form's writer must name: registered once per worker and session. */
+static void fn_note(wslot *s, uintptr_t fn) {
+  if (s->fngen != S.gen) {
+    memset(s->fns, 0, sizeof s->fns);
+    s->fngen = S.gen;
+  }
+  uintptr_t *e = &s->fns[(fn >> 4) & 31];
+  if (*e != fn) {
+    fn_register(fn);
+    *e = fn;
+  }
+}
+
+static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t n2);
+
+/* Records an event without payload: the hot hooks' path, written in place. */
+static void emit_fast(uint8_t kind, uint8_t arg, uint64_t a, uint64_t b, uint64_t c3,
+                      uint64_t d) {
+  int64_t ts = ticks();
+  tt__worker *w = tt__tls_worker;
+  if (TT_UNLIKELY(w == NULL || w->index >= MAXW)) {
+    tt__trec r = {.kind = kind, .arg = arg, .a = a, .b = b, .c = c3, .d = d};
+    emit(&r, NULL, 0, NULL, 0);
+    return;
+  }
+  wslot *s = &slots[w->index];
+  atomic_store_explicit(&s->busy, 1, memory_order_relaxed);
+  /* The worker's side of the Dekker pair with the stopper (see "Stopping"). */
+  if (TT_LIKELY(tt__rt.scan_asym))
+    atomic_signal_fence(memory_order_seq_cst);
+  else
+    atomic_thread_fence(memory_order_seq_cst);
+  /* acquire: pairs with session_open's release; the session's fields are visible. */
+  if (TT_LIKELY(atomic_load_explicit(&tt__trace_on, memory_order_acquire))) {
+    if (kind == TT__TK_CREATE && S.stream && d)
+      fn_note(s, (uintptr_t)d);
+    chunk *c = s->cur;
+    size_t at;
+    if (TT_UNLIKELY(c == NULL || (at = atomic_load_explicit(&c->len, memory_order_relaxed)) >=
+                                     c->cap)) {
+      c = handoff(s, c);
+      at = 0;
+    }
+    if (TT_LIKELY(c != NULL)) {
+      tt__trec *r = &c->r[at];
+      r->ts = ts;
+      r->kind = kind;
+      r->arg = arg;
+      r->worker = (uint16_t)w->index;
+      r->len = 0;
+      r->a = a;
+      r->b = b;
+      r->c = c3;
+      r->d = d;
+      /* release: a reader that loads the length sees the record. */
+      atomic_store_explicit(&c->len, at + 1, memory_order_release);
+    }
+  }
+  /* release: our writes to the chunk happen before a stopper that sees busy clear. */
+  atomic_store_explicit(&s->busy, 0, memory_order_release);
 }
 
 /* Records r with payload p1 (and p2, when not NULL), n1/n2 bytes each, NUL-terminated in the
@@ -160,7 +295,7 @@ static void chunk_put(chunk *c, const tt__trec *r, const char *p1, size_t n1, co
 static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t n2) {
   r->len = p1 ? (uint32_t)(n1 + 1 + (p2 ? n2 + 1 : 0)) : 0;
   size_t need = NREC(r->len);
-  r->ts = tt__clock();
+  r->ts = ticks();
   tt__worker *w = tt__tls_worker;
   if (w != NULL && w->index < MAXW) {
     wslot *s = &slots[w->index];
@@ -174,20 +309,12 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
      * visible. */
     if (atomic_load_explicit(&tt__trace_on, memory_order_acquire)) {
       r->worker = (uint16_t)w->index;
+      if ((r->kind == TT__TK_CREATE || r->kind == TT__TK_INFO) && S.stream && r->d)
+        fn_note(s, (uintptr_t)r->d);
       chunk *c = s->cur;
-      if (c == NULL || atomic_load_explicit(&c->len, memory_order_relaxed) + need > c->cap) {
-        chunk *fresh = need <= S.chunk_cap ? chunk_new() : NULL, *drop = NULL;
-        tt__lock_acquire(&S.lock);
-        if (c != NULL && atomic_load_explicit(&c->len, memory_order_relaxed) > 0)
-          list_push(c, &drop);
-        else
-          drop = c; /* an empty chunk (a record too big for it): not kept */
-        s->cur = c = fresh;
-        tt__lock_release(&S.lock);
-        drop_free(drop);
-        if (S.stream)
-          writer_kick();
-      }
+      /* (A record with its payload always fits an empty chunk: 23 records at most.) */
+      if (c == NULL || atomic_load_explicit(&c->len, memory_order_relaxed) + need > c->cap)
+        c = handoff(s, c);
       if (c != NULL)
         chunk_put(c, r, p1, n1, p2, n2); /* else out of memory: the event is lost */
     }
@@ -200,6 +327,8 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
   bool kick = false;
   tt__lock_acquire(&S.lock);
   if (atomic_load_explicit(&tt__trace_on, memory_order_relaxed) && need <= S.chunk_cap) {
+    if ((r->kind == TT__TK_CREATE || r->kind == TT__TK_INFO) && S.stream && r->d)
+      fn_register((uintptr_t)r->d); /* lock order: S.lock, then fnlock */
     chunk *c = S.tcur;
     if (c == NULL || atomic_load_explicit(&c->len, memory_order_relaxed) + need > c->cap) {
       if (c != NULL)
@@ -219,38 +348,32 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
 /* ---- The hooks ---------------------------------------------------------------------------- */
 
 void tt__trace_create(const tt__coro *co) {
+  /* The name is the spawner's copy until the child runs: no one else writes it meanwhile. */
+  if (co->name == NULL) {
+    emit_fast(TT__TK_CREATE, 0, co->id, co->parent, (uintptr_t)co->create_pc, (uintptr_t)co->fn);
+    return;
+  }
   tt__trec r = {.kind = TT__TK_CREATE,
                 .a = co->id,
                 .b = co->parent,
                 .c = (uintptr_t)co->create_pc,
                 .d = (uintptr_t)co->fn};
-  /* The name is the spawner's copy until the child runs: no one else writes it meanwhile. */
-  const char *name = co->name ? co->name : "";
-  size_t n = strnlen(name, 255);
-  emit(&r, name, n, NULL, 0);
+  emit(&r, co->name, strnlen(co->name, 255), NULL, 0);
 }
 
-void tt__trace_run(const tt__coro *co) {
-  tt__trec r = {.kind = TT__TK_RUN, .a = co->id};
-  emit(&r, NULL, 0, NULL, 0);
-}
+void tt__trace_run(const tt__coro *co) { emit_fast(TT__TK_RUN, 0, co->id, 0, 0, 0); }
 
 void tt__trace_block(const tt__coro *co, int reason, const void *obj) {
-  tt__trec r = {.kind = TT__TK_BLOCK, .arg = (uint8_t)reason, .a = co->id, .b = (uintptr_t)obj};
-  emit(&r, NULL, 0, NULL, 0);
+  emit_fast(TT__TK_BLOCK, (uint8_t)reason, co->id, (uintptr_t)obj, 0, 0);
 }
 
 void tt__trace_unblock(const tt__coro *co) {
-  tt__coro *self = tt__self();
-  tt__trec r = {
-      .kind = TT__TK_UNBLOCK, .arg = co->wait_reason, .a = co->id, .b = self ? self->id : 0};
-  emit(&r, NULL, 0, NULL, 0);
+  tt__worker *w = tt__tls_worker;
+  tt__coro *self = w ? w->cur : NULL; /* the waker: a coroutine, or 0 */
+  emit_fast(TT__TK_UNBLOCK, co->wait_reason, co->id, self ? self->id : 0, 0, 0);
 }
 
-void tt__trace_exit(const tt__coro *co) {
-  tt__trec r = {.kind = TT__TK_EXIT, .a = co->id};
-  emit(&r, NULL, 0, NULL, 0);
-}
+void tt__trace_exit(const tt__coro *co) { emit_fast(TT__TK_EXIT, 0, co->id, 0, 0, 0); }
 
 void tt__trace_name(const tt__coro *co) {
   tt__trec r = {.kind = TT__TK_NAME, .a = co->id};
@@ -322,11 +445,16 @@ static int session_open(int mode, size_t chunk_bytes, int64_t keep_ns, size_t ke
   tt__lock_acquire(&S.lock);
   S.chunk_cap = (chunk_bytes - sizeof(chunk)) / sizeof(tt__trec);
   S.mode = mode;
-  S.t0 = tt__clock();
+  if (!S.stream) { /* the binary form's header has them already */
+    ticks_init();
+    S.t0 = tt__clock();
+    S.tick0 = ticks();
+  }
   S.head = S.tail = S.tcur = NULL;
   S.list_bytes = 0;
   S.keep_ns = keep_ns;
   S.keep_bytes = keep_bytes;
+  S.gen++;
   /* release: a worker that sees the flag on sees the session's fields (chunk_cap). */
   atomic_store_explicit(&tt__trace_on, 1, memory_order_release);
   tt__lock_release(&S.lock);
@@ -371,7 +499,7 @@ static chunk *session_close(void) {
 }
 
 /* Decodes chunks (their published prefixes) into t, sorted; frees nothing. */
-static int decode_chunks(chunk *c, tt__trace *t, int64_t t1) {
+static int decode_chunks(chunk *c, tt__trace *t, int64_t t1, int64_t tick1) {
   memset(t, 0, sizeof *t);
   t->t0 = S.t0;
   t->t1 = t1;
@@ -381,6 +509,7 @@ static int decode_chunks(chunk *c, tt__trace *t, int64_t t1) {
     if (err)
       return err;
   }
+  to_ns(t, tick1, t1);
   tt__trace_sort(t);
   if (t->n && t->ev[0].ts < t->t0)
     t->t0 = t->ev[0].ts;
@@ -497,13 +626,13 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-/* Whether fn's symbol still has to be written (and now counts as written). */
-static bool sym_new(uintptr_t fn) {
+/* fnlock held: adds fn to the session's set, and to the writer's pending list if new. */
+static void fn_add(uintptr_t fn) {
   if ((S.nsyms + 1) * 2 > S.capsyms) {
     size_t cap = S.capsyms ? S.capsyms * 2 : 256;
     uintptr_t *v = calloc(cap, sizeof *v);
     if (v == NULL)
-      return false; /* the track shows "?" */
+      return; /* its track shows "?" */
     for (size_t i = 0; i < S.capsyms; i++)
       if (S.syms[i]) {
         size_t h = (S.syms[i] >> 4) & (cap - 1);
@@ -518,32 +647,54 @@ static bool sym_new(uintptr_t fn) {
   size_t h = (fn >> 4) & (S.capsyms - 1);
   for (; S.syms[h]; h = (h + 1) & (S.capsyms - 1))
     if (S.syms[h] == fn)
-      return false;
+      return;
+  if (S.npending == S.cappending) {
+    size_t cap = S.cappending ? S.cappending * 2 : 64;
+    uintptr_t *v = realloc(S.pending, cap * sizeof *v);
+    if (v == NULL)
+      return;
+    S.pending = v;
+    S.cappending = cap;
+  }
   S.syms[h] = fn;
   S.nsyms++;
-  return true;
+  S.pending[S.npending++] = fn;
 }
 
-/* Writes chunks as they are (the reader sorts), each preceded by a SYM record for every function
- * of its CREATE and INFO records not yet named in the stream. */
-static int stream_chunks(const chunk *c) {
+static void fn_register(uintptr_t fn) {
+  tt__lock_acquire(&S.fnlock);
+  fn_add(fn);
+  tt__lock_release(&S.fnlock);
+}
+
+/* Writes a SYM record for each function registered since the last call. */
+static int write_syms(void) {
+  tt__lock_acquire(&S.fnlock);
+  uintptr_t *fns = S.pending;
+  size_t n = S.npending;
+  S.pending = NULL;
+  S.npending = S.cappending = 0;
+  tt__lock_release(&S.fnlock);
   int err = 0;
-  for (; c && !err; c = c->next) {
-    size_t n = atomic_load_explicit(&c->len, memory_order_acquire);
-    for (size_t i = 0; i < n && !err; i += NREC(c->r[i].len)) {
-      const tt__trec *x = &c->r[i];
-      if ((x->kind != TT__TK_CREATE && x->kind != TT__TK_INFO) || x->d == 0 || !sym_new(x->d))
-        continue;
-      tt__sym sym;
-      const char *name = tt__symbolize((uintptr_t)x->d, &sym, 1) >= 1 && sym.func ? sym.func : "?";
-      size_t len = strnlen(name, 255);
-      tt__trec rec[1 + 6] = {{.ts = x->ts, .kind = TT__TK_SYM, .len = (uint32_t)len + 1, .d = x->d}};
-      memcpy(&rec[1], name, len); /* the rest is zero: the NUL and the padding */
-      err = write_all(S.fd, rec, NREC(len + 1) * sizeof(tt__trec));
-    }
-    if (!err)
-      err = write_all(S.fd, c->r, n * sizeof(tt__trec));
+  for (size_t i = 0; i < n && !err; i++) {
+    tt__sym sym;
+    const char *name = tt__symbolize(fns[i], &sym, 1) >= 1 && sym.func ? sym.func : "?";
+    size_t len = strnlen(name, 255);
+    tt__trec rec[1 + 6] = {
+        {.ts = S.tick0, .kind = TT__TK_SYM, .len = (uint32_t)len + 1, .d = fns[i]}};
+    memcpy(&rec[1], name, len); /* the rest is zero: the NUL and the padding */
+    err = write_all(S.fd, rec, NREC(len + 1) * sizeof(tt__trec));
   }
+  free(fns);
+  return err;
+}
+
+/* Writes chunks as they are (the reader sorts), after the symbols of the functions they name. */
+static int stream_chunks(const chunk *c) {
+  int err = write_syms();
+  for (; c && !err; c = c->next)
+    err = write_all(S.fd, c->r, atomic_load_explicit(&c->len, memory_order_acquire) *
+                                    sizeof(tt__trec));
   return err;
 }
 
@@ -598,14 +749,20 @@ int tt_trace_start(int fd, const tt_trace_opts *opts) {
   int err = 0;
   if (format == TT_TRACE_BINARY && S.mode == M_OFF) {
     /* The header, then the writer (before any record can be handed over). */
-    int64_t hdr[3] = {0, tt__clock(), 0};
+    /* The first point of the ticks' line: the session's, taken now and kept by session_open. */
+    ticks_init();
+    S.t0 = tt__clock();
+    S.tick0 = ticks();
+    int64_t hdr[3] = {0, S.t0, S.tick0};
     memcpy(hdr, TT__TRACE_MAGIC, 8);
     S.fd = fd;
     S.werr = 0;
     S.wstop = false;
-    S.nsyms = 0;
+    tt__lock_acquire(&S.fnlock);
+    S.nsyms = S.npending = 0;
     if (S.syms)
       memset(S.syms, 0, S.capsyms * sizeof *S.syms);
+    tt__lock_release(&S.fnlock);
     if ((err = write_all(fd, hdr, sizeof hdr)) == 0) {
       S.stream = true;
       if (tt__fault(TT__FAULT_THREAD) || pthread_create(&S.writer, NULL, writer_main, NULL) != 0) {
@@ -642,19 +799,23 @@ static void writer_finish(void) {
 
 /* ctl held, a full session on: closes it and writes it. */
 static int full_stop(void) {
-  int64_t t1 = tt__clock();
+  int64_t t1 = tt__clock(), tick1 = ticks();
   chunk *all = session_close();
   if (S.stream) {
     /* The writer writes what it took; the rest (the workers' last chunks) is written here. */
     writer_finish();
     S.stream = false;
     int err = S.werr ? S.werr : stream_chunks(all);
+    /* The second point of the ticks' line (the header has the first). */
+    tt__trec clk = {.ts = tick1, .kind = TT__TK_CLOCK, .a = (uint64_t)t1};
+    if (!err)
+      err = write_all(S.fd, &clk, sizeof clk);
     drop_free(all);
     S.fd = -1;
     return err;
   }
   tt__trace t;
-  int err = decode_chunks(all, &t, t1);
+  int err = decode_chunks(all, &t, t1, tick1);
   if (!err && in_runtime())
     err = add_live(&t);
   if (!err)
@@ -690,7 +851,7 @@ int tt_trace_flight_start(const tt_trace_flight_opts *opts) {
 /* ctl held, the flight recorder on: copies what it holds (under S.lock: the hand-overs wait
  * for the copy) and writes it as JSON. */
 static int flight_write(int fd, bool live) {
-  int64_t t1 = tt__clock();
+  int64_t t1 = tt__clock(), tick1 = ticks();
   tt__lock_acquire(&S.lock);
   /* The chunks and the lengths counted now: a worker may publish more meanwhile, but each
    * length it published covers whole events (a record and its payload). */
@@ -739,6 +900,7 @@ static int flight_write(int fd, bool live) {
   tt__trace t = {0};
   int err = tt__trace_decode(&t, copy, at * sizeof(tt__trec), true);
   if (!err) {
+    to_ns(&t, tick1, t1);
     tt__trace_sort(&t);
     t.t0 = t.n ? t.ev[0].ts : t1; /* the recorder's window: its oldest event kept */
     t.t1 = t.n && t.ev[t.n - 1].ts > t1 ? t.ev[t.n - 1].ts : t1;
@@ -796,9 +958,9 @@ int tt__trace_capture_end(tt__trace *t, bool live) {
   pthread_mutex_lock(&S.ctl);
   int err = TT_EINVAL;
   if (S.mode == M_CAPTURE) {
-    int64_t t1 = tt__clock();
+    int64_t t1 = tt__clock(), tick1 = ticks();
     chunk *all = session_close();
-    err = decode_chunks(all, t, t1);
+    err = decode_chunks(all, t, t1, tick1);
     /* The events point into the chunks: hand them to t. */
     for (chunk *c = all; c;) {
       chunk *n = c->next;

@@ -10,7 +10,7 @@
 /* One fixed-size record. Strings (names, log text) follow their record as payload: len bytes
  * (NUL-terminated strings, back to back) in ceil(len / sizeof(tt__trec)) more records. */
 typedef struct tt__trec {
-  int64_t ts;      /* CLOCK_MONOTONIC ns */
+  int64_t ts;      /* ticks (trace.c's ticks()); ns once decoded */
   uint8_t kind;    /* TT__TK_* */
   uint8_t arg;     /* wait reason, verdict */
   uint16_t worker; /* the worker that recorded it, TT__TW_THREAD for a plain thread */
@@ -36,6 +36,7 @@ enum {
   TT__TK_INFO, /* a live coroutine seen when the trace was written: b parent, d fn; payload:
                   name, symbol (names the tracks of coroutines created before the trace) */
   TT__TK_SYM,  /* the binary form's stream: d a function, payload its symbol */
+  TT__TK_CLOCK, /* the binary form's last record: ts in ticks, a the same instant in ns */
   TT__TK_COUNT,
 };
 
@@ -68,7 +69,7 @@ void tt__trace_free(tt__trace *t);
 int tt__trace_json(const tt__trace *t, tt__sink *out);
 int tt__trace_summary_text(const tt__trace *t, tt__sink *out);
 /* Reads a binary trace from fd into t (which owns the memory). The binary form: a 24-byte header
- * (TT__TRACE_MAGIC, the start time, 0), then records in the order the chunks were written (not
+ * (TT__TRACE_MAGIC, the start time in ns and in ticks), then records (times in ticks) in the order the chunks were written (not
  * sorted), with a SYM record naming each function before the first record that needs it. */
 int tt__trace_read(int fd, tt__trace *t);
 
