@@ -23,7 +23,6 @@
 
 /* ---- Decoding ----------------------------------------------------------------------------- */
 
-
 int tt__trace_decode(tt__trace *t, const void *buf, size_t n, bool symbolize) {
   const tt__trec *r = buf;
   size_t nrec = n / sizeof(tt__trec);
@@ -351,7 +350,7 @@ static void on_event(replay *p, const tt__tev *e) {
     break;
   case TT__TK_UNBLOCK: {
     if (c->state == C_RUNNING || c->state == C_EXITED)
-      break; /* its RUN came first (see above): nothing left to end */
+      break;                     /* its RUN came first (see above): nothing left to end */
     if (c->state == C_UNKNOWN) { /* blocked since before the trace */
       c->state = C_BLOCKED;
       c->reason = e->arg;

@@ -60,6 +60,11 @@ typedef struct wslot {
    * direct-mapped cache, valid for session fngen only). The worker's own. */
   uint32_t fngen;
   uintptr_t fns[32];
+  /* The worker's last event (see emit_fast's reuse). */
+  int64_t last_ts;
+  uint64_t last_a;
+  uint32_t last_gen; /* the session it belongs to */
+  uint8_t last_kind;
 } wslot;
 static wslot slots[MAXW];
 
@@ -72,8 +77,8 @@ static struct {
   bool run_owned;      /* the session is TT_TRACE's (the fd is ours) */
   int fd, format;
   size_t chunk_cap;
-  int64_t t0;    /* the session's start, ns */
-  int64_t tick0; /* and in ticks (see ticks()) */
+  int64_t t0;        /* the session's start, ns */
+  int64_t tick0;     /* and in ticks (see ticks()) */
   int64_t keep_ns;   /* flight: age bound, 0 none */
   size_t keep_bytes; /* flight: size bound */
   int report_fd;
@@ -243,10 +248,14 @@ static void fn_note(wslot *s, uintptr_t fn) {
 
 static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t n2);
 
-/* Records an event without payload: the hot hooks' path, written in place. */
-static void emit_fast(uint8_t kind, uint8_t arg, uint64_t a, uint64_t b, uint64_t c3,
-                      uint64_t d) {
-  int64_t ts = ticks();
+/* Records an event without payload: the hot hooks' path, written in place.
+ *
+ * A RUN that follows, on the same worker, the BLOCK or EXIT of the coroutine it switches away from
+ * (nothing recorded between them) takes that event's time instead of reading the clock: the two
+ * are a switch apart, tens of nanoseconds, and a clock read is most of an event's cost. A wake
+ * from another worker that lands in that window may then come out after the RUN it caused; the
+ * readers take a RUN of a blocked coroutine as the end of its block. */
+static void emit_fast(uint8_t kind, uint8_t arg, uint64_t a, uint64_t b, uint64_t c3, uint64_t d) {
   tt__worker *w = tt__tls_worker;
   if (TT_UNLIKELY(w == NULL || w->index >= MAXW)) {
     tt__trec r = {.kind = kind, .arg = arg, .a = a, .b = b, .c = c3, .d = d};
@@ -262,17 +271,28 @@ static void emit_fast(uint8_t kind, uint8_t arg, uint64_t a, uint64_t b, uint64_
     atomic_thread_fence(memory_order_seq_cst);
   /* acquire: pairs with session_open's release; the session's fields are visible. */
   if (TT_LIKELY(atomic_load_explicit(&tt__trace_on, memory_order_acquire))) {
+    int64_t ts;
+    if (kind == TT__TK_RUN && w->cur != NULL && s->last_a == w->cur->id &&
+        (s->last_kind == TT__TK_BLOCK || s->last_kind == TT__TK_EXIT) && s->last_gen == S.gen)
+      ts = s->last_ts;
+    else
+      ts = ticks();
+    s->last_ts = ts;
+    s->last_a = a;
+    s->last_kind = kind;
+    s->last_gen = S.gen;
     if (kind == TT__TK_CREATE && S.stream && d)
       fn_note(s, (uintptr_t)d);
     chunk *c = s->cur;
     size_t at;
-    if (TT_UNLIKELY(c == NULL || (at = atomic_load_explicit(&c->len, memory_order_relaxed)) >=
-                                     c->cap)) {
+    if (TT_UNLIKELY(c == NULL ||
+                    (at = atomic_load_explicit(&c->len, memory_order_relaxed)) >= c->cap)) {
       c = handoff(s, c);
       at = 0;
     }
     if (TT_LIKELY(c != NULL)) {
       tt__trec *r = &c->r[at];
+      __builtin_prefetch(r + 4, 1); /* the lines ahead: written soon, never read first */
       r->ts = ts;
       r->kind = kind;
       r->arg = arg;
@@ -309,6 +329,7 @@ static void emit(tt__trec *r, const char *p1, size_t n1, const char *p2, size_t 
      * visible. */
     if (atomic_load_explicit(&tt__trace_on, memory_order_acquire)) {
       r->worker = (uint16_t)w->index;
+      s->last_kind = r->kind;
       if ((r->kind == TT__TK_CREATE || r->kind == TT__TK_INFO) && S.stream && r->d)
         fn_note(s, (uintptr_t)r->d);
       chunk *c = s->cur;
@@ -693,8 +714,8 @@ static int write_syms(void) {
 static int stream_chunks(const chunk *c) {
   int err = write_syms();
   for (; c && !err; c = c->next)
-    err = write_all(S.fd, c->r, atomic_load_explicit(&c->len, memory_order_acquire) *
-                                    sizeof(tt__trec));
+    err = write_all(S.fd, c->r,
+                    atomic_load_explicit(&c->len, memory_order_acquire) * sizeof(tt__trec));
   return err;
 }
 

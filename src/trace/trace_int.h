@@ -30,12 +30,12 @@ enum {
   TT__TK_EXIT,
   TT__TK_REGION_BEGIN, /* payload: name */
   TT__TK_REGION_END,
-  TT__TK_LOG,  /* payload: category, message */
-  TT__TK_NAME, /* payload: name (tt_name_set) */
-  TT__TK_LEAK, /* arg verdict, b wait reason */
-  TT__TK_INFO, /* a live coroutine seen when the trace was written: b parent, d fn; payload:
-                  name, symbol (names the tracks of coroutines created before the trace) */
-  TT__TK_SYM,  /* the binary form's stream: d a function, payload its symbol */
+  TT__TK_LOG,   /* payload: category, message */
+  TT__TK_NAME,  /* payload: name (tt_name_set) */
+  TT__TK_LEAK,  /* arg verdict, b wait reason */
+  TT__TK_INFO,  /* a live coroutine seen when the trace was written: b parent, d fn; payload:
+                   name, symbol (names the tracks of coroutines created before the trace) */
+  TT__TK_SYM,   /* the binary form's stream: d a function, payload its symbol */
   TT__TK_CLOCK, /* the binary form's last record: ts in ticks, a the same instant in ns */
   TT__TK_COUNT,
 };
@@ -69,8 +69,9 @@ void tt__trace_free(tt__trace *t);
 int tt__trace_json(const tt__trace *t, tt__sink *out);
 int tt__trace_summary_text(const tt__trace *t, tt__sink *out);
 /* Reads a binary trace from fd into t (which owns the memory). The binary form: a 24-byte header
- * (TT__TRACE_MAGIC, the start time in ns and in ticks), then records (times in ticks) in the order the chunks were written (not
- * sorted), with a SYM record naming each function before the first record that needs it. */
+ * (TT__TRACE_MAGIC, the start time in ns and in ticks), then records (times in ticks) in the order
+ * the chunks were written (not sorted), with a SYM record naming each function before the first
+ * record that needs it. */
 int tt__trace_read(int fd, tt__trace *t);
 
 #define TT__TRACE_MAGIC "TTTRACE1"
