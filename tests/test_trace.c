@@ -627,6 +627,8 @@ TEST(trace_bad_input) {
   ASSERT_ERR(tt_trace_start(2, &bad), TT_EINVAL);
   tt_trace_opts small = {.chunk_bytes = 100};
   ASSERT_ERR(tt_trace_start(2, &small), TT_EINVAL);
+  small.format = TT_TRACE_BINARY;
+  ASSERT_ERR(tt_trace_start(2, &small), TT_EINVAL); /* nothing written */
   ASSERT_ERR(tt_trace_stop(), TT_EINVAL);
   ASSERT_ERR(tt_trace_region_begin(NULL), TT_EINVAL);
   ASSERT_ERR(tt_trace_log("x", NULL), TT_EINVAL);
@@ -642,7 +644,7 @@ TEST(trace_bad_input) {
   int fd = temp_fd(path);
   ASSERT_OK(tt_trace_start(fd, NULL));
   ASSERT_ERR(tt_trace_start(fd, NULL), TT_EBUSY);
-  ASSERT_OK(tt_trace_log("plain", "from a plain thread"));
+  ASSERT_OK(tt_trace_log("plain", "from a plain thread, \xff not UTF-8, \xc3\xa9 is"));
   ASSERT_OK(tt_trace_stop());
   close(fd);
   char *text = slurp(path, NULL);
@@ -650,6 +652,9 @@ TEST(trace_bad_input) {
   check_trace(text, &c);
   ASSERT_EQ(c.ninst, 1);
   ASSERT_STR_EQ(track_name(&c, 0), "plain threads");
+  /* Bytes that are not UTF-8 became U+FFFD; valid sequences stayed. */
+  ASSERT_STR_EQ(str_of(get(c.inst[0], "args"), "message"),
+                "from a plain thread, \xef\xbf\xbd not UTF-8, \xc3\xa9 is");
   checked_free(&c);
   free(text);
   unlink(path);

@@ -185,16 +185,42 @@ static cst *co_get(replay *p, uint64_t id) {
   return c;
 }
 
+/* The length of the valid UTF-8 sequence at q (RFC 3629: no overlongs, surrogates or values past
+ * U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *q) {
+  unsigned c = q[0];
+  size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+  if (n == 0 || c > 0xf4)
+    return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((q[i] & 0xc0) != 0x80)
+      return 0;
+  if ((c == 0xe0 && q[1] < 0xa0) || (c == 0xed && q[1] >= 0xa0) || (c == 0xf0 && q[1] < 0x90) ||
+      (c == 0xf4 && q[1] >= 0x90))
+    return 0;
+  return n;
+}
+
+/* A JSON string: names and messages come from the program, so bytes that are not UTF-8 become
+ * U+FFFD rather than an invalid document. */
 static void json_str(tt__sink *k, const char *s) {
   tt__sink_write(k, "\"", 1);
   for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
     if (*q == '"' || *q == '\\') {
       char b[2] = {'\\', (char)*q};
       tt__sink_write(k, b, 2);
-    } else if (*q < 0x20) {
+    } else if (*q < 0x20 || *q == 0x7f) {
       tt__sink_printf(k, "\\u%04x", *q);
-    } else {
+    } else if (*q < 0x80) {
       tt__sink_write(k, q, 1);
+    } else {
+      size_t n = utf8_len(q);
+      if (n) {
+        tt__sink_write(k, q, n);
+        q += n - 1;
+      } else {
+        tt__sink_str(k, "\\ufffd");
+      }
     }
   }
   tt__sink_write(k, "\"", 1);

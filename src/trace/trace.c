@@ -764,8 +764,10 @@ static int write_fd(const tt__trace *t, int fd) {
 
 int tt_trace_start(int fd, const tt_trace_opts *opts) {
   int format = opts ? opts->format : TT_TRACE_JSON;
-  if (fd < 0 || (format != TT_TRACE_JSON && format != TT_TRACE_BINARY))
-    return TT_EINVAL;
+  size_t cb = opts ? opts->chunk_bytes : 0;
+  if (fd < 0 || (format != TT_TRACE_JSON && format != TT_TRACE_BINARY) ||
+      (cb != 0 && (cb < 4096 || cb > 16 * 1024 * 1024)))
+    return TT_EINVAL; /* (checked here too: the binary form writes its header first) */
   pthread_mutex_lock(&S.ctl);
   int err = 0;
   if (format == TT_TRACE_BINARY && S.mode == M_OFF) {
