@@ -463,11 +463,11 @@ static int session_open(int mode, size_t chunk_bytes, int64_t keep_ns, size_t ke
     chunk_bytes = 64 * 1024;
   if (chunk_bytes < 4096 || chunk_bytes > 16 * 1024 * 1024)
     return TT_EINVAL;
+  ticks_init(); /* once per process: reads sysfs, so not under the lock */
   tt__lock_acquire(&S.lock);
   S.chunk_cap = (chunk_bytes - sizeof(chunk)) / sizeof(tt__trec);
   S.mode = mode;
   if (!S.stream) { /* the binary form's header has them already */
-    ticks_init();
     S.t0 = tt__clock();
     S.tick0 = ticks();
   }
