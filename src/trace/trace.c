@@ -3,13 +3,13 @@
  * (tt_trace_start/stop, the flight recorder, TT_TRACE, the endpoint's capture) that own them.
  *
  * Design. Each worker appends fixed-size records (tt__trec) to a chunk of its own: no lock and no
- * read-modify-write on the hot path, one clock read and a copy. A record is published by a release
- * store of the chunk's length (a plain store: the worker is the chunk's only writer), so a reader
- * may copy a chunk's published prefix while the worker goes on (the flight recorder's writes).
- * A full chunk is handed over under the session lock (once every ~1,300 records) to the session's
- * list: kept whole for a full trace, trimmed to the last N seconds / bytes for the flight
- * recorder. Plain threads (wakes and spawns from outside the runtime, their logs) share one chunk
- * under the lock.
+ * read-modify-write on the hot path, a clock read (see ticks()) and nine stores. A record is
+ * published by a release store of the chunk's length (a plain store: the worker is the chunk's only
+ * writer), so a reader may copy a chunk's published prefix while the worker goes on (the flight
+ * recorder's writes). A full chunk is handed over under the session lock (once every ~1,300
+ * records) to the session's list: kept whole for a full trace, trimmed to the last N seconds /
+ * bytes for the flight recorder. Plain threads (wakes and spawns from outside the runtime, their
+ * logs) share one chunk under the lock.
  *
  * Stopping. The hooks test tt__trace_on (a relaxed load, one predictable branch) and the slow path
  * re-checks it inside the worker's busy flag, Dekker-style against the stopper: the worker stores
@@ -20,13 +20,17 @@
  * membarrier. Once the stopper has seen every busy word clear, no worker touches its chunk again
  * until the next session, so the stopper owns every chunk.
  *
- * Lock order: ctl (sessions: start, stop, writes) before lock (the chunks). Neither is taken
- * by a worker except lock, for a hand-over, which never waits on anything else.
+ * Writing. The JSON needs the whole trace sorted before a span can be written (a span is written
+ * at its end), so a JSON session keeps its chunks until the stop and converts them then. The
+ * binary form streams instead: a writer thread writes handed-over chunks as they come, unsorted,
+ * and the reader sorts; a long trace then costs a few chunks of memory.
+ *
+ * Lock order: ctl (sessions: start, stop, writes) before lock (the chunks) before fnlock (the
+ * binary form's function names). A worker takes only lock (a hand-over) and fnlock (its first
+ * spawn of a function in a binary session), and never waits on anything else while it holds one.
  *
  * Rejected: a lock-free MPSC ring shared by all workers (an atomic RMW per event, and a
- * contended line); a writer thread streaming the chunks to the fd during the trace (the JSON needs
- * the whole trace sorted before the first span can be written, so the chunks are kept in memory
- * and converted at the end; a 48-byte record is small enough). */
+ * contended line); converting the binary stream to JSON on the fly (see "Writing"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
