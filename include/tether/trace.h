@@ -27,17 +27,20 @@ typedef struct tt_trace_opts {
   size_t chunk_bytes; /* each worker's buffer, 0: 64 KiB; 4 KiB to 16 MiB */
 } tt_trace_opts;
 
-/* Starts tracing every coroutine; the trace is written to fd (which must stay open) by
- * tt_trace_stop. opts may be NULL (JSON). Works before tt_run too: the trace then starts with the
- * run's first events. Returns 0, or TT_EINVAL (fd < 0, a bad format or chunk size), TT_EBUSY (a
- * trace or the flight recorder is already on), TT_ENOMEM. Calls: never blocks; any thread; not
- * from signal handlers. */
+/* Starts tracing every coroutine, to fd (which must stay open until tt_trace_stop). JSON is
+ * written by tt_trace_stop (the events are kept in memory until then); the binary form is
+ * streamed to fd as the trace goes, by a thread of the tracer's own, and costs a few buffers of
+ * memory however long the trace. opts may be NULL (JSON). Works before tt_run too: the trace then
+ * starts with the run's first events. Returns 0, or TT_EINVAL (fd < 0, a bad format or chunk
+ * size), TT_EBUSY (a trace or the flight recorder is already on), TT_EIO (the binary header could
+ * not be written), TT_ENOMEM. Calls: never blocks (the binary form writes its 24-byte header);
+ * any thread; not from signal handlers. */
 TT_EXTERN int tt_trace_start(int fd, const tt_trace_opts *opts);
 
-/* Stops the trace begun by tt_trace_start and writes it to its fd. Returns 0, or TT_EINVAL (no
- * trace is on), TT_EIO (writing failed; the trace is discarded all the same), TT_ENOMEM. Calls:
- * blocks the caller while it writes (no worker waits for it); any thread; not from signal
- * handlers. */
+/* Stops the trace begun by tt_trace_start and writes it (the rest of it) to its fd. Returns 0, or
+ * TT_EINVAL (no trace of tt_trace_start's is on: TT_TRACE's is the run's), TT_EIO (writing
+ * failed; the trace is discarded all the same), TT_ENOMEM. Calls: blocks the caller while it
+ * writes (no worker waits for it); any thread; not from signal handlers. */
 TT_EXTERN int tt_trace_stop(void);
 
 /* Whether any trace (tt_trace_start, the flight recorder, TT_TRACE, the endpoint's) is on.
@@ -59,17 +62,20 @@ TT_EXTERN int tt_trace_region_end(void);
  * TT_EINVAL (msg NULL). Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_trace_log(const char *cat, const char *msg);
 
+/* The flight recorder's bounds apply a buffer (64 KiB, ~1,300 events) at a time, as buffers
+ * fill: a buffer is dropped once all of it is older than `seconds`, or while the buffers kept
+ * exceed `bytes`; each worker's buffer being filled is always kept. */
 typedef struct tt_trace_flight_opts {
-  int64_t seconds; /* keep at least the last this many seconds (0: only bytes bounds it) */
+  int64_t seconds; /* keep the last this many seconds (0: no age bound, only bytes) */
   size_t bytes;    /* and at most about this many bytes (0: 16 MiB) */
   /* Where the recorder writes itself, as JSON, when a leak verdict or the global deadlock is
    * reported (the leak monitor's reports); <= 0: nowhere. The fd must stay open. */
   int report_fd;
 } tt_trace_flight_opts;
 
-/* Starts the flight recorder: a trace that keeps only its most recent events, a buffer at a time
- * (so slightly more than asked). Returns 0, or TT_EINVAL (NULL opts, seconds < 0), TT_EBUSY (a
- * trace is already on), TT_ENOMEM. Calls: never blocks; any thread; not from signal handlers. */
+/* Starts the flight recorder: a trace that keeps only its most recent events (see the bounds
+ * above). Returns 0, or TT_EINVAL (NULL opts, seconds < 0), TT_EBUSY (a trace is already on).
+ * Calls: never blocks; any thread; not from signal handlers. */
 TT_EXTERN int tt_trace_flight_start(const tt_trace_flight_opts *opts);
 
 /* Writes what the flight recorder holds now, as JSON, to fd; the recorder goes on. Returns 0, or
