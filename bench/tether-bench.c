@@ -52,6 +52,15 @@ static int fail(const char *what, int err) {
   return err;
 }
 
+/* The result's name: "-trace" appended while the tracer is on. */
+static const char *tracing_suffix(const char *name) {
+  static char buf[64];
+  if (!tt_trace_enabled())
+    return name;
+  snprintf(buf, sizeof buf, "%s-trace", name);
+  return buf;
+}
+
 /* ---- spawn: n coroutines that only signal a wait group --------------------------------------- */
 
 static void spawn_fn(void *arg) { tt_wg_done(arg); }
@@ -72,8 +81,29 @@ static int bench_spawn(long n) {
   if ((err = tt_wg_wait(&wg)) < 0)
     return fail("tt_wg_wait", err);
   int64_t t1 = tt_now();
-  report("spawn", (double)(t1 - t0) / (double)n, "ns/op");
+  report(tracing_suffix("spawn"), (double)(t1 - t0) / (double)n, "ns/op");
   return 0;
+}
+
+/* ---- spawn-trace and pingpong-trace: the same with tracing on ------------------------------- */
+
+/* Runs fn with the execution tracer on (the binary form, streamed to /dev/null by its writer
+ * thread: what it costs to record, as Go's runtime/trace to io.Discard). */
+static int traced(int (*fn)(long), long n) {
+  int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail("open /dev/null", TT_EIO);
+  tt_trace_opts o = {.format = TT_TRACE_BINARY};
+  int err = tt_trace_start(fd, &o);
+  if (err < 0) {
+    close(fd);
+    return fail("tt_trace_start", err);
+  }
+  int r = fn(n);
+  if ((err = tt_trace_stop()) < 0)
+    r = fail("tt_trace_stop", err);
+  close(fd);
+  return r;
 }
 
 /* ---- parked: n coroutines blocked forever on a wait group that never reaches zero ------------ */
@@ -258,7 +288,7 @@ static int bench_pingpong(long n) {
     return err;
   if (r.sum != sum_below(n))
     return wrong_sum("pingpong", r.sum, sum_below(n));
-  report("pingpong", (double)(t1 - t0) / (double)n, "ns/op");
+  report(tracing_suffix("pingpong"), (double)(t1 - t0) / (double)n, "ns/op");
   return 0;
 }
 
@@ -923,6 +953,9 @@ static int bench_leakscan(long n) {
   return 0;
 }
 
+static int bench_spawn_trace(long n) { return traced(bench_spawn, n); }
+static int bench_pingpong_trace(long n) { return traced(bench_pingpong, n); }
+
 /* ---- driver ---------------------------------------------------------------------------------- */
 
 static const struct workload {
@@ -934,6 +967,8 @@ static const struct workload {
     {"spawn", 1000000, bench_spawn},
     {"parked", 1000000, bench_parked},
     {"pingpong", 1000000, bench_pingpong},
+    {"pingpong-trace", 1000000, bench_pingpong_trace},
+    {"spawn-trace", 1000000, bench_spawn_trace},
     {"buffered", 10000000, bench_buffered},
     {"select", 4000000, bench_select},
     {"timers", 100000, bench_timers},

@@ -20,5 +20,6 @@
 #include "tether/net.h"
 #include "tether/debug.h"
 #include "tether/watchdog.h"
+#include "tether/trace.h"
 
 #endif

@@ -899,6 +899,23 @@ static inline void tt__fig_bump(_Atomic uint64_t *c, uint64_t n) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
+/* ---- Tracing (src/trace) ----------------------------------------------------------------- */
+
+/* Set while a trace records (tt_trace_start, the flight recorder, TT_TRACE, the endpoint). Each
+ * hook site tests it with TT__TRACE_ON(): one relaxed load and a predictable branch. */
+extern _Atomic int tt__trace_on;
+#define TT__TRACE_ON() TT_UNLIKELY(atomic_load_explicit(&tt__trace_on, memory_order_relaxed))
+void tt__trace_create(const tt__coro *co); /* published, before queued */
+void tt__trace_run(const tt__coro *co);    /* marked running */
+void tt__trace_block(const tt__coro *co, int reason, const void *obj); /* about to park */
+void tt__trace_unblock(const tt__coro *co);                            /* readied by tt__self() */
+void tt__trace_exit(const tt__coro *co);                               /* its fn returned */
+void tt__trace_name(const tt__coro *co);                               /* tt_name_set */
+void tt__trace_leak(const tt__coro *co, int verdict);                  /* a new leak verdict */
+void tt__trace_report(void); /* a leak or the deadlock was reported: the flight recorder's dump */
+void tt__trace_run_start(void); /* TT_TRACE */
+void tt__trace_run_end(void);
+
 /* Clock. */
 static inline int64_t tt__clock(void) {
   struct timespec ts;

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,8 @@ var workloads = []workload{
 	{"spawn", 1000000, benchSpawn},
 	{"parked", 1000000, benchParked},
 	{"pingpong", 1000000, benchPingpong},
+	{"pingpong-trace", 1000000, func(n int) { traced(benchPingpong, n) }},
+	{"spawn-trace", 1000000, func(n int) { traced(benchSpawn, n) }},
 	{"buffered", 10000000, benchBuffered},
 	{"select", 4000000, benchSelect},
 	{"timers", 100000, benchTimers},
@@ -82,6 +85,30 @@ func rss() int64 {
 	return pages * int64(os.Getpagesize())
 }
 
+// tracing is set while a -trace twin runs: the results are named with "-trace" appended.
+var tracing bool
+
+// traced runs a workload with runtime/trace on, to io.Discard (the C twin streams its binary
+// trace to /dev/null).
+func traced(run func(n int), n int) {
+	if err := trace.Start(io.Discard); err != nil {
+		fmt.Fprintf(os.Stderr, "tetherbench-go: trace.Start: %v\n", err)
+		os.Exit(1)
+	}
+	tracing = true
+	run(n)
+	trace.Stop()
+	tracing = false
+}
+
+// traceName is name, with "-trace" while tracing.
+func traceName(name string) string {
+	if tracing {
+		return name + "-trace"
+	}
+	return name
+}
+
 // spawn: n goroutines that each only signal a wait group; the time from before the first spawn
 // to after the wait, per goroutine.
 func benchSpawn(n int) {
@@ -93,7 +120,7 @@ func benchSpawn(n int) {
 	}
 	wg.Wait()
 	dt := time.Since(t0)
-	report("spawn", float64(dt.Nanoseconds())/float64(n), "ns/op")
+	report(traceName("spawn"), float64(dt.Nanoseconds())/float64(n), "ns/op")
 }
 
 // parked: n goroutines that each block forever on a wait group that never reaches zero; the RSS
@@ -159,7 +186,7 @@ func benchPingpong(n int) {
 	if sum != sumBelow(n) {
 		wrongSum("pingpong", sum, sumBelow(n))
 	}
-	report("pingpong", float64(dt.Nanoseconds())/float64(n), "ns/op")
+	report(traceName("pingpong"), float64(dt.Nanoseconds())/float64(n), "ns/op")
 }
 
 // buffered: one producer and one consumer on a channel with room for 1024; the producer sends n

@@ -450,6 +450,8 @@ int tt_name_set(const char *name) {
   co->name = copy;
   atomic_signal_fence(memory_order_seq_cst);
   free(old);
+  if (TT__TRACE_ON()) /* tracing */
+    tt__trace_name(co);
   return 0;
 }
 
@@ -473,6 +475,8 @@ static inline void publish(tt__coro *co, void (*fn)(void *), void *arg, size_t s
   /* release: registry walkers that see the status see the fields above. */
   atomic_store_explicit(&co->status, TT__S_RUNNABLE, memory_order_release);
   tt__stats_bump(TT__ST_CREATED);
+  if (TT__TRACE_ON()) /* tracing */
+    tt__trace_create(co);
   if (TT_UNLIKELY(global))
     tt__spawn_enqueue_global(co);
   else

@@ -62,6 +62,7 @@
 #include "debug/http_int.h"
 #include "diag/snap_int.h"
 #include "leak/leak_int.h"
+#include "trace/trace_int.h"
 #include "tether/debug.h"
 
 #define LINGER_NS (1000 * TT_MSEC)      /* how long a closing connection is drained at most */
@@ -83,6 +84,7 @@ enum {
   R_GROUPS,
   R_SUSPECTS,
   R_METRICS,
+  R_TRACE,
 };
 
 static const struct route {
@@ -97,6 +99,7 @@ static const struct route {
     {"/debug/tether/groups.json", R_GROUPS},
     {"/debug/tether/suspects", R_SUSPECTS},
     {"/metrics", R_METRICS},
+    {"/debug/tether/trace", R_TRACE},
 };
 
 typedef struct server server;
@@ -391,6 +394,8 @@ static int serve_index(resp *r) {
       "<li><a href=\"/debug/tether/groups.json\">/debug/tether/groups.json</a>: the live page's "
       "data</li>\n"
       "<li><a href=\"/debug/tether/suspects\">/debug/tether/suspects</a>: the leak suspects</li>\n"
+      "<li><a href=\"/debug/tether/trace?seconds=1\">/debug/tether/trace?seconds=N</a>: an "
+      "execution trace of the next N seconds (Chrome trace-event JSON, for Perfetto)</li>\n"
       "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\n"
       "</ul>\n</p>\n</body>\n</html>\n");
   return body_end(r, k->err);
@@ -599,6 +604,51 @@ static int serve_memory(resp *r, bool metrics) {
   return err;
 }
 
+/* /debug/tether/trace?seconds=N (default 1, as Go's /debug/pprof/trace, whose binary format only
+ * `go tool trace` reads): an execution trace of the next N seconds, as Chrome trace-event JSON.
+ * The responder records nothing itself: it opens an in-memory trace, waits, and closes and
+ * converts it on its own thread; the workers record as they go and never wait for it. */
+static int serve_trace(resp *r) {
+  char v[64];
+  int64_t seconds = 1;
+  if (tt__http_query(r->query, "seconds", v, sizeof v) && v[0] != '\0' &&
+      (!tt__http_atoi(v, &seconds) || seconds <= 0))
+    return reply_simple(r, 400, NULL, "invalid value for \"seconds\" - must be a positive integer");
+  if (seconds > INT64_MAX / TT_SEC)
+    seconds = INT64_MAX / TT_SEC;
+  if (!runtime_up())
+    return reply_not_running(r);
+  if (r->out.head)
+    return tt__http_head(&r->out, 200, "application/json", NULL, -1);
+  bool up = rt_hold(); /* the live coroutines' names are read from the registry */
+  int err = tt__trace_capture_begin(up);
+  rt_release();
+  if (err == TT_EBUSY)
+    return reply_simple(r, 500, NULL,
+                        "Could not enable tracing: a trace is already on in this process");
+  if (err)
+    return reply_error_code(r, err);
+  bool waited = delta_wait(r, seconds * TT_SEC);
+  tt__trace t;
+  up = rt_hold();
+  err = tt__trace_capture_end(&t, up);
+  rt_release();
+  if (!waited) {
+    tt__trace_free(&t);
+    return TT_ECANCELED;
+  }
+  if (err) {
+    tt__trace_free(&t);
+    return reply_error_code(r, err);
+  }
+  err = body_begin(r, "application/json",
+                   "Content-Disposition: attachment; filename=\"trace.json\"\r\n");
+  if (!err)
+    err = tt__trace_json(&t, &r->sink);
+  tt__trace_free(&t);
+  return body_end(r, err);
+}
+
 static int respond(resp *r) {
   switch (r->c->route) {
   case R_INDEX:
@@ -618,6 +668,8 @@ static int respond(resp *r) {
     return serve_suspects(r);
   case R_METRICS:
     return serve_memory(r, true);
+  case R_TRACE:
+    return serve_trace(r);
   }
   return reply_simple(r, 404, NULL, "404 page not found");
 }

@@ -242,6 +242,8 @@ static void eager_round(uint64_t from) {
   if (tt__sink_take(&k, &text, &len) == 0) {
     if (fresh && fd >= 0)
       tt__leak_write_all(fd, text, len);
+    if (fresh)
+      tt__trace_report(); /* the flight recorder's dump, if one is on */
     free(text);
   }
   free(ids.v);
@@ -347,6 +349,7 @@ static void deadlock(void) {
       tt__leak_write_all(fd, text, len);
     free(text);
   }
+  tt__trace_report(); /* the flight recorder's dump, if one is on */
   tt__sched_deadlocked();
 }
 

@@ -1344,6 +1344,8 @@ static int conclude(proof *p, bool want, vbuild **out, size_t *nout) {
     } else if (vb->v.verdict == 0) {
       vb->v.verdict = TT_VERDICT_LEAKED;
     }
+    if (TT__TRACE_ON() && __atomic_load_n(&co->verdict, __ATOMIC_RELAXED) != vb->v.verdict)
+      tt__trace_leak(co, vb->v.verdict); /* tracing: a new verdict's instant */
     /* relaxed atomic: snapshots read it concurrently (a walker is not stopped by the world). */
     __atomic_store_n(&co->verdict, (uint8_t)vb->v.verdict, __ATOMIC_RELAXED);
     vb->v.evidence = vb->ev;

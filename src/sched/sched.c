@@ -402,6 +402,8 @@ void tt__worker_wake(tt__worker *w) { wake_worker(w); }
  * worker's inbox. */
 static void ready(tt__coro *co, bool fifo) {
   TT_ASSERT(atomic_load_explicit(&co->status, memory_order_relaxed) == TT__S_WAITING);
+  if (TT__TRACE_ON()) /* tracing: first, so the wake's time precedes the run's */
+    tt__trace_unblock(co);
   /* The claimed waker alone moves co now, so a plain store does; a scanner holding co still is
    * undisturbed (its bit is in another word), and the worker that picks co up waits for it.
    * release: what the waker wrote before the wake (the wait's result) is visible to a scanner;
@@ -508,6 +510,8 @@ static void mark_running(tt__coro *co) {
       tt__spin_step(&spins);
   }
   tt__stats_bump(TT__ST_RUNS);
+  if (TT__TRACE_ON()) /* tracing */
+    tt__trace_run(co);
 }
 
 /* Marks co running on w, binding a stack first if it has never run. */
@@ -700,6 +704,8 @@ void tt__coro_exit(void) {
   tt__worker *w = tt__tls_worker;
   tt__coro *co = w->cur;
   tt__stack_check(co);
+  if (TT__TRACE_ON()) /* tracing */
+    tt__trace_exit(co);
   tt__coro_release_fields(co);
   tt__coro *next = pick_local(w);
 #if !defined(TT_SANITIZE_ADDRESS) && !defined(TT_SANITIZE_THREAD) && !defined(TT_VALGRIND)
@@ -735,6 +741,8 @@ int tt__park(tt__waiter *wt, int reason, const void *obj, void (*commit)(void *)
   tt__stack_check(co);
   if (TT_UNLIKELY(tt__rt.leakcheck == TT_LEAKCHECK_EAGER))
     tt__leak_event_park(co, reason, obj);
+  if (TT__TRACE_ON()) /* tracing */
+    tt__trace_block(co, reason, obj);
   co->wait_reason = (uint8_t)reason;
   co->wait_obj = obj;
   co->waiter = wt;
@@ -1356,6 +1364,9 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   tt__blocking_start();
   tt__dumper_start(); /* SIGQUIT's dump thread; without it SIGQUIT keeps its old action */
   tt__debug_run_start();
+  tt__trace_run_start(); /* TT_TRACE */
+  if (TT__TRACE_ON())    /* tracing: coroutine 1's creation */
+    tt__trace_create(co);
   /* Start every worker before coroutine 1 is queued, so that a worker that cannot be started
    * fails the run before any of fn runs. */
   atomic_store_explicit(&tt__rt.state, RT_RUNNING, memory_order_release);
@@ -1386,6 +1397,7 @@ int tt_run(int (*fn)(void *arg), void *arg, const tt_run_opts *opts) {
   /* No coroutine runs any more: the blocking pool abandons what its callers left, and gives
    * threads still inside a job the rest of the grace period. */
   tt__blocking_stop(tt__rt.grace_end);
+  tt__trace_run_end(); /* TT_TRACE: written once no coroutine runs */
   r = tt__rt.deadlocked ? TT_EDEADLK : tt__rt.result;
   runtime_free();
   atomic_store_explicit(&tt__rt.state, RT_STOPPED, memory_order_release);
