@@ -336,6 +336,35 @@ static int sock_addr(sock *s, bool peer, char *buf, size_t len) {
   return r;
 }
 
+/* The addresses a call on (network, address) tries, in order: a unix path's, or what the host
+ * resolves to. The common head of tt_listen and tt_dial: the checks, then the addresses. *net
+ * and *anyhost (a TCP address with no host) tell the caller what it got. */
+static int addresses(const char *network, const char *address, bool passive, int64_t deadline,
+                     addrs *out, int *net, bool *anyhost) {
+  out->n = 0;
+  *anyhost = false;
+  if (address == NULL || (*net = parse_network(network)) < 0)
+    return TT_EINVAL;
+  int r = start_check();
+  if (r != 0)
+    return r;
+  if (*net == NET_UNIX) {
+    struct sockaddr_un sun;
+    socklen_t sl;
+    if ((r = unix_addr(address, &sun, &sl)) == 0)
+      add_addr(out, &sun, sl);
+    return r;
+  }
+  char host[256];
+  int port;
+  if ((r = split_host_port(address, host, sizeof host, &port)) != 0)
+    return r;
+  if (!passive && port == 0)
+    return TT_EINVAL; /* nobody listens on port 0 */
+  *anyhost = host[0] == '\0';
+  return resolve(*net, host, port, passive, deadline, out);
+}
+
 /* ---- Listening ---------------------------------------------------------------------------- */
 
 static int listen_one(const struct sockaddr *sa, socklen_t sl, bool dual, int *out) {
@@ -357,48 +386,29 @@ static int listen_one(const struct sockaddr *sa, socklen_t sl, bool dual, int *o
 }
 
 int tt_listen_dl(const char *network, const char *address, tt_listener **out, int64_t deadline) {
-  if (out == NULL || address == NULL)
+  if (out == NULL)
     return TT_EINVAL;
   *out = NULL;
-  int net = parse_network(network);
-  if (net < 0)
-    return net;
-  int r = start_check();
+  addrs as;
+  int net;
+  bool anyhost;
+  int r = addresses(network, address, true, deadline, &as, &net, &anyhost);
   if (r != 0)
     return r;
+  /* The first address that binds (Go listens on the first one too). "tcp" with no host is
+   * dual-stack on [::], or 0.0.0.0 where IPv6 is missing. */
   int fd = -1;
-  int family;
+  r = TT_EADDRNOTAVAIL;
+  for (int i = 0; i < as.n && fd < 0; i++)
+    r = listen_one((struct sockaddr *)&as.a[i], as.len[i], net == NET_TCP && anyhost, &fd);
+  if (fd < 0)
+    return r;
+  int family = as.a[0].ss_family;
   char *path = NULL;
-  if (net == NET_UNIX) {
-    struct sockaddr_un sun;
-    socklen_t sl;
-    if ((r = unix_addr(address, &sun, &sl)) != 0)
-      return r;
-    if ((r = listen_one((struct sockaddr *)&sun, sl, false, &fd)) != 0)
-      return r;
-    family = AF_UNIX;
-    if (address[0] != '@' && (path = strdup(address)) == NULL) {
-      close(fd);
-      unlink(address);
-      return TT_ENOMEM;
-    }
-  } else {
-    char host[256];
-    int port;
-    if ((r = split_host_port(address, host, sizeof host, &port)) != 0)
-      return r;
-    addrs as;
-    if ((r = resolve(net, host, port, true, deadline, &as)) != 0)
-      return r;
-    /* The first address that binds (Go listens on the first one too). "tcp" with no host is
-     * dual-stack on [::], or 0.0.0.0 where IPv6 is missing. */
-    r = TT_EADDRNOTAVAIL;
-    for (int i = 0; i < as.n && fd < 0; i++)
-      r = listen_one((struct sockaddr *)&as.a[i], as.len[i], net == NET_TCP && host[0] == '\0',
-                     &fd);
-    if (fd < 0)
-      return r;
-    family = as.a[0].ss_family;
+  if (net == NET_UNIX && address[0] != '@' && (path = strdup(address)) == NULL) {
+    close(fd);
+    unlink(address);
+    return TT_ENOMEM;
   }
   sock *s;
   if ((r = sock_new(fd, family, sizeof(tt_listener), &s)) != 0) {
@@ -537,38 +547,22 @@ static int dial_one(const struct sockaddr *sa, socklen_t sl, int64_t deadline, s
 }
 
 int tt_dial_dl(const char *network, const char *address, tt_conn **out, int64_t deadline) {
-  if (out == NULL || address == NULL)
+  if (out == NULL)
     return TT_EINVAL;
   *out = NULL;
-  int net = parse_network(network);
-  if (net < 0)
-    return net;
-  int r = start_check();
-  if (r != 0)
-    return r;
+  addrs as;
+  int net;
+  bool anyhost;
+  int r = addresses(network, address, false, deadline, &as, &net, &anyhost);
   sock *s = NULL;
-  if (net == NET_UNIX) {
-    struct sockaddr_un sun;
-    socklen_t sl;
-    if ((r = unix_addr(address, &sun, &sl)) != 0)
-      return r;
-    r = dial_one((struct sockaddr *)&sun, sl, deadline, &s);
-  } else {
-    char host[256];
-    int port;
-    if ((r = split_host_port(address, host, sizeof host, &port)) != 0)
-      return r;
-    if (port == 0)
-      return TT_EINVAL; /* nobody listens on port 0 */
-    addrs as;
-    if ((r = resolve(net, host, port, false, deadline, &as)) != 0)
-      return r;
-    for (int i = 0; i < as.n; i++) {
-      r = dial_one((struct sockaddr *)&as.a[i], as.len[i], deadline, &s);
-      if (r == 0 || r == TT_ETIMEDOUT || r == TT_ECANCELED)
-        break;
-    }
+  for (int i = 0; r == 0 && i < as.n; i++) {
+    r = dial_one((struct sockaddr *)&as.a[i], as.len[i], deadline, &s);
+    if (r == 0 || r == TT_ETIMEDOUT || r == TT_ECANCELED || i + 1 == as.n)
+      break;
+    r = 0; /* the next address */
   }
+  if (r == 0 && s == NULL)
+    r = TT_ENOHOST; /* no address at all (resolve says so first) */
   if (r == 0)
     *out = (tt_conn *)s;
   return r;
