@@ -1132,6 +1132,13 @@ static void *worker_main(void *arg) {
       break;
     switch_away(w, NULL, co, false);
   }
+  /* No capture signal (SIGURG: the dumps', the watchdog's) from here on: this thread is leaving
+   * and its alternate stack goes (Valgrind cannot deliver one to a thread in its exit path). A
+   * capturer that aimed at us times out and looks again. */
+  sigset_t urg;
+  sigemptyset(&urg);
+  sigaddset(&urg, SIGURG);
+  pthread_sigmask(SIG_BLOCK, &urg, NULL);
   tt__altstack_teardown(w);
   tt__tls_worker = NULL;
   return NULL;
