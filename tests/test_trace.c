@@ -732,6 +732,18 @@ static void drain(void *arg) {
   tt_wg_done(&p->wg);
 }
 
+/* The GET of the trace, from a coroutine of its own (its wait group says when it is done). */
+typedef struct get_job {
+  get_call *g;
+  tt_wg *done;
+} get_job;
+
+static void get_in_coroutine(void *arg) {
+  get_job *j = arg;
+  ASSERT_OK(tt_blocking(http_get, j->g, NULL));
+  tt_wg_done(j->done);
+}
+
 static int endpoint_main(void *unused) {
   (void)unused;
   tt_debug_opts o = {.addr = "127.0.0.1:0"};
@@ -746,10 +758,19 @@ static int endpoint_main(void *unused) {
   ASSERT_OK(tt_chan_make_opt(&p.ch, sizeof(int), 0, &co));
   tt_wg_add(&p.wg, 1);
   get_call g = {.path = "/debug/tether/trace?seconds=1"};
+  tt_wg got = TT_WG_INIT;
+  tt_wg_add(&got, 1);
+  get_job job = {&g, &got};
+  ASSERT_OK(tt_go(get_in_coroutine, &job));
+  /* The program starts once the endpoint's trace is on (a slow machine takes a while). */
+  for (int64_t give_up = tt_now() + (int64_t)(30 * TT_SEC * tt_test_slow()); !tt_trace_enabled();) {
+    ASSERT_LT(tt_now(), give_up);
+    tt_sleep(TT_MSEC);
+  }
   tt_go_opts bo = {.name = "handoffs"};
   ASSERT_OK(tt_go_opt(busy_handoffs, &p, &bo, NULL));
   ASSERT_OK(tt_go(drain, &p));
-  ASSERT_OK(tt_blocking(http_get, &g, NULL));
+  ASSERT_OK(tt_wg_wait(&got));
   ASSERT_OK(tt_wg_wait(&p.wg));
   tt_chan_release(p.ch);
   ASSERT_EQ(g.status, 200);
