@@ -483,65 +483,6 @@ static bool matches(const grp *g, const query *q) {
 
 /* ---- Writing -------------------------------------------------------------------------------- */
 
-/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, nothing
- * above U+10FFFF), or 0 when p does not start one. */
-static size_t utf8_len(const unsigned char *p) {
-  unsigned char c = p[0];
-  if (c >= 0xc2 && c <= 0xdf)
-    return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-  if (c >= 0xe0 && c <= 0xef) {
-    unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
-  }
-  if (c >= 0xf0 && c <= 0xf4) {
-    unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
-  }
-  return 0;
-}
-
-static void jstr(tt__sink *k, const char *str) {
-  if (str == NULL) {
-    tt__sink_str(k, "null");
-    return;
-  }
-  const unsigned char *p = (const unsigned char *)str, *run = p;
-  tt__sink_str(k, "\"");
-  while (*p) {
-    size_t n = 1;
-    const char *esc = NULL;
-    char u[8];
-    if (*p >= 0x80) {
-      n = utf8_len(p);
-      if (n == 0) {
-        esc = "\\ufffd";
-        n = 1;
-      } else if (n == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
-        esc = p[2] == 0xa8 ? "\\u2028" : "\\u2029"; /* line separators JavaScript once refused */
-      }
-    } else if (*p == '"') {
-      esc = "\\\"";
-    } else if (*p == '\\') {
-      esc = "\\\\";
-    } else if (*p == '\n') {
-      esc = "\\n";
-    } else if (*p == '\t') {
-      esc = "\\t";
-    } else if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&' || *p == 0x7f) {
-      snprintf(u, sizeof u, "\\u%04x", *p);
-      esc = u;
-    }
-    if (esc) {
-      tt__sink_write(k, run, (size_t)(p - run));
-      tt__sink_str(k, esc);
-      run = p + n;
-    }
-    p += n;
-  }
-  tt__sink_write(k, run, (size_t)(p - run));
-  tt__sink_str(k, "\"");
-}
-
 static void jnum_or_null(tt__sink *k, int64_t v) {
   if (v < 0)
     tt__sink_str(k, "null");
@@ -558,9 +499,9 @@ static bool frame_write(const pframe *f, void *arg) {
   frame_out *o = arg;
   tt__sink_str(o->k, o->any ? ",{\"func\":" : "{\"func\":");
   o->any = true;
-  jstr(o->k, f->func);
+  tt__sink_json_str(o->k, f->func);
   tt__sink_str(o->k, ",\"file\":");
-  jstr(o->k, f->file);
+  tt__sink_json_str(o->k, f->file);
   tt__sink_str(o->k, ",\"line\":");
   tt__sink_u64(o->k, (uint64_t)f->line);
   tt__sink_str(o->k, "}");
@@ -572,9 +513,9 @@ static void group_write(tt__sink *k, const grp *g) {
   tt__sink_str(k, "{\"count\":");
   tt__sink_i64(k, g->count);
   tt__sink_str(k, ",\"state\":");
-  jstr(k, tt_state_string(e->state));
+  tt__sink_json_str(k, tt_state_string(e->state));
   tt__sink_str(k, ",\"reason\":");
-  jstr(k, reason_of(e));
+  tt__sink_json_str(k, reason_of(e));
   tt__sink_str(k, ",\"leaked\":");
   tt__sink_i64(k, g->leaked);
   tt__sink_str(k, ",\"wait_min_ns\":");
@@ -582,18 +523,18 @@ static void group_write(tt__sink *k, const grp *g) {
   tt__sink_str(k, ",\"wait_max_ns\":");
   jnum_or_null(k, g->wmax);
   tt__sink_str(k, ",\"name\":");
-  jstr(k, e->name);
+  tt__sink_json_str(k, e->name);
   tt__sink_str(k, ",\"labels\":{");
   for (uint32_t i = 0; e->labels && i < e->labels->n; i++) {
     if (i)
       tt__sink_str(k, ",");
-    jstr(k, e->labels->v[i].key);
+    tt__sink_json_str(k, e->labels->v[i].key);
     tt__sink_str(k, ":");
-    jstr(k, e->labels->v[i].value);
+    tt__sink_json_str(k, e->labels->v[i].value);
   }
   char buf[512];
   tt__sink_str(k, "},\"creator\":");
-  jstr(k, creator(g, buf, sizeof buf));
+  tt__sink_json_str(k, creator(g, buf, sizeof buf));
   tt__sink_str(k, ",\"ids\":[");
   for (uint32_t i = 0; i < g->nids; i++) {
     if (i)

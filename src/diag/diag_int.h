@@ -143,6 +143,10 @@ void tt__sink_i64(tt__sink *s, int64_t v);
 void tt__sink_hex(tt__sink *s, uint64_t v); /* "0x1f" */
 void tt__sink_printf(tt__sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int tt__sink_flush(tt__sink *s);
+/* A JSON string (RFC 8259) for str, or null for NULL. Names, labels and messages come from the
+ * program, so bytes that are not UTF-8 become U+FFFD rather than an invalid document; control
+ * characters, <, > and & (safe inside HTML too) and U+2028/9 are escaped. */
+void tt__sink_json_str(tt__sink *s, const char *str);
 /* Memory mode: hands the buffer (NUL-terminated, len bytes before the NUL) to the caller. */
 int tt__sink_take(tt__sink *s, char **out, size_t *len);
 

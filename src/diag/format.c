@@ -786,34 +786,6 @@ int tt__write_pprof_delta(const tt_snapshot *s0, const tt_snapshot *s1, tt__sink
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 
-static void json_str(tt__sink *k, const char *p) {
-  if (p == NULL) {
-    tt__sink_str(k, "null");
-    return;
-  }
-  tt__sink_str(k, "\"");
-  const char *run = p;
-  for (; *p; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c >= 0x20 && c != '"' && c != '\\')
-      continue;
-    tt__sink_write(k, run, (size_t)(p - run));
-    run = p + 1;
-    if (c == '"')
-      tt__sink_str(k, "\\\"");
-    else if (c == '\\')
-      tt__sink_str(k, "\\\\");
-    else if (c == '\n')
-      tt__sink_str(k, "\\n");
-    else if (c == '\t')
-      tt__sink_str(k, "\\t");
-    else
-      tt__sink_printf(k, "\\u%04x", c);
-  }
-  tt__sink_write(k, run, (size_t)(p - run));
-  tt__sink_str(k, "\"");
-}
-
 static void json_ptr(tt__sink *k, const void *p) {
   if (p == NULL) {
     tt__sink_str(k, "null");
@@ -838,13 +810,13 @@ static void json_stack(tt__sink *k, const uintptr_t *pcs, size_t n, size_t first
       any = true;
       json_ptr(k, (void *)(f.pc - 1));
       tt__sink_str(k, ",\"func\":");
-      json_str(k, s->func);
+      tt__sink_json_str(k, s->func);
       tt__sink_str(k, ",\"file\":");
-      json_str(k, s->file);
+      tt__sink_json_str(k, s->file);
       tt__sink_str(k, ",\"line\":");
       tt__sink_u64(k, s->line > 0 ? (uint64_t)s->line : 0);
       tt__sink_str(k, ",\"module\":");
-      json_str(k, s->module);
+      tt__sink_json_str(k, s->module);
       tt__sink_str(k, ",\"offset\":");
       tt__sink_u64(k, f.sym[f.nsym - 1].entry ? f.pc - 1 - f.sym[f.nsym - 1].entry : 0);
       tt__sink_str(k, s->inlined ? ",\"inlined\":true" : ",\"inlined\":false");
@@ -892,19 +864,19 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
     tt__sink_str(k, ",\"parent\":");
     tt__sink_u64(k, e->parent);
     tt__sink_str(k, ",\"name\":");
-    json_str(k, e->name);
+    tt__sink_json_str(k, e->name);
     tt__sink_str(k, ",\"labels\":{");
     for (uint32_t j = 0; e->labels && j < e->labels->n; j++) {
       if (j)
         tt__sink_str(k, ",");
-      json_str(k, e->labels->v[j].key);
+      tt__sink_json_str(k, e->labels->v[j].key);
       tt__sink_str(k, ":");
-      json_str(k, e->labels->v[j].value);
+      tt__sink_json_str(k, e->labels->v[j].value);
     }
     tt__sink_str(k, "},\"state\":");
-    json_str(k, tt_state_string(e->state));
+    tt__sink_json_str(k, tt_state_string(e->state));
     tt__sink_str(k, ",\"wait_reason\":");
-    json_str(k, e->state == TT_STATE_WAITING ? tt_wait_reason_string(e->reason) : NULL);
+    tt__sink_json_str(k, e->state == TT_STATE_WAITING ? tt_wait_reason_string(e->reason) : NULL);
     tt__sink_str(k, ",\"wait_object\":");
     json_ptr(k, e->wait_obj);
     if (e->extra && e->extra->cases) {
@@ -912,7 +884,7 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
       tt__sink_str(k, ",\"select_cases\":[");
       for (size_t j = 0; j < e->extra->ncases; j++) {
         tt__sink_str(k, j ? ",{\"op\":" : "{\"op\":");
-        json_str(k, cases[j].op == TT_SELECT_SEND ? "send" : "recv");
+        tt__sink_json_str(k, cases[j].op == TT_SELECT_SEND ? "send" : "recv");
         tt__sink_str(k, ",\"chan\":");
         json_ptr(k, cases[j].ch);
         tt__sink_str(k, "}");
@@ -954,7 +926,7 @@ int tt__write_json(const tt_snapshot *s, tt__sink *k) {
       tt__sink_str(k, "null");
     }
     tt__sink_str(k, ",\"stack_status\":");
-    json_str(k, stack_status_string(e->stack_status));
+    tt__sink_json_str(k, stack_status_string(e->stack_status));
     tt__sink_str(k, ",\"stack_depth\":");
     tt__sink_u64(k, e->stack ? e->stack->depth : 0);
     tt__sink_str(k, ",\"stack\":");

@@ -179,3 +179,64 @@ int tt__sink_take(tt__sink *s, char **out, size_t *len) {
   s->len = s->cap = 0;
   return 0;
 }
+
+/* ---- JSON strings --------------------------------------------------------------------------- */
+
+/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, nothing
+ * above U+10FFFF), or 0 when p does not start one. */
+static size_t utf8_len(const unsigned char *p) {
+  unsigned char c = p[0];
+  if (c >= 0xc2 && c <= 0xdf)
+    return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+  if (c >= 0xe0 && c <= 0xef) {
+    unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
+  }
+  return 0;
+}
+
+void tt__sink_json_str(tt__sink *k, const char *str) {
+  if (str == NULL) {
+    tt__sink_str(k, "null");
+    return;
+  }
+  const unsigned char *p = (const unsigned char *)str, *run = p;
+  tt__sink_str(k, "\"");
+  while (*p) {
+    size_t n = 1;
+    const char *esc = NULL;
+    char u[8];
+    if (*p >= 0x80) {
+      n = utf8_len(p);
+      if (n == 0) {
+        esc = "\\ufffd";
+        n = 1;
+      } else if (n == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+        esc = p[2] == 0xa8 ? "\\u2028" : "\\u2029"; /* line separators JavaScript once refused */
+      }
+    } else if (*p == '"') {
+      esc = "\\\"";
+    } else if (*p == '\\') {
+      esc = "\\\\";
+    } else if (*p == '\n') {
+      esc = "\\n";
+    } else if (*p == '\t') {
+      esc = "\\t";
+    } else if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&' || *p == 0x7f) {
+      snprintf(u, sizeof u, "\\u%04x", *p);
+      esc = u;
+    }
+    if (esc) {
+      tt__sink_write(k, run, (size_t)(p - run));
+      tt__sink_str(k, esc);
+      run = p + n;
+    }
+    p += n;
+  }
+  tt__sink_write(k, run, (size_t)(p - run));
+  tt__sink_str(k, "\"");
+}

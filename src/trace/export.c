@@ -185,47 +185,6 @@ static cst *co_get(replay *p, uint64_t id) {
   return c;
 }
 
-/* The length of the valid UTF-8 sequence at q (RFC 3629: no overlongs, surrogates or values past
- * U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *q) {
-  unsigned c = q[0];
-  size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-  if (n == 0 || c > 0xf4)
-    return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((q[i] & 0xc0) != 0x80)
-      return 0;
-  if ((c == 0xe0 && q[1] < 0xa0) || (c == 0xed && q[1] >= 0xa0) || (c == 0xf0 && q[1] < 0x90) ||
-      (c == 0xf4 && q[1] >= 0x90))
-    return 0;
-  return n;
-}
-
-/* A JSON string: names and messages come from the program, so bytes that are not UTF-8 become
- * U+FFFD rather than an invalid document. */
-static void json_str(tt__sink *k, const char *s) {
-  tt__sink_write(k, "\"", 1);
-  for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-    if (*q == '"' || *q == '\\') {
-      char b[2] = {'\\', (char)*q};
-      tt__sink_write(k, b, 2);
-    } else if (*q < 0x20 || *q == 0x7f) {
-      tt__sink_printf(k, "\\u%04x", *q);
-    } else if (*q < 0x80) {
-      tt__sink_write(k, q, 1);
-    } else {
-      size_t n = utf8_len(q);
-      if (n) {
-        tt__sink_write(k, q, n);
-        q += n - 1;
-      } else {
-        tt__sink_str(k, "\\ufffd");
-      }
-    }
-  }
-  tt__sink_write(k, "\"", 1);
-}
-
 /* Microseconds from the trace's start. */
 static void json_us(tt__sink *k, int64_t ns) {
   if (ns < 0)
@@ -240,10 +199,10 @@ static void ev_open(replay *p, const char *ph, const char *name, const char *cat
   tt__sink_str(k, p->first ? "\n{" : ",\n{");
   p->first = false;
   tt__sink_str(k, "\"name\":");
-  json_str(k, name);
+  tt__sink_json_str(k, name);
   if (cat) {
     tt__sink_str(k, ",\"cat\":");
-    json_str(k, cat);
+    tt__sink_json_str(k, cat);
   }
   tt__sink_printf(k, ",\"ph\":\"%s\",\"pid\":1,\"tid\":%llu,\"ts\":", ph, (unsigned long long)tid);
   json_us(k, ts - p->t->t0);
@@ -282,7 +241,7 @@ static void end_blocked(replay *p, cst *c, int64_t ts, uint64_t waker) {
     tt__sink_str(p->out, ",\"dur\":");
     json_us(p->out, d);
     tt__sink_str(p->out, ",\"args\":{\"reason\":");
-    json_str(p->out, reason_name(c->reason));
+    tt__sink_json_str(p->out, reason_name(c->reason));
     if (waker)
       tt__sink_printf(p->out, ",\"waker\":%llu", (unsigned long long)waker);
     tt__sink_str(p->out, "}}");
@@ -435,7 +394,7 @@ static void on_event(replay *p, const tt__tev *e) {
     if (p->out) {
       ev_open(p, "i", e->s1[0] ? e->s1 : "log", "log", c->id, e->ts);
       tt__sink_str(p->out, ",\"s\":\"t\",\"args\":{\"message\":");
-      json_str(p->out, e->s2);
+      tt__sink_json_str(p->out, e->s2);
       tt__sink_str(p->out, "}}");
     }
     break;
@@ -446,9 +405,9 @@ static void on_event(replay *p, const tt__tev *e) {
                reason_name(e->b < TT_WAIT_COUNT ? (int)e->b : 0));
       ev_open(p, "i", name, "leak", c->id, e->ts);
       tt__sink_str(p->out, ",\"s\":\"g\",\"args\":{\"verdict\":");
-      json_str(p->out, e->arg == TT_VERDICT_DEADLOCK ? "deadlocked" : "leaked");
+      tt__sink_json_str(p->out, e->arg == TT_VERDICT_DEADLOCK ? "deadlocked" : "leaked");
       tt__sink_str(p->out, ",\"wait_reason\":");
-      json_str(p->out, reason_name(e->b < TT_WAIT_COUNT ? (int)e->b : 0));
+      tt__sink_json_str(p->out, reason_name(e->b < TT_WAIT_COUNT ? (int)e->b : 0));
       tt__sink_str(p->out, "}}");
     }
     break;
@@ -517,7 +476,7 @@ int tt__trace_json(const tt__trace *t, tt__sink *out) {
       track_name(&p.v[i], name, sizeof name);
       ev_open(&p, "M", "thread_name", NULL, p.v[i].id, t->t0);
       tt__sink_str(out, ",\"args\":{\"name\":");
-      json_str(out, name);
+      tt__sink_json_str(out, name);
       tt__sink_str(out, "}}");
       ev_open(&p, "M", "thread_sort_index", NULL, p.v[i].id, t->t0);
       tt__sink_printf(out, ",\"args\":{\"sort_index\":%llu}}", (unsigned long long)p.v[i].id);
