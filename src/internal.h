@@ -891,8 +891,6 @@ typedef struct tt__worker_figures {
   uint32_t timers;      /* timers armed in its heaps (waits' deadlines and program timers) */
   uint32_t io_waiters;  /* coroutines and plain threads waiting on descriptors it polls */
 } tt__worker_figures;
-/* Descriptors waited on through w's poller right now (src/net/poll.h). */
-uint32_t tt__poller_waiters(tt__worker *w);
 /* Fills *out for worker i: 0, or TT_EINVAL (i out of range) or TT_ENOTRUNNING. Any thread. */
 int tt__worker_figures_get(int i, tt__worker_figures *out);
 static inline void tt__fig_bump(_Atomic uint64_t *c, uint64_t n) {

@@ -207,6 +207,19 @@ static char *which(const char *prog) {
   return NULL;
 }
 
+void tt_test_show(const char *text) {
+
+  fflush(stdout);
+  size_t n = strlen(text);
+  while (n > 0) {
+    ssize_t k = write(1, text, n);
+    if (k <= 0)
+      break;
+    text += k;
+    n -= (size_t)k;
+  }
+}
+
 char *tt_test_client(const char *prog) {
   if (getenv("TT_TEST_EMULATOR")) {
     printf("skipped: %s is not run under the emulator\n", prog);

@@ -112,6 +112,9 @@ const char *tt_test_name(void);
  * into a malloc'd NUL-terminated string stored in *out (if out is not NULL). */
 int tt_test_spawn(char *const argv[], char *const env[], char **out);
 
+/* Writes text into the test's log at once (a failing assertion exits without flushing stdio). */
+void tt_test_show(const char *text);
+
 /* A real client program the tests check our output with (go, panicparse, promtool, chromium):
  * its path on PATH (malloc'd), or NULL — with a printed "skipped" — under the emulator (the tools
  * there would be the host's) or, when it is missing, if TT_TEST_NO_CLIENTS is set; missing

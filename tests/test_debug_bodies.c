@@ -29,19 +29,6 @@ extern const char tt__debug_page_html[];
 
 /* ---- Helpers -------------------------------------------------------------------------------- */
 
-/* Prints text into the test's log at once (a failing assertion exits without flushing stdio). */
-static void show(const char *text) {
-  fflush(stdout);
-  size_t n = strlen(text);
-  while (n > 0) {
-    ssize_t k = write(1, text, n);
-    if (k <= 0)
-      break;
-    text += k;
-    n -= (size_t)k;
-  }
-}
-
 static char *metrics_text(void) {
   tt__sink s;
   tt__sink_mem(&s);
@@ -525,7 +512,7 @@ static size_t prom_count(const prom *p, const char *name) {
 static prom parse_or_fail(const char *text) {
   prom p;
   if (!prom_parse(text, &p)) {
-    show(text);
+    tt_test_show(text);
     tt_test_fail(__FILE__, __LINE__, "invalid exposition: %s", p.err);
   }
   return p;
@@ -678,7 +665,7 @@ static void promtool_check(const char *promtool, const char *text) {
   int st = tt_test_spawn(argv, NULL, &out);
   unlink(path);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || out[0] != '\0') {
-    show(text);
+    tt_test_show(text);
     tt_test_fail(__FILE__, __LINE__, "promtool check metrics: status %d, output:\n%s", st, out);
   }
   free(out);
@@ -708,7 +695,7 @@ TEST(debug_metrics_promtool) {
 static json parse_json_or_fail(const char *text) {
   json j;
   if (!json_parse(text, &j)) {
-    show(text);
+    tt_test_show(text);
     tt_test_fail(__FILE__, __LINE__, "invalid JSON (above)");
   }
   return j;
@@ -975,7 +962,7 @@ static int escaping_body(void *arg) {
         found = &gs->items[j];
     }
     if (found == NULL) {
-      show(text);
+      tt_test_show(text);
       tt_test_fail(__FILE__, __LINE__, "no group named (decoded) #%zu", i);
     }
     ASSERT_EQ(jint(found, "count"), 1);
@@ -1240,13 +1227,13 @@ static const char *dom_group_with(char **g, size_t n, const char *func, const ch
   for (size_t i = 0; i < n; i++)
     if (strstr(g[i], want)) {
       if (found) {
-        show(dom);
+        tt_test_show(dom);
         tt_test_fail(__FILE__, __LINE__, "two groups show %s", func);
       }
       found = g[i];
     }
   if (found == NULL) {
-    show(dom);
+    tt_test_show(dom);
     tt_test_fail(__FILE__, __LINE__, "no group shows %s (DOM above)", func);
   }
   return found;
@@ -1267,7 +1254,7 @@ static void check_page_dom(const char *chromium, const char *tmp, const char *ba
   char *dom = chromium_dom(chromium, tmp, base);
   size_t n = dom_groups(dom, g, 64);
   if (n < 5) {
-    show(dom);
+    tt_test_show(dom);
     tt_test_fail(__FILE__, __LINE__, "%zu groups shown (DOM above)", n);
   }
   const char *f = dom_group_with(g, n, "bodies_f", dom);
@@ -1301,7 +1288,7 @@ static void check_page_dom(const char *chromium, const char *tmp, const char *ba
   dom = chromium_dom(chromium, tmp, url);
   n = dom_groups(dom, g, 64);
   if (n != 1) {
-    show(dom);
+    tt_test_show(dom);
     tt_test_fail(__FILE__, __LINE__, "state=sleep shows %zu groups", n);
   }
   ASSERT_CONTAINS(g[0], ">bodies_g<");

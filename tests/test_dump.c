@@ -25,19 +25,6 @@ void tt__snapshot_age(tt_snapshot *s, int64_t ns);
       ASSERT_CONTAINS(hay, needle);                                                                \
   } while (0)
 
-/* Prints a dump into the test's log at once (a failing assertion exits without flushing stdio). */
-static void show(const char *text) {
-  fflush(stdout);
-  size_t n = strlen(text);
-  while (n > 0) {
-    ssize_t k = write(1, text, n);
-    if (k <= 0)
-      break;
-    text += k;
-    n -= (size_t)k;
-  }
-}
-
 /* Writes a dump to a fresh temporary file and returns its path. */
 static char *dump_to_file(int format, const char *suffix) {
   char *path = malloc(256);
@@ -144,7 +131,7 @@ static int traces_body(void *arg) {
   size_t len;
   ASSERT_OK(tt_dump_mem(TT_DUMP_TRACES, &out, &len));
   ASSERT_EQ(len, strlen(out));
-  show(out);
+  tt_test_show(out);
   /* The caller first, at the public call it made; tether's own frames are hidden. */
   ASSERT(strncmp(out, "goroutine 1 [running]:\ntt_dump_mem(...)\n\t", 41) == 0);
   ASSERT(strstr(out, "tt__") == NULL);
@@ -216,7 +203,7 @@ static int panicparse_body(void *arg) {
   char *argv[] = {pp, "-no-color", "-parse=false", path, NULL};
   char *out;
   int st = tt_test_spawn(argv, NULL, &out);
-  show(out);
+  tt_test_show(out);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
     tt_test_fail(__FILE__, __LINE__, "panicparse: status %#x", st);
   ASSERT(strstr(out, "Failed") == NULL);
@@ -252,7 +239,7 @@ static int counts_body(void *arg) {
   seed_start(&s);
   char *out;
   ASSERT_OK(tt_dump_mem(TT_DUMP_COUNTS, &out, NULL));
-  show(out);
+  tt_test_show(out);
   tt_counts c;
   ASSERT_OK(tt_counts_get(&c));
   char want[128];
@@ -557,7 +544,7 @@ static int running_body(void *arg) {
   spinner = found;
   char *out;
   ASSERT_OK(tt_dump_mem(TT_DUMP_TRACES, &out, NULL));
-  show(out);
+  tt_test_show(out);
   char *b = block_of(out, spinner);
   ASSERT(b != NULL);
   ASSERT_CONTAINS(b, "[running]:\n");
@@ -649,7 +636,7 @@ static int creation_body(void *arg) {
   tt_test_await_reason(TT_WAIT_CHAN_RECV, 1);
   char *out;
   ASSERT_OK(tt_dump_mem(TT_DUMP_TRACES, &out, NULL));
-  show(out);
+  tt_test_show(out);
   char *b = block_of(out, id);
   ASSERT(b != NULL);
   char want[256];

@@ -66,11 +66,6 @@ void tt__pollfd_put(tt__pollfd *pd);
 int tt__pollfd_ready(uint32_t index, uint32_t gen, int events);
 
 /* Scheduler hooks (sched.c). */
-void tt__poller_free(tt__worker *w); /* at the end of a run */
-/* Whether anyone waits on w's descriptors (seq_cst: see above). */
-static inline uint32_t tt__poller_nwait(tt__worker *w) {
-  return atomic_load_explicit(&w->io_waiters, memory_order_seq_cst);
-}
 /* Polls w's poller without blocking, if anyone waits on it: readies the waiters of ready
  * descriptors. Returns the number woken. w's own thread. */
 int tt__poller_poll_now(tt__worker *w);

@@ -250,10 +250,6 @@ void tt__pollfd_close(tt__pollfd *pd) {
 
 /* ---- Scheduler hooks ---------------------------------------------------------------------- */
 
-uint32_t tt__poller_waiters(tt__worker *w) {
-  return atomic_load_explicit(&w->io_waiters, memory_order_relaxed);
-}
-
 int tt__poller_poll_now(tt__worker *w) {
   if (atomic_load_explicit(&w->io_waiters, memory_order_relaxed) == 0)
     return 0;
@@ -274,8 +270,6 @@ void tt__poller_sleep(tt__worker *w, int64_t until) {
   tt__fig_bump(&w->fig_polls, 1);
   tt__fig_bump(&w->fig_poll_events, (uint64_t)n);
 }
-
-void tt__poller_free(tt__worker *w) { tt__pb_destroy(w); }
 
 /* ---- tt_fd_wait ---------------------------------------------------------------------------- */
 

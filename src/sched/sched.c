@@ -1164,7 +1164,7 @@ int tt__worker_figures_get(int i, tt__worker_figures *out) {
   out->poll_events = atomic_load_explicit(&w->fig_poll_events, memory_order_relaxed);
   out->timers = atomic_load_explicit(&w->timers.hint, memory_order_relaxed) +
                 atomic_load_explicit(&w->ptimers.hint, memory_order_relaxed);
-  out->io_waiters = tt__poller_waiters(w);
+  out->io_waiters = atomic_load_explicit(&w->io_waiters, memory_order_relaxed);
   return 0;
 }
 
@@ -1285,7 +1285,7 @@ static void runtime_free(void) {
   for (int i = 0; i < tt__rt.procs; i++) {
     tt__timers_free(&tt__rt.workers[i].timers);
     tt__timers_free(&tt__rt.workers[i].ptimers);
-    tt__poller_free(&tt__rt.workers[i]);
+    tt__pb_destroy(&tt__rt.workers[i]); /* its poller, if it made one */
   }
   tt__stacks_destroy();
   for (int i = 0; i < tt__rt.procs; i++) {
