@@ -591,22 +591,15 @@ static intptr_t pprof_body(void *arg) {
   return 0;
 }
 
-static int go_pprof_body(void *arg) {
-  const char *go = arg;
-  tt_chan *ch = park_many(7);
-  char addr[80], url[160];
-  ASSERT_OK(tt_debug_addr(addr, sizeof addr));
-  snprintf(url, sizeof url, "http://%s/debug/pprof/goroutine", addr);
+/* Runs `go tool pprof -top` on url (or a file), which must succeed and show a row for
+ * dbg_parked_reader with cum 7; returns its output (malloc'd). */
+static char *pprof_top_seven(const char *go, const char *url) {
   struct pprof_call p = {.go = go, .url = url};
   off_worker(pprof_body, &p);
   if (!(WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0))
     tt_test_fail(__FILE__, __LINE__, "go tool pprof -top %s: status %#x; output:\n%s", url,
                  p.status, p.out);
   printf("%s", p.out);
-  /* Our function names, with their counts: seven parked readers. */
-  ASSERT_CONTAINS(p.out, "Type: goroutine");
-  ASSERT_CONTAINS(p.out, "dbg_parked_reader");
-  ASSERT_CONTAINS(p.out, "go_pprof_body");
   bool seven = false;
   for (const char *l = p.out; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
     long long flat, cum;
@@ -618,7 +611,20 @@ static int go_pprof_body(void *arg) {
   }
   if (!seven)
     tt_test_fail(__FILE__, __LINE__, "no row dbg_parked_reader with cum 7:\n%s", p.out);
-  free(p.out);
+  return p.out;
+}
+
+static int go_pprof_body(void *arg) {
+  const char *go = arg;
+  tt_chan *ch = park_many(7);
+  char addr[80], url[160];
+  ASSERT_OK(tt_debug_addr(addr, sizeof addr));
+  snprintf(url, sizeof url, "http://%s/debug/pprof/goroutine", addr);
+  char *out = pprof_top_seven(go, url);
+  /* Our function names, with their counts: seven parked readers. */
+  ASSERT_CONTAINS(out, "Type: goroutine");
+  ASSERT_CONTAINS(out, "go_pprof_body");
+  free(out);
   unpark(ch);
   return 0;
 }
@@ -1293,25 +1299,8 @@ static int delta_body(void *arg) {
   close(fd);
   resp_free(&d.r);
   if (go != NULL) {
-    struct pprof_call p = {.go = go, .url = file};
-    off_worker(pprof_body, &p);
-    if (!(WIFEXITED(p.status) && WEXITSTATUS(p.status) == 0))
-      tt_test_fail(__FILE__, __LINE__, "go tool pprof -top: status %#x; output:\n%s", p.status,
-                   p.out);
-    printf("%s", p.out);
     /* 3 parked before, 10 after: the delta shows the 7 that parked meanwhile. */
-    bool seven = false;
-    for (const char *l = p.out; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-      long long flat, cum;
-      double a, b, c;
-      char fn[256];
-      if (sscanf(l, " %lld %lf%% %lf%% %lld %lf%% %255s", &flat, &a, &b, &cum, &c, fn) == 6 &&
-          strcmp(fn, "dbg_parked_reader") == 0)
-        seven = cum == 7;
-    }
-    if (!seven)
-      tt_test_fail(__FILE__, __LINE__, "no row dbg_parked_reader with cum 7:\n%s", p.out);
-    free(p.out);
+    free(pprof_top_seven(go, file));
   }
   unlink(file);
   ASSERT_OK(tt_chan_close(after));

@@ -383,9 +383,8 @@ static void inspect(int i, episode *e, int64_t now, int64_t th) {
 
 static void sample(int64_t th) {
   /* Only while the runtime runs (or is in its grace period): once it stops, workers leave, and
-   * one leaving must not be sent a capture signal. acquire: pairs with the state's store. */
-  int st = atomic_load_explicit(&tt__rt.state, memory_order_acquire);
-  if (st != 1 && st != 2)
+   * one leaving must not be sent a capture signal. */
+  if (!tt_running())
     return;
   atomic_fetch_add_explicit(&wd.samples, 1, memory_order_relaxed);
   int64_t now = tt__clock();
