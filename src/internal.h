@@ -617,6 +617,7 @@ typedef struct tt__runtime {
   tt__worker *workers;
   _Atomic int nspinning;
   _Atomic int nsleeping;
+  _Atomic int plain_wakers; /* plain threads inside a wake of another worker (sched.c: ready) */
   /* Stop-the-world (tt__stw_begin): stw has TT__STW_REQ while one is requested or held, and
    * TT__STW_STOPPING once the runtime stops (so that pick_local asks one word for both);
    * stw_parked counts the workers parked at the safe point; stw_owner serialises the parties

@@ -420,12 +420,19 @@ static void ready(tt__coro *co, bool fifo) {
   }
   /* Another worker's coroutine: its inbox. seq_cst on the push pairs with the worker's seq_cst
    * store of w->sleeping and re-check of the inbox before it sleeps. */
+  /* A plain thread's wake may let the run end (its coroutine returns, tt_run frees the workers)
+   * before wake_worker has looked at w: counted, and the end of the run waits for the count to
+   * drain (runtime_free). seq_cst: the count is up before the push that lets anyone run. */
+  if (me == NULL)
+    atomic_fetch_add_explicit(&tt__rt.plain_wakers, 1, memory_order_seq_cst);
   tt__coro *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
   do
     co->next = head;
   while (!atomic_compare_exchange_weak_explicit(&w->inbox, &head, co, memory_order_seq_cst,
                                                 memory_order_relaxed));
   wake_worker(w);
+  if (me == NULL) /* release: our reads of w happen before the end of the run frees it */
+    atomic_fetch_sub_explicit(&tt__rt.plain_wakers, 1, memory_order_release);
 }
 
 void tt__ready(tt__coro *co) { ready(co, false); }
@@ -1279,6 +1286,9 @@ static void free_leftover(tt__coro *co, void *unused) {
 }
 
 static void runtime_free(void) {
+  /* acquire: pairs with a plain waker's release as it lets go of a worker (see ready). */
+  while (atomic_load_explicit(&tt__rt.plain_wakers, memory_order_acquire) != 0)
+    sched_yield();
   tt__rt.discarding = true; /* no worker runs: only this thread reads it until it is cleared */
   tt__registry_walk(free_leftover, NULL);
   tt__rt.discarding = false;
